@@ -1,0 +1,44 @@
+"""Small helpers shared by the API and the workers."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+MAX_FILENAME_LENGTH = 200
+_UNSAFE_CHARACTERS = re.compile(r'[\\/:*?"<>|]')
+_WHITESPACE = re.compile(r"\s+")
+
+
+def sanitize_filename(name: str, *, fallback: str = "file") -> str:
+    """A client's filename reduced to something safe to show and to put in a header.
+
+    The result is never used as a storage path (keys are generated from ids); this only keeps the
+    original name as data. Path components, control characters, leading dots and dashes are
+    dropped, unicode is normalised, and the length is capped with the extension kept.
+    """
+    name = unicodedata.normalize("NFC", name or "")
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")
+    name = _UNSAFE_CHARACTERS.sub("_", name)
+    name = _WHITESPACE.sub(" ", name).strip().lstrip(".-").strip()
+    if not name:
+        return fallback
+    if len(name) > MAX_FILENAME_LENGTH:
+        stem, dot, extension = name.rpartition(".")
+        if dot and 0 < len(extension) <= 10:
+            name = stem[: MAX_FILENAME_LENGTH - len(extension) - 1] + "." + extension
+        else:
+            name = name[:MAX_FILENAME_LENGTH]
+    return name
+
+
+def file_extension(name: str) -> str:
+    """The lower-cased extension of a filename, without the dot ('' when there is none)."""
+    stem, dot, extension = (name or "").rpartition(".")
+    return extension.lower() if dot and stem else ""
+
+
+def client_ip(request) -> str:
+    """The caller's address as the WSGI server saw it (the PaaS router sets REMOTE_ADDR)."""
+    return request.META.get("REMOTE_ADDR", "") or "unknown"

@@ -1,0 +1,89 @@
+"""Operations (one processing job each) and their input and output files."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.db.models import Q
+
+from apps.operations.enums import FileType, OperationStatus, ProcessingPhase
+
+
+class Operation(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    session_key = models.CharField(max_length=40)
+    operation = models.CharField(max_length=50)
+    status = models.CharField(max_length=20, choices=OperationStatus.choices, default=OperationStatus.PENDING)
+    progress = models.PositiveSmallIntegerField(default=0)
+    parameters = models.JSONField(default=dict, blank=True)
+    error_message = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    is_deleted = models.BooleanField(default=False)
+
+    # What the contract adds to the original's fields.
+    phase = models.CharField(max_length=20, choices=ProcessingPhase.choices, blank=True, default="")
+    job_id = models.CharField(max_length=100, blank=True, default="", help_text="The RQ job id of the current attempt.")
+    attempt = models.PositiveIntegerField(
+        default=0, help_text="Raised on every claim by a worker; a worker's writes apply only while it matches."
+    )
+    retry_count = models.PositiveSmallIntegerField(default=0)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+    # NULL, not "", so that the unique constraint ignores operations created without a key.
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+    metadata = models.JSONField(default=dict, blank=True, help_text="Operator details: FFmpeg stderr tail, timings.")
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            # A session's operations, newest first (list, session summary).
+            models.Index(fields=["session_key", "-created_at"], name="operation_session_recent"),
+            # Sweeps: stuck or pending rows by status and age.
+            models.Index(fields=["status", "created_at"], name="operation_status_created"),
+            # Retention: expired rows that still hold files.
+            models.Index(fields=["expires_at"], name="operation_expiry", condition=Q(is_deleted=False)),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["session_key", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="operation_unique_idempotency_key",
+            ),
+            models.CheckConstraint(condition=Q(progress__lte=100), name="operation_progress_at_most_100"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.operation} {self.id} ({self.status})"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in OperationStatus.terminal()
+
+
+class File(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    operation = models.ForeignKey(Operation, on_delete=models.CASCADE, related_name="files")
+    file_type = models.CharField(max_length=10, choices=FileType.choices)
+    file_path = models.CharField(max_length=500, help_text="The storage key, generated from ids.")
+    file_name = models.CharField(max_length=255, help_text="The client's original name, sanitised; data only.")
+    file_size = models.BigIntegerField(default=0)
+    mime_type = models.CharField(max_length=100, blank=True, default="")
+    cloudinary_public_id = models.CharField(max_length=255, blank=True, default="")
+    cloudinary_url = models.URLField(max_length=1000, blank=True, default="")
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            # One input and at most one output per operation: a job processed twice still
+            # leaves a single output.
+            models.UniqueConstraint(fields=["operation", "file_type"], name="file_one_per_role"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.file_type} {self.file_name}"

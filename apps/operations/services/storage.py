@@ -1,0 +1,85 @@
+"""The storage service: one interface for every place files can live.
+
+Keys are generated from operation ids (``uploads/<operation id>/input.mp4``), never from a
+client's filename. Backends: the local filesystem (``local_storage.py``) and Cloudinary
+(``cloudinary_storage.py``), chosen by ``USE_CLOUDINARY``.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from django.conf import settings
+
+from apps.operations.enums import FileType, MediaType
+
+_EXTENSION = re.compile(r"^[a-z0-9]{1,8}$")
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    size: int
+    url: str = ""
+    public_id: str = ""
+
+
+@dataclass(frozen=True)
+class DownloadTarget:
+    """Either a stream to send (local storage) or a URL to redirect to (object storage)."""
+
+    stream: BinaryIO | None = None
+    url: str = ""
+    size: int | None = None
+
+
+class StorageBackend(Protocol):
+    name: str
+
+    def save_upload(
+        self, *, operation_id: uuid.UUID, source: BinaryIO | Path, extension: str, media_type: MediaType
+    ) -> StoredObject:
+        """Store a client's upload (an open file, a Django upload or a local path)."""
+
+    def save_output(
+        self, *, operation_id: uuid.UUID, local_path: Path, extension: str, media_type: MediaType
+    ) -> StoredObject:
+        """Store a processed file from the worker's temp directory."""
+
+    def fetch_to_path(self, *, key: str, destination: Path) -> Path:
+        """Bring a stored object into a local file for processing; returns ``destination``."""
+
+    def open_for_download(self, *, key: str, media_type: MediaType) -> DownloadTarget:
+        """What the download endpoint should send or redirect to."""
+
+    def delete(self, *, key: str, media_type: MediaType) -> None:
+        """Remove an object; removing one that is already gone is not an error."""
+
+    def exists(self, *, key: str, media_type: MediaType) -> bool: ...
+
+    def check(self) -> None:
+        """Raise ``StorageError`` when the backend cannot be used (for the health check)."""
+
+
+def object_key(*, operation_id: uuid.UUID, file_type: FileType, extension: str) -> str:
+    """The storage key of an operation's input or output: generated, never client-chosen."""
+    if not _EXTENSION.match(extension):
+        raise ValueError(f"Refusing to build a storage key with extension {extension!r}.")
+    folder = "uploads" if file_type == FileType.INPUT else "outputs"
+    return f"{folder}/{uuid.UUID(str(operation_id))}/{file_type}.{extension}"
+
+
+def get_storage() -> StorageBackend:
+    """The configured backend. Cheap to build, and read from settings on every call so that a
+    test's settings override takes effect."""
+    if settings.USE_CLOUDINARY:
+        from apps.operations.services.cloudinary_storage import CloudinaryStorage
+
+        return CloudinaryStorage()
+    from apps.operations.services.local_storage import LocalStorage
+
+    return LocalStorage(root=Path(settings.STORAGE_ROOT))

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class ProcessorsConfig(AppConfig):
+    name = "apps.processors"
+    label = "processors"

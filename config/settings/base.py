@@ -1,0 +1,226 @@
+"""Settings shared by every environment; development.py and production.py only override."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from config.settings.env import (
+    env_bool,
+    env_int,
+    env_list,
+    env_rate,
+    env_size,
+    env_str,
+    env_url,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+# --- Core -----------------------------------------------------------------------------------
+# The development key is only a fallback; production.py refuses to start with it.
+INSECURE_SECRET_KEY = "django-insecure-konvrt-development-key-do-not-use-in-production"  # noqa: S105
+SECRET_KEY = env_str("SECRET_KEY") or INSECURE_SECRET_KEY
+DEBUG = env_bool("DEBUG", False)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "corsheaders",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_rq",
+    "apps.core",
+    "apps.operations",
+    "apps.processors",
+    "apps.api",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "apps.core.middleware.ApiSessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# --- Storage --------------------------------------------------------------------------------
+STORAGE_ROOT = Path(env_str("STORAGE_ROOT") or BASE_DIR / "storage").resolve()
+# Per-job working directories and in-flight uploads; may be a separate (faster) disk.
+TEMP_ROOT = Path(env_str("TEMP_ROOT") or STORAGE_ROOT / "temp").resolve()
+FILE_RETENTION_DAYS = env_int("FILE_RETENTION_DAYS", 7, minimum=1)
+MAX_FILE_SIZE = {
+    "video": env_size("MAX_FILE_SIZE_VIDEO", 500 * 1024 * 1024),
+    "image": env_size("MAX_FILE_SIZE_IMAGE", 25 * 1024 * 1024),
+    "audio": env_size("MAX_FILE_SIZE_AUDIO", 100 * 1024 * 1024),
+}
+# Uploads larger than this are streamed to a temporary file next to the storage root (same
+# filesystem, so storing the upload is a rename rather than a copy).
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+FILE_UPLOAD_TEMP_DIR = str(TEMP_ROOT / "uploads")
+FILE_UPLOAD_PERMISSIONS = 0o640
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+
+# --- Cloudinary -----------------------------------------------------------------------------
+USE_CLOUDINARY = env_bool("USE_CLOUDINARY", False)
+CLOUDINARY_URL = None
+CLOUDINARY_CREDENTIALS: dict[str, str] = {}
+CLOUDINARY_STORAGE = {
+    "ROOT_FOLDER": env_str("CLOUDINARY_ROOT_FOLDER") or "mediaprocessor",
+    "UPLOADS_FOLDER": "uploads",
+    "OUTPUTS_FOLDER": "outputs",
+}
+if USE_CLOUDINARY:
+    # Read only when enabled, so a laptop without Cloudinary needs none of these.
+    CLOUDINARY_URL = env_url("CLOUDINARY_URL", None, schemes=("cloudinary",))
+    if CLOUDINARY_URL is None:
+        CLOUDINARY_CREDENTIALS = {
+            name: env_str(f"CLOUDINARY_{name.upper()}") or "" for name in ("cloud_name", "api_key", "api_secret")
+        }
+        missing = [f"CLOUDINARY_{name.upper()}" for name, value in CLOUDINARY_CREDENTIALS.items() if not value]
+        if missing:
+            raise ImproperlyConfigured(
+                "USE_CLOUDINARY is on: set CLOUDINARY_URL, or all of " + ", ".join(missing) + "."
+            )
+
+# --- Database -------------------------------------------------------------------------------
+DATABASE_URL = env_url(
+    "DATABASE_URL",
+    None,
+    schemes=("postgres", "postgresql", "pgsql", "sqlite"),
+)
+if DATABASE_URL:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
+else:
+    # The embedded default: one SQLite file beside the stored media, in WAL mode with a busy
+    # timeout so that the web process and the workers can write concurrently.
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": STORAGE_ROOT / "konvrt.sqlite3",
+            "OPTIONS": {
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+            },
+        }
+    }
+
+# --- Redis, cache and queues ----------------------------------------------------------------
+REDIS_URL = env_url("REDIS_URL", "redis://localhost:6379/0", schemes=("redis", "rediss", "unix"))
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "konvrt",
+        "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+    }
+}
+
+from config.settings.rq_settings import RQ_QUEUES, WORKER_CONFIG  # noqa: E402, F401
+
+# --- Sessions (anonymous identity) -----------------------------------------------------------
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
+SESSION_COOKIE_AGE = 30 * 24 * 60 * 60
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_HEADER_NAME = "X-Session-Key"
+
+# --- CORS -----------------------------------------------------------------------------------
+CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", ["http://localhost:3000"])
+CORS_ALLOW_CREDENTIALS = True
+CORS_ALLOW_HEADERS = (
+    "accept",
+    "authorization",
+    "content-type",
+    "idempotency-key",
+    "origin",
+    "user-agent",
+    "x-requested-with",
+    "x-session-key",
+)
+CORS_EXPOSE_HEADERS = ("X-Session-Key", "Retry-After", "Content-Disposition")
+
+# --- REST framework -------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": [],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_THROTTLE_RATES": {
+        "anon_burst": env_rate("THROTTLE_ANON_BURST", "60/minute"),
+        "anon_sustained": env_rate("THROTTLE_ANON_SUSTAINED", "1000/day"),
+        "uploads": env_rate("THROTTLE_UPLOADS", "10/hour"),
+        "status_checks": env_rate("THROTTLE_STATUS_CHECKS", "120/minute"),
+    },
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Konvrt API",
+    "DESCRIPTION": "Upload a video, image or audio file with an operation; poll its status; download the result.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- Media processing -----------------------------------------------------------------------
+FFMPEG_BINARY = env_str("FFMPEG_BINARY") or None
+
+# --- Logging --------------------------------------------------------------------------------
+LOG_LEVEL = (env_str("LOG_LEVEL") or "INFO").upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

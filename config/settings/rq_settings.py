@@ -1,0 +1,33 @@
+"""Redis Queue configuration: the queues, their timeouts and how many workers serve each."""
+
+from __future__ import annotations
+
+from config.settings.env import env_url
+
+REDIS_URL = env_url("REDIS_URL", "redis://localhost:6379/0", schemes=("redis", "rediss", "unix"))
+
+WORKER_CONFIG = {
+    "video": {
+        "queue": "video_queue",
+        "timeout": 1800,  # 30 minutes
+        "count": 1,
+        "worker_ttl": 600,
+    },
+    "image": {
+        "queue": "image_queue",
+        "timeout": 60,  # 1 minute
+        "count": 2,
+        "worker_ttl": 180,
+    },
+    "audio": {
+        "queue": "audio_queue",
+        "timeout": 300,  # 5 minutes
+        "count": 1,
+        "worker_ttl": 360,
+    },
+}
+
+# django-rq reads this: every queue on REDIS_URL, each with its job timeout.
+RQ_QUEUES = {
+    worker["queue"]: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": worker["timeout"]} for worker in WORKER_CONFIG.values()
+}

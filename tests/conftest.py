@@ -1,0 +1,64 @@
+"""Fixtures every test can use: isolated storage, a clean Redis, a real RQ worker, real media."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import django_rq
+import pytest
+from django.conf import settings as django_settings
+from redis import Redis
+from rq import SimpleWorker
+
+from tests.media import MediaFactory
+
+
+def queue_names() -> list[str]:
+    return [worker["queue"] for worker in django_settings.WORKER_CONFIG.values()]
+
+
+@pytest.fixture(scope="session")
+def media(tmp_path_factory: pytest.TempPathFactory) -> MediaFactory:
+    """Generates small real media files (see tests/media.py), once per run."""
+    return MediaFactory(tmp_path_factory.mktemp("media"))
+
+
+@pytest.fixture(autouse=True)
+def storage_root(settings, tmp_path: Path) -> Path:
+    """Every test stores files in a directory of its own."""
+    root = tmp_path / "storage"
+    settings.STORAGE_ROOT = root
+    settings.TEMP_ROOT = root / "temp"
+    settings.FILE_UPLOAD_TEMP_DIR = str(root / "temp" / "uploads")
+    for directory in (root / "uploads", root / "outputs", root / "temp" / "jobs", root / "temp" / "uploads"):
+        directory.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+@pytest.fixture(autouse=True)
+def redis_connection() -> Redis:
+    """The test run's Redis database, emptied before each test (queues, jobs, throttle counters).
+
+    REDIS_URL must name a database that belongs to the tests: `.ci/run` uses /9 and `make test`
+    without REDIS_URL starts a private server.
+    """
+    connection = django_rq.get_connection(queue_names()[0])
+    connection.flushdb()
+    return connection
+
+
+@pytest.fixture
+def run_worker(redis_connection: Redis) -> Callable[..., SimpleWorker]:
+    """Run a real RQ worker in burst mode over the given queues (all by default) until they are empty.
+
+    SimpleWorker executes jobs in this process, so they see the test's database.
+    """
+
+    def run(*names: str, max_jobs: int | None = None) -> SimpleWorker:
+        queues = [django_rq.get_queue(name) for name in (names or queue_names())]
+        worker = SimpleWorker(queues, connection=redis_connection)
+        worker.work(burst=True, max_jobs=max_jobs, logging_level="WARNING")
+        return worker
+
+    return run
