@@ -9,8 +9,8 @@ class OperationsConfig(AppConfig):
     label = "operations"
 
     def ready(self) -> None:
-        # The storage layout (and whitenoise's static root) must exist before Django's checks look at FILE_UPLOAD_TEMP_DIR and
-        # before a SQLite database file is opened inside it.
+        # The storage layout (and whitenoise's static root) must exist before Django's checks
+        # look at FILE_UPLOAD_TEMP_DIR and before a SQLite database file is opened inside it.
         for directory in (
             Path(settings.STORAGE_ROOT) / "uploads",
             Path(settings.STORAGE_ROOT) / "outputs",

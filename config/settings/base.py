@@ -164,6 +164,10 @@ CACHES = {
 
 from config.settings.rq_settings import RQ_QUEUES, WORKER_CONFIG  # noqa: E402, F401
 
+# Enqueue immediately: the queue manager itself waits for the commit (and must see a Redis error
+# to leave the operation pending), so django-rq's own deferral would hide failures.
+RQ = {"COMMIT_MODE": "auto"}
+
 # --- Sessions (anonymous identity) -----------------------------------------------------------
 SESSION_ENGINE = "django.contrib.sessions.backends.db"
 SESSION_COOKIE_AGE = 30 * 24 * 60 * 60

@@ -15,7 +15,9 @@ from config.settings.env import env_bool, env_int, env_list, env_rate, env_size,
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize(("raw", "expected"), [("true", True), ("1", True), ("Yes", True), ("off", False), ("0", False)])
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("true", True), ("1", True), ("Yes", True), ("off", False), ("0", False)]
+)
 def test_env_bool_accepts_common_spellings(monkeypatch, raw, expected):
     monkeypatch.setenv("KONVRT_FLAG", raw)
     assert env_bool("KONVRT_FLAG", not expected) is expected

@@ -45,9 +45,10 @@ def test_out_of_range_and_wrong_types():
     assert details["quality"] == ["Must be at most 28."]
     assert details["preset"] == ["Must be of type string."]
     assert errors_for("image_convert", {"output_format": "png", "quality": 0})["quality"] == ["Must be at least 1."]
-    assert "boolean" in errors_for("image_resize", {"width": 10, "maintain_aspect_ratio": "yes"})[
-        "maintain_aspect_ratio"
-    ][0]
+    assert (
+        "boolean"
+        in errors_for("image_resize", {"width": 10, "maintain_aspect_ratio": "yes"})["maintain_aspect_ratio"][0]
+    )
     assert errors_for("image_resize", {"width": "10"})["width"] == ["Must be of type integer."]
 
 

@@ -23,7 +23,13 @@ def test_job_workspace_is_removed_after_failure():
 
 @pytest.mark.parametrize(
     ("extension", "mime"),
-    [("mp4", "video/mp4"), ("webm", "video/webm"), ("jpg", "image/jpeg"), ("aac", "audio/aac"), ("qqq", "application/octet-stream")],
+    [
+        ("mp4", "video/mp4"),
+        ("webm", "video/webm"),
+        ("jpg", "image/jpeg"),
+        ("aac", "audio/aac"),
+        ("qqq", "application/octet-stream"),
+    ],
 )
 def test_mime_types(extension, mime):
     assert mime_type_for_extension(extension) == mime

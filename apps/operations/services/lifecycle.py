@@ -1,0 +1,198 @@
+"""Every status change of an operation, each one guarded.
+
+Each transition is a conditional UPDATE (compare-and-set on the current status, and for a
+worker's writes on its ``attempt``), so two workers cannot both win a claim, and a late or
+duplicate worker never overwrites a cancel, a delete or a newer attempt. Functions that a worker
+calls return ``False`` when their write no longer applies; functions that a user's request calls
+raise ``InvalidState`` (409) or ``Expired`` (410).
+
+    pending ──▶ queued ──▶ processing ──▶ completed
+       │          │  ▲          │ └──────▶ failed ──┐
+       │          │  └─ retry ──┘                   │ user retry ──▶ pending
+       └──────────┴──────────┴──▶ cancelled ────────┘
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from apps.core.exceptions import Expired, InvalidState
+from apps.operations.enums import FileType, OperationStatus, ProcessingPhase
+from apps.operations.models import File, Operation
+
+S = OperationStatus
+
+
+def _expiry(now):
+    return now + timedelta(days=settings.FILE_RETENTION_DAYS)
+
+
+def _live(operation_id: uuid.UUID, *statuses: OperationStatus):
+    return Operation.objects.filter(id=operation_id, is_deleted=False, status__in=statuses)
+
+
+# --- queueing -------------------------------------------------------------------------------------
+def operation_mark_queued(*, operation_id: uuid.UUID, job_id: str) -> bool:
+    """pending → queued, before the job is put on the queue. Only one caller can win this, so only
+    one caller enqueues."""
+    return (
+        _live(operation_id, S.PENDING).update(status=S.QUEUED, job_id=job_id, queued_at=timezone.now(), phase="") == 1
+    )
+
+
+def operation_mark_pending(*, operation_id: uuid.UUID, job_id: str) -> bool:
+    """queued → pending, when putting the job on the queue failed (Redis unreachable)."""
+    return _live(operation_id, S.QUEUED).filter(job_id=job_id).update(status=S.PENDING, queued_at=None) == 1
+
+
+# --- a worker's transitions -----------------------------------------------------------------------
+def operation_claim(*, operation_id: uuid.UUID) -> Operation | None:
+    """queued → processing for the worker that wins; ``None`` for everyone else.
+
+    The returned operation carries the new ``attempt``: pass it to every later write.
+    """
+    now = timezone.now()
+    claimed = _live(operation_id, S.QUEUED).update(
+        status=S.PROCESSING,
+        attempt=F("attempt") + 1,
+        started_at=now,
+        heartbeat_at=now,
+        progress=0,
+        phase=ProcessingPhase.FETCHING,
+        error_message="",
+    )
+    if claimed != 1:
+        return None
+    return Operation.objects.get(id=operation_id)
+
+
+def operation_record_progress(
+    *, operation_id: uuid.UUID, attempt: int, progress: int | None = None, phase: ProcessingPhase | None = None
+) -> bool:
+    """Progress, phase and heartbeat of the current attempt. ``False`` means stop: the operation
+    was cancelled, deleted or taken over by another attempt."""
+    changes: dict[str, Any] = {"heartbeat_at": timezone.now()}
+    if progress is not None:
+        changes["progress"] = max(0, min(100, int(progress)))
+    if phase is not None:
+        changes["phase"] = phase
+    return _live(operation_id, S.PROCESSING).filter(attempt=attempt).update(**changes) == 1
+
+
+def operation_mark_completed(
+    *, operation_id: uuid.UUID, attempt: int, output: dict[str, Any], metadata: dict[str, Any] | None = None
+) -> bool:
+    """processing → completed with its output File, in one transaction, for the current attempt only.
+
+    ``output`` holds the File fields (file_path, file_name, file_size, mime_type, metadata, ...).
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        operation = _live(operation_id, S.PROCESSING).filter(attempt=attempt).select_for_update().first()
+        if operation is None:
+            return False
+        File.objects.update_or_create(operation=operation, file_type=FileType.OUTPUT, defaults=output)
+        operation.status = S.COMPLETED
+        operation.progress = 100
+        operation.phase = ""
+        operation.completed_at = now
+        operation.expires_at = _expiry(now)
+        operation.error_message = ""
+        operation.metadata = {**operation.metadata, **(metadata or {})}
+        operation.save(
+            update_fields=["status", "progress", "phase", "completed_at", "expires_at", "error_message", "metadata"]
+        )
+    return True
+
+
+def operation_mark_failed(
+    *, operation_id: uuid.UUID, message: str, attempt: int | None = None, metadata: dict[str, Any] | None = None
+) -> bool:
+    """→ failed with a message for the end user.
+
+    With ``attempt`` (a worker's own failure) it applies only to that processing attempt; without
+    (retries exhausted, a recovery sweep) it applies to any operation that is still active.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        rows = _live(operation_id, S.PROCESSING) if attempt is not None else _live(operation_id, *S.active())
+        if attempt is not None:
+            rows = rows.filter(attempt=attempt)
+        operation = rows.select_for_update().first()
+        if operation is None:
+            return False
+        operation.status = S.FAILED
+        operation.phase = ""
+        operation.error_message = message
+        operation.completed_at = now
+        operation.expires_at = _expiry(now)
+        operation.metadata = {**operation.metadata, **(metadata or {})}
+        operation.save(update_fields=["status", "phase", "error_message", "completed_at", "expires_at", "metadata"])
+    return True
+
+
+def operation_mark_retrying(*, operation_id: uuid.UUID, attempt: int, message: str) -> bool:
+    """processing → queued after a retryable error, while RQ's scheduler holds the retry."""
+    return (
+        _live(operation_id, S.PROCESSING)
+        .filter(attempt=attempt)
+        .update(status=S.QUEUED, phase="", progress=0, error_message=message, queued_at=timezone.now())
+        == 1
+    )
+
+
+# --- a user's transitions -------------------------------------------------------------------------
+def operation_cancel(*, operation: Operation) -> Operation:
+    """pending/queued/processing → cancelled. A processing job notices at its next progress write."""
+    now = timezone.now()
+    cancelled = _live(operation.id, *S.active()).update(
+        status=S.CANCELLED, phase="", completed_at=now, expires_at=_expiry(now)
+    )
+    operation.refresh_from_db()
+    if cancelled != 1:
+        raise InvalidState(f"This operation is already {operation.status} and cannot be cancelled.")
+    return operation
+
+
+def operation_reset_for_retry(*, operation: Operation) -> Operation:
+    """failed/cancelled → pending with the same input, ready to be queued again."""
+    if operation.is_deleted or (operation.expires_at is not None and operation.expires_at <= timezone.now()):
+        raise Expired("The files of this operation have expired; upload the file again.")
+    reset = _live(operation.id, S.FAILED, S.CANCELLED).update(
+        status=S.PENDING,
+        retry_count=F("retry_count") + 1,
+        progress=0,
+        phase="",
+        error_message="",
+        started_at=None,
+        completed_at=None,
+        expires_at=None,
+        queued_at=None,
+        heartbeat_at=None,
+    )
+    operation.refresh_from_db()
+    if reset != 1:
+        raise InvalidState(f"Only failed or cancelled operations can be retried; this one is {operation.status}.")
+    return operation
+
+
+def operation_mark_deleted(*, operation: Operation) -> Operation:
+    """Soft delete: the row stays for bookkeeping, hidden from its session; active work is cancelled."""
+    now = timezone.now()
+    with transaction.atomic():
+        locked = Operation.objects.select_for_update().get(id=operation.id)
+        if locked.status in S.active():
+            locked.status = S.CANCELLED
+            locked.completed_at = now
+            locked.phase = ""
+        locked.is_deleted = True
+        locked.deleted_at = now
+        locked.save(update_fields=["status", "completed_at", "phase", "is_deleted", "deleted_at"])
+    return locked

@@ -1,0 +1,135 @@
+"""Guarded status transitions: one winner per claim, no late writes over cancels, deletes or newer attempts."""
+
+from __future__ import annotations
+
+import pytest
+
+from apps.core.exceptions import Expired, InvalidState
+from apps.operations.enums import FileType, OperationStatus
+from apps.operations.models import Operation
+from apps.operations.services import lifecycle
+
+pytestmark = pytest.mark.django_db
+
+S = OperationStatus
+OUTPUT = {
+    "file_path": "outputs/x/output.mp4",
+    "file_name": "x_compressed.mp4",
+    "file_size": 10,
+    "mime_type": "video/mp4",
+}
+
+
+def make(status=S.QUEUED, **fields) -> Operation:
+    return Operation.objects.create(session_key="k" * 32, operation="video_compress", status=status, **fields)
+
+
+def test_only_one_of_two_workers_claims_an_operation():
+    operation = make()
+    first = lifecycle.operation_claim(operation_id=operation.id)
+    second = lifecycle.operation_claim(operation_id=operation.id)
+
+    assert first is not None and first.status == S.PROCESSING and first.attempt == 1
+    assert second is None
+
+
+def test_a_cancelled_operation_cannot_be_claimed_or_completed_by_a_late_worker():
+    operation = make()
+    claimed = lifecycle.operation_claim(operation_id=operation.id)
+    lifecycle.operation_cancel(operation=operation)
+
+    assert lifecycle.operation_record_progress(operation_id=operation.id, attempt=claimed.attempt, progress=50) is False
+    assert (
+        lifecycle.operation_mark_completed(operation_id=operation.id, attempt=claimed.attempt, output=OUTPUT) is False
+    )
+    operation.refresh_from_db()
+    assert operation.status == S.CANCELLED
+    assert not operation.files.exists()
+
+
+def test_a_stale_attempt_cannot_write_over_a_newer_one():
+    operation = make()
+    old = lifecycle.operation_claim(operation_id=operation.id)
+    assert lifecycle.operation_mark_retrying(operation_id=operation.id, attempt=old.attempt, message="storage timeout")
+    new = lifecycle.operation_claim(operation_id=operation.id)
+
+    assert new.attempt == old.attempt + 1
+    assert lifecycle.operation_mark_failed(operation_id=operation.id, attempt=old.attempt, message="x") is False
+    assert lifecycle.operation_mark_completed(operation_id=operation.id, attempt=new.attempt, output=OUTPUT) is True
+
+
+def test_completion_stores_one_output_and_sets_expiry(settings):
+    settings.FILE_RETENTION_DAYS = 7
+    operation = make()
+    claimed = lifecycle.operation_claim(operation_id=operation.id)
+
+    assert lifecycle.operation_mark_completed(
+        operation_id=operation.id, attempt=claimed.attempt, output=OUTPUT, metadata={"compression_ratio": 0.5}
+    )
+
+    operation.refresh_from_db()
+    assert operation.status == S.COMPLETED
+    assert operation.progress == 100
+    assert (operation.expires_at - operation.completed_at).days == 7
+    assert operation.metadata["compression_ratio"] == 0.5
+    assert operation.files.get(file_type=FileType.OUTPUT).file_name == "x_compressed.mp4"
+
+
+def test_progress_is_clamped_and_records_phase():
+    operation = make()
+    claimed = lifecycle.operation_claim(operation_id=operation.id)
+    lifecycle.operation_record_progress(
+        operation_id=operation.id, attempt=claimed.attempt, progress=250, phase="storing"
+    )
+    operation.refresh_from_db()
+    assert (operation.progress, operation.phase) == (100, "storing")
+
+
+def test_failure_without_attempt_applies_to_any_active_operation():
+    operation = make(status=S.PENDING)
+    assert lifecycle.operation_mark_failed(operation_id=operation.id, message="Gave up after 3 tries.")
+    operation.refresh_from_db()
+    assert operation.status == S.FAILED
+    assert operation.error_message == "Gave up after 3 tries."
+    assert lifecycle.operation_mark_failed(operation_id=operation.id, message="again") is False
+
+
+@pytest.mark.parametrize("status", [S.COMPLETED, S.FAILED, S.CANCELLED])
+def test_finished_operations_cannot_be_cancelled(status):
+    with pytest.raises(InvalidState, match=f"already {status}"):
+        lifecycle.operation_cancel(operation=make(status=status))
+
+
+@pytest.mark.parametrize("status", [S.FAILED, S.CANCELLED])
+def test_retry_resets_failed_and_cancelled(status):
+    operation = make(status=status, error_message="boom", progress=40)
+    reset = lifecycle.operation_reset_for_retry(operation=operation)
+    assert (reset.status, reset.retry_count, reset.error_message, reset.progress) == (S.PENDING, 1, "", 0)
+
+
+@pytest.mark.parametrize("status", [S.PENDING, S.QUEUED, S.PROCESSING, S.COMPLETED])
+def test_retry_of_other_statuses_is_invalid(status):
+    with pytest.raises(InvalidState):
+        lifecycle.operation_reset_for_retry(operation=make(status=status))
+
+
+def test_retry_after_expiry_is_expired():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    operation = make(status=S.FAILED, expires_at=timezone.now() - timedelta(seconds=1))
+    with pytest.raises(Expired):
+        lifecycle.operation_reset_for_retry(operation=operation)
+
+
+def test_delete_cancels_active_work_and_hides_the_row():
+    operation = make(status=S.PROCESSING, attempt=1)
+    deleted = lifecycle.operation_mark_deleted(operation=operation)
+    assert deleted.is_deleted and deleted.status == S.CANCELLED
+    assert lifecycle.operation_record_progress(operation_id=operation.id, attempt=1, progress=10) is False
+
+
+def test_delete_keeps_the_status_of_a_finished_operation():
+    deleted = lifecycle.operation_mark_deleted(operation=make(status=S.COMPLETED))
+    assert deleted.is_deleted and deleted.status == S.COMPLETED
