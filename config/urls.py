@@ -1,4 +1,4 @@
-"""Root URL configuration: the API under /api/v1/, its schema and docs, and the admin."""
+"""Root URL configuration: the API under /api/v1/, its schema and docs, the admin, and the web page at /."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -9,4 +9,5 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("admin/", admin.site.urls),
+    path("", include("apps.web.urls")),
 ]

@@ -1,0 +1,242 @@
+// The public API (/api/v1/, same origin: the session cookie identifies this browser), and its
+// errors turned into sentences a person understands.
+
+import { formatBytes, formatWait } from "./format.js";
+
+// Status → code, for error responses that did not come from the API itself (a proxy's 413 page).
+const CODES_BY_STATUS = {
+  400: "validation_error",
+  404: "not_found",
+  409: "invalid_state",
+  410: "expired",
+  413: "file_too_large",
+  415: "unsupported_media",
+  429: "throttled",
+  503: "service_unavailable",
+};
+
+export class ApiError extends Error {
+  constructor({ status, code, message = "", details = {}, retryAfter = null }) {
+    super(message || code);
+    this.name = "ApiError";
+    this.status = status;
+    this.code = code;
+    this.apiMessage = message;
+    this.details = details ?? {};
+    // Seconds to wait, from the Retry-After header (429, sometimes 503).
+    this.retryAfter = retryAfter;
+  }
+}
+
+function parseJson(text) {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
+  }
+}
+
+// Retry-After is either seconds or an HTTP date.
+function parseRetryAfter(value) {
+  if (!value) return null;
+  const seconds = Number(value);
+  if (Number.isFinite(seconds)) return Math.max(0, Math.ceil(seconds));
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? null : Math.max(0, Math.ceil((date - Date.now()) / 1000));
+}
+
+function errorFrom(status, payload, retryAfterHeader) {
+  const error = payload && payload.success === false && payload.error ? payload.error : {};
+  return new ApiError({
+    status,
+    code: error.code || CODES_BY_STATUS[status] || (status >= 500 ? "server_error" : "unexpected_response"),
+    message: error.message || "",
+    details: error.details || {},
+    retryAfter: parseRetryAfter(retryAfterHeader),
+  });
+}
+
+function randomKey() {
+  // randomUUID needs a secure context; a self-hosted instance on plain http over the LAN is not one.
+  if (crypto.randomUUID) return crypto.randomUUID();
+  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (byte) => byte.toString(16).padStart(2, "0")).join("");
+}
+
+export function newIdempotencyKey() {
+  return randomKey();
+}
+
+export class Api {
+  constructor(root) {
+    this.root = root;
+  }
+
+  url(path) {
+    return this.root + path;
+  }
+
+  operationPath(id, action = "") {
+    return `operations/${encodeURIComponent(id)}/${action ? `${action}/` : ""}`;
+  }
+
+  async request(method, path) {
+    let response;
+    try {
+      response = await fetch(this.url(path), {
+        method,
+        credentials: "same-origin",
+        headers: { Accept: "application/json" },
+      });
+    } catch {
+      throw new ApiError({ status: 0, code: "network_error" });
+    }
+    const payload = parseJson(await response.text());
+    if (!response.ok || !payload || payload.success !== true) {
+      throw errorFrom(response.status, payload, response.headers.get("Retry-After"));
+    }
+    return payload;
+  }
+
+  async session() {
+    return (await this.request("GET", "session/")).data;
+  }
+
+  async definitions() {
+    return (await this.request("GET", "operation-definitions/")).data;
+  }
+
+  // The whole envelope: data (a page of operations) and pagination.
+  listOperations({ page = 1, pageSize = 10 } = {}) {
+    return this.request("GET", `operations/?page=${page}&page_size=${pageSize}`);
+  }
+
+  async operation(id) {
+    return (await this.request("GET", this.operationPath(id))).data;
+  }
+
+  async status(id) {
+    return (await this.request("GET", this.operationPath(id, "status"))).data;
+  }
+
+  async retry(id) {
+    return (await this.request("POST", this.operationPath(id, "retry"))).data;
+  }
+
+  async cancel(id) {
+    return (await this.request("POST", this.operationPath(id, "cancel"))).data;
+  }
+
+  async remove(id) {
+    return this.request("DELETE", this.operationPath(id));
+  }
+
+  downloadUrl(id) {
+    return this.url(this.operationPath(id, "download"));
+  }
+
+  // Uploads with XMLHttpRequest because fetch cannot report upload progress. Returns the
+  // promise of the created operation and a function that stops the upload.
+  createOperation({ file, operation, parameters, idempotencyKey, onUploadProgress }) {
+    const form = new FormData();
+    form.append("operation", operation);
+    form.append("parameters", JSON.stringify(parameters));
+    form.append("file", file, file.name);
+    const xhr = new XMLHttpRequest();
+    const promise = new Promise((resolve, reject) => {
+      xhr.open("POST", this.url("operations/"));
+      xhr.setRequestHeader("Accept", "application/json");
+      if (idempotencyKey) xhr.setRequestHeader("Idempotency-Key", idempotencyKey);
+      xhr.upload.addEventListener("progress", (event) => {
+        if (event.lengthComputable) onUploadProgress?.(event.loaded, event.total);
+      });
+      xhr.addEventListener("load", () => {
+        const payload = parseJson(xhr.responseText);
+        if (xhr.status >= 200 && xhr.status < 300 && payload?.success === true) {
+          resolve(payload.data);
+        } else {
+          reject(errorFrom(xhr.status, payload, xhr.getResponseHeader("Retry-After")));
+        }
+      });
+      xhr.addEventListener("error", () => reject(new ApiError({ status: 0, code: "network_error" })));
+      xhr.addEventListener("abort", () => reject(new ApiError({ status: 0, code: "aborted" })));
+      xhr.send(form);
+    });
+    return { promise, abort: () => xhr.abort() };
+  }
+}
+
+function withPeriod(text) {
+  const trimmed = String(text).trim();
+  return /[.!?]$/.test(trimmed) ? trimmed : `${trimmed}.`;
+}
+
+// One plain sentence (or two) for any error. `limit` is the size limit of the chosen operation.
+export function describeError(error, { limit } = {}) {
+  if (!(error instanceof ApiError)) return "Something unexpected went wrong in this page. Please reload it.";
+  const said = error.apiMessage ? ` ${withPeriod(error.apiMessage)}` : "";
+  switch (error.code) {
+    case "file_too_large":
+      return limit
+        ? `This file is too large. The limit for this operation is ${formatBytes(limit)}.`
+        : `This file is too large for Konvrt.${said}`;
+    case "unsupported_media":
+      return `Konvrt can't process this file.${said || " Its content is not a supported format."}`;
+    case "throttled":
+      return error.retryAfter
+        ? `Too many requests from this browser. Please wait ${formatWait(error.retryAfter)} and try again.`
+        : "Too many requests from this browser. Please wait a little and try again.";
+    case "service_unavailable":
+      return "Konvrt is temporarily unavailable because one of its services is not answering. Please try again in a minute.";
+    case "network_error":
+      return "Konvrt could not be reached. Check your connection and try again.";
+    case "aborted":
+      return "The upload was stopped.";
+    case "not_found":
+      return "This job no longer exists: it was deleted or has expired.";
+    case "expired":
+      return said.trim() || "The files of this job have expired and were deleted.";
+    case "invalid_state":
+      return said.trim() || "This job can't do that in its current state.";
+    case "validation_error":
+      return said.trim() || "Some settings need attention.";
+    default:
+      return error.status >= 500
+        ? "Something went wrong on the server. Please try again later."
+        : said.trim() || `The request failed (HTTP ${error.status}).`;
+  }
+}
+
+// Field name → messages, from a 400's error.details, whatever its nesting:
+// {"parameters": {"quality": ["…"]}}, {"quality": "…"}, {"parameters.quality": […]}, {"file": […]}.
+// Messages that name no known field (or name it only inside the text, as JSON Schema's
+// "'width' is a required property" does) are matched by the quoted name, else left general.
+export function fieldErrors(details, knownFields) {
+  const byField = new Map();
+  const general = [];
+  const add = (field, message) => {
+    if (!byField.has(field)) byField.set(field, []);
+    byField.get(field).push(message);
+  };
+  const walk = (value, path) => {
+    if (value === null || value === undefined) return;
+    if (Array.isArray(value)) {
+      for (const item of value) walk(item, path);
+      return;
+    }
+    if (typeof value === "object") {
+      for (const [key, inner] of Object.entries(value)) walk(inner, [...path, ...String(key).split(".")]);
+      return;
+    }
+    const message = String(value);
+    const named = [...path].reverse().find((segment) => knownFields.has(segment));
+    if (named) {
+      add(named, message);
+      return;
+    }
+    const quoted = [...knownFields].filter((field) => message.includes(`'${field}'`) || message.includes(`"${field}"`));
+    if (quoted.length === 1) add(quoted[0], message);
+    else general.push(message);
+  };
+  walk(details, []);
+  return { byField, general };
+}

@@ -1,0 +1,279 @@
+// The current job: upload progress, then processing progress polled from /status/, then the
+// result (download, sizes, preview) or the reason it failed.
+
+import { describeError } from "./api.js";
+import { formatBytes, formatEta, formatExpiry, formatMetadata, formatSizeChange } from "./format.js";
+import { CANCELLABLE, RETRYABLE, TERMINAL, operationLabel, phaseLabel, queueText, sentence } from "./status.js";
+
+const POLL_VISIBLE_MS = 1000;
+// A hidden tab still notices completion, at a pace that costs the server (and the rate limit) little.
+const POLL_HIDDEN_MS = 10000;
+const POLL_MAX_BACKOFF_MS = 30000;
+
+const $ = (id) => document.getElementById(id);
+
+export class JobView {
+  constructor(api, { onStatusChange, onGone }) {
+    this.api = api;
+    this.onStatusChange = onStatusChange;
+    this.onGone = onGone;
+    this.section = $("job");
+    this.operation = null;
+    this.lastStatus = null;
+    this.lastAnnounced = -1;
+    this.timer = null;
+    this.failures = 0;
+    this.abortUpload = null;
+
+    $("abort-upload").addEventListener("click", () => this.abortUpload?.());
+    $("job-cancel").addEventListener("click", () => this.act("cancel"));
+    $("job-retry").addEventListener("click", () => this.act("retry"));
+    document.addEventListener("visibilitychange", () => {
+      // Back in view: show the current state now rather than after the slow hidden interval.
+      if (!document.hidden && this.isPolling()) this.pollSoon(0);
+    });
+  }
+
+  get currentId() {
+    return this.operation?.id ?? null;
+  }
+
+  isPolling() {
+    return this.timer !== null;
+  }
+
+  reset(title) {
+    this.stopPolling();
+    this.operation = null;
+    this.lastStatus = null;
+    this.lastAnnounced = -1;
+    this.section.hidden = false;
+    $("job-title").textContent = title;
+    $("upload-block").hidden = true;
+    $("processing-block").hidden = true;
+    $("result").hidden = true;
+    $("result-preview").replaceChildren();
+    this.hideError();
+    this.showActions(null);
+  }
+
+  hide() {
+    this.stopPolling();
+    this.operation = null;
+    this.section.hidden = true;
+  }
+
+  // --- upload ---------------------------------------------------------------------------------
+  showUpload(file, operationName, abort) {
+    this.reset(`${operationLabel(operationName)}: ${file.name} (${formatBytes(file.size)})`);
+    this.abortUpload = abort;
+    $("upload-block").hidden = false;
+    $("abort-upload").hidden = false;
+    this.setUploadProgress(0, file.size);
+    this.announce("Upload started.");
+  }
+
+  setUploadProgress(loaded, total) {
+    const percent = total ? Math.floor((loaded / total) * 100) : 0;
+    $("upload-progress").value = percent;
+    $("upload-text").textContent = `${percent}% of ${formatBytes(total)}`;
+  }
+
+  uploadFinished() {
+    this.abortUpload = null;
+    $("abort-upload").hidden = true;
+    $("upload-progress").value = 100;
+    $("upload-text").textContent = "Uploaded";
+  }
+
+  // --- processing -----------------------------------------------------------------------------
+  // Shows an operation (just created, or opened from "My files") and follows it to the end.
+  watch(operation, { uploaded = false } = {}) {
+    if (!uploaded) {
+      this.reset(`${operationLabel(operation.operation)}: ${operation.input_file?.file_name ?? "file"}`);
+    }
+    this.operation = operation;
+    history.replaceState(null, "", `#operation=${encodeURIComponent(operation.id)}`);
+    $("processing-block").hidden = false;
+    this.renderStatus(operation);
+    if (TERMINAL.has(operation.status)) {
+      this.finish(operation);
+    } else {
+      this.failures = 0;
+      this.pollSoon();
+    }
+  }
+
+  pollSoon(delay = document.hidden ? POLL_HIDDEN_MS : POLL_VISIBLE_MS) {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.poll(), delay);
+  }
+
+  stopPolling() {
+    clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  async poll() {
+    const id = this.currentId;
+    if (!id) return;
+    try {
+      const status = await this.api.status(id);
+      if (id !== this.currentId) return;
+      this.failures = 0;
+      this.renderStatus(status);
+      if (TERMINAL.has(status.status)) {
+        this.stopPolling();
+        this.finish(await this.api.operation(id));
+      } else {
+        this.pollSoon();
+      }
+    } catch (error) {
+      if (id !== this.currentId) return;
+      this.pollFailed(error);
+    }
+  }
+
+  pollFailed(error) {
+    if (error.code === "not_found") {
+      this.stopPolling();
+      this.showError(describeError(error));
+      this.showActions(null);
+      this.onGone?.(this.currentId);
+      return;
+    }
+    // Throttled, unreachable or briefly unavailable: say so and keep trying, slower each time.
+    this.failures += 1;
+    this.showError(`${describeError(error)} Still trying to get this job's progress.`);
+    const backoff = Math.min(POLL_MAX_BACKOFF_MS, POLL_VISIBLE_MS * 2 ** this.failures);
+    this.pollSoon(error.retryAfter ? error.retryAfter * 1000 : backoff);
+  }
+
+  renderStatus(status) {
+    const progress = Math.max(0, Math.min(100, Math.round(status.progress ?? 0)));
+    const changed = status.status !== this.lastStatus;
+    this.hideError();
+    $("processing-progress").value = progress;
+    $("processing-percent").textContent = `${progress}%`;
+    $("processing-text").textContent = describeStatus(status);
+    this.showActions(status.status);
+    // Screen readers hear each change of state and every quarter of progress, not every percent.
+    if (changed || (status.status === "processing" && progress >= this.lastAnnounced + 25)) {
+      this.announce(changed ? describeStatus(status) : `Processing: ${progress}%.`);
+      this.lastAnnounced = progress;
+    }
+    this.lastStatus = status.status;
+    this.onStatusChange?.(status, { changed });
+  }
+
+  finish(operation) {
+    this.operation = operation;
+    this.renderStatus(operation);
+    if (operation.status === "completed") {
+      this.renderResult(operation);
+      this.announce("Done. The result is ready to download.");
+    } else if (operation.status === "failed") {
+      this.showError(sentence(operation.error_message) || "Processing failed.");
+    }
+  }
+
+  renderResult(operation) {
+    const output = operation.output_file;
+    if (!output) return;
+    const url = output.download_url || this.api.downloadUrl(operation.id);
+    const link = $("download-link");
+    link.href = url;
+    link.setAttribute("download", output.file_name ?? "");
+    link.textContent = `Download ${output.file_name} (${formatBytes(output.file_size)})`;
+
+    const input = operation.input_file;
+    const change = input ? formatSizeChange(input.file_size, output.file_size) : "";
+    $("result-sizes").textContent = input
+      ? `${formatBytes(input.file_size)} → ${formatBytes(output.file_size)}${change ? `: ${change}` : ""}.`
+      : `${formatBytes(output.file_size)}.`;
+    const notes = [formatMetadata(output.metadata), formatExpiry(operation.expires_at)].filter(Boolean);
+    if (output.metadata?.larger_than_input) notes.push("the result came out larger than the original");
+    $("result-details").textContent = notes.length ? sentence(capitalize(notes.join("; "))) : "";
+    $("result-preview").replaceChildren(preview(output, url));
+    $("result").hidden = false;
+  }
+
+  // --- actions --------------------------------------------------------------------------------
+  showActions(status) {
+    $("job-cancel").hidden = !CANCELLABLE.has(status);
+    $("job-retry").hidden = !RETRYABLE.has(status);
+  }
+
+  async act(action) {
+    const id = this.currentId;
+    if (!id) return;
+    try {
+      const operation = action === "cancel" ? await this.api.cancel(id) : await this.api.retry(id);
+      $("result").hidden = true;
+      this.lastStatus = null;
+      this.watch(operation, { uploaded: true });
+    } catch (error) {
+      this.showError(describeError(error));
+    }
+  }
+
+  showError(message) {
+    $("job-error").textContent = message;
+    $("job-error").hidden = false;
+  }
+
+  hideError() {
+    $("job-error").hidden = true;
+    $("job-error").textContent = "";
+  }
+
+  announce(message) {
+    $("job-live").textContent = message;
+  }
+}
+
+function capitalize(text) {
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}
+
+export function describeStatus(status) {
+  const waiting = sentence(status.waiting_reason);
+  switch (status.status) {
+    case "pending":
+      return ["Stored; waiting to be queued.", waiting].filter(Boolean).join(" ");
+    case "queued":
+      return [queueText(status.queue_position), waiting].filter(Boolean).join(" ");
+    case "processing": {
+      const eta = formatEta(status.eta_seconds);
+      return `${phaseLabel(status.phase)}…${eta ? ` ${capitalize(eta)}.` : ""}`;
+    }
+    case "completed":
+      return "Done.";
+    case "failed":
+      return "Failed.";
+    case "cancelled":
+      return "Cancelled.";
+    default:
+      return sentence(status.status);
+  }
+}
+
+function preview(output, url) {
+  const type = output.mime_type ?? "";
+  const name = output.file_name ?? "the result";
+  if (type.startsWith("image/")) {
+    const image = document.createElement("img");
+    image.src = url;
+    image.alt = `Preview of ${name}`;
+    return image;
+  }
+  if (type.startsWith("video/") || type.startsWith("audio/")) {
+    const player = document.createElement(type.startsWith("video/") ? "video" : "audio");
+    player.controls = true;
+    player.preload = "metadata";
+    player.src = url;
+    player.setAttribute("aria-label", `Play ${name}`);
+    return player;
+  }
+  return document.createTextNode("");
+}
