@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "apps.operations",
     "apps.processors",
     "apps.api",
+    "apps.web",
 ]
 
 MIDDLEWARE = [
@@ -105,6 +106,10 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
+# WhiteNoise also serves the apps' static files straight from their directories (indexed once at
+# start-up), so the web page works with DEBUG off without a collectstatic step: under `make run`,
+# the Procfile's gunicorn and the tests alike. Files collected into STATIC_ROOT are served too.
+WHITENOISE_USE_FINDERS = True
 
 # --- Cloudinary -----------------------------------------------------------------------------
 USE_CLOUDINARY = env_bool("USE_CLOUDINARY", False)
