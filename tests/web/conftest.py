@@ -1,0 +1,153 @@
+"""The web page in a real browser: Django's live server, a real RQ worker, headless Chromium.
+
+The worker is an RQ SimpleWorker running in a thread of the test process rather than a
+``manage.py rqworker`` subprocess: it then uses the very settings the test runs with (its own
+storage root, the test database, including SQLite's shared in-memory test database, which
+another process could not open), and the live server's committed rows are what it reads.
+Two adjustments make a worker live outside the main thread: no signal handlers (signals belong
+to the main thread) and job timeouts by a timer instead of SIGALRM.
+
+Playwright's sync API keeps an asyncio loop running in the main thread, which makes Django
+refuse database access from it as "async unsafe"; the tests touch the database only from plain
+synchronous code, so that guard is lifted while the browser is open.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import django_rq
+import pytest
+from django.db import connections
+from redis import Redis
+from rq import SimpleWorker
+from rq.timeouts import TimerDeathPenalty
+
+from tests.conftest import queue_names
+
+CHROMIUM = Path(os.environ.get("CHROMIUM_BINARY", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PHONE = {"width": 375, "height": 740}
+DESKTOP = {"width": 1100, "height": 900}
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if not CHROMIUM.exists():
+        pytest.skip(
+            f"No Chromium at {CHROMIUM}: install Debian's chromium package (apt-get install chromium), "
+            "or set CHROMIUM_BINARY, to run the browser tests."
+        )
+    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed.")
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            yield browser
+            browser.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+class BrowserPage:
+    """A Playwright page on the live server that refuses (and remembers) any request elsewhere."""
+
+    def __init__(self, browser, base_url: str, viewport: dict[str, int]) -> None:
+        self.base_url = base_url
+        self.origin = urlsplit(base_url).netloc
+        self.context = browser.new_context(base_url=base_url, viewport=viewport, accept_downloads=True)
+        self.context.set_default_timeout(20_000)
+        self.external_requests: list[str] = []
+        self.page_errors: list[str] = []
+        self.context.route("**/*", self._only_our_server)
+        self.page = self.context.new_page()
+        self.page.on("pageerror", lambda error: self.page_errors.append(str(error)))
+
+    def _only_our_server(self, route) -> None:
+        url = route.request.url
+        parts = urlsplit(url)
+        if parts.scheme in ("data", "blob") or parts.netloc == self.origin:
+            route.continue_()
+        else:
+            self.external_requests.append(url)
+            route.abort()
+
+    def open(self, path: str = "/") -> object:
+        self.page.goto(path)
+        # The page marks itself ready once it has its session and the operation definitions.
+        self.page.wait_for_selector("main[data-ready='true']")
+        return self.page
+
+    def close(self) -> None:
+        self.context.close()
+
+
+@pytest.fixture
+def web(browser, live_server, transactional_db) -> Iterator[BrowserPage]:
+    """The page at desktop size; every test also checks it made no request to another host and
+    raised no uncaught script error."""
+    page = BrowserPage(browser, live_server.url, DESKTOP)
+    yield page
+    page.close()
+    assert page.external_requests == []
+    assert page.page_errors == []
+
+
+@pytest.fixture
+def phone(browser, live_server, transactional_db) -> Iterator[BrowserPage]:
+    page = BrowserPage(browser, live_server.url, PHONE)
+    yield page
+    page.close()
+    assert page.external_requests == []
+    assert page.page_errors == []
+
+
+class ThreadWorker(SimpleWorker):
+    # SIGALRM, RQ's default way to time a job out, can only be used from the main thread.
+    death_penalty_class = TimerDeathPenalty
+
+    def _install_signal_handlers(self) -> None:
+        """Signals belong to pytest's main thread; the fixture stops this worker instead."""
+
+
+@pytest.fixture
+def worker(transactional_db, redis_connection: Redis) -> Iterator[threading.Thread]:
+    """A real RQ worker serving every queue for the duration of the test."""
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def serve() -> None:
+        queues = [django_rq.get_queue(name) for name in queue_names()]
+        try:
+            while not stop.is_set():
+                # Returns after a second without work, so that stop is noticed promptly.
+                ThreadWorker(queues, connection=redis_connection).work(max_idle_time=1, logging_level="WARNING")
+        except Exception as e:  # reported in the test's own thread, below
+            failures.append(e)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=serve, name="rq-worker", daemon=True)
+    thread.start()
+    yield thread
+    stop.set()
+    thread.join(timeout=60)
+    assert not thread.is_alive(), "the RQ worker thread did not stop"
+    assert failures == []
