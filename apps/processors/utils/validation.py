@@ -1,0 +1,192 @@
+"""What an uploaded file really is, decided from its content, never from its name.
+
+``inspect_upload`` is the single entry point: it reads the first bytes (magic numbers) to find the
+container, checks that it is a format the operation accepts, then probes the file with the
+demuxer (or Pillow decoder) pinned to that format, so content sniffed as one format is never
+reinterpreted as another. It returns what to store the file as and its probed metadata, or raises
+``UnsupportedMedia`` (415) with a sentence the uploader can act on.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+from apps.core.exceptions import UnsupportedMedia
+from apps.operations.enums import MediaType
+from apps.operations.services.file_manager import mime_type_for_extension
+from apps.processors.exceptions import ProbeError
+from apps.processors.registry import OperationDefinition
+from apps.processors.utils.probe import probe_image, probe_media
+
+logger = logging.getLogger(__name__)
+
+# Enough for every signature below, including an Ogg page header and a Matroska EBML header.
+SNIFF_BYTES = 4096
+# An ID3v2 tag in front of MP3/AAC/FLAC data can be large (cover art); we look past it.
+ID3_HEADER_SIZE = 10
+
+
+@dataclass(frozen=True)
+class SniffedFormat:
+    """A container recognised from its magic bytes."""
+
+    extension: str  # the extension the file is stored under
+    media_type: MediaType
+    label: str  # for messages: "an MP4 video"
+    demuxer: str = ""  # FFmpeg demuxer for audio and video
+    pillow_format: str = ""  # Pillow decoder for images
+
+
+@dataclass(frozen=True)
+class UploadInspection:
+    media_type: MediaType
+    container: str  # the demuxer or Pillow format that read it: "mov", "matroska", "PNG"
+    extension: str
+    mime_type: str
+    metadata: dict[str, Any]
+
+
+def _video(extension: str, label: str, demuxer: str) -> SniffedFormat:
+    return SniffedFormat(extension, MediaType.VIDEO, label, demuxer=demuxer)
+
+
+def _audio(extension: str, label: str, demuxer: str) -> SniffedFormat:
+    return SniffedFormat(extension, MediaType.AUDIO, label, demuxer=demuxer)
+
+
+def _image(extension: str, label: str, pillow_format: str) -> SniffedFormat:
+    return SniffedFormat(extension, MediaType.IMAGE, label, pillow_format=pillow_format)
+
+
+MP4 = _video("mp4", "an MP4 video", "mov")
+MOV = _video("mov", "a QuickTime (MOV) video", "mov")
+M4A = _audio("m4a", "an M4A audio file", "mov")
+WEBM = _video("webm", "a WebM video", "matroska")
+MKV = _video("mkv", "a Matroska (MKV) video", "matroska")
+AVI = _video("avi", "an AVI video", "avi")
+WMV = _video("wmv", "a Windows Media (WMV) video", "asf")
+FLV = _video("flv", "a Flash (FLV) video", "flv")
+MP3 = _audio("mp3", "an MP3 audio file", "mp3")
+AAC = _audio("aac", "an AAC audio file", "aac")
+WAV = _audio("wav", "a WAV audio file", "wav")
+OGG = _audio("ogg", "an Ogg Vorbis audio file", "ogg")
+OPUS = _audio("opus", "an Opus audio file", "ogg")
+FLAC = _audio("flac", "a FLAC audio file", "flac")
+JPEG = _image("jpg", "a JPEG image", "JPEG")
+PNG = _image("png", "a PNG image", "PNG")
+GIF = _image("gif", "a GIF image", "GIF")
+WEBP = _image("webp", "a WebP image", "WEBP")
+BMP = _image("bmp", "a BMP image", "BMP")
+
+_ASF_GUID = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")
+
+
+def sniff_formats(head: bytes) -> list[SniffedFormat]:
+    """Every format the first bytes of a file can be, most likely first (``[]``: none we accept).
+
+    One container can carry several media types (an MP4 file holds video or only audio), so the
+    caller picks the candidate of the media type it needs and the probe confirms the streams.
+    """
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        if brand in (b"M4A ", b"M4B "):
+            return [M4A, MP4]
+        return [MOV if brand == b"qt  " else MP4, M4A]
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
+        # The EBML header names the document type within its first few dozen bytes.
+        return [WEBM] if b"webm" in head[:64] else [MKV]
+    if head.startswith(b"RIFF") and len(head) >= 12:
+        return {b"WAVE": [WAV], b"AVI ": [AVI], b"WEBP": [WEBP]}.get(head[8:12], [])
+    if head.startswith(_ASF_GUID):
+        return [WMV]
+    if head.startswith(b"FLV\x01"):
+        return [FLV]
+    if head.startswith(b"OggS"):
+        # The first page carries the codec's identification header.
+        return [OPUS] if b"OpusHead" in head[:128] else [OGG]
+    if head.startswith(b"fLaC"):
+        return [FLAC]
+    if head.startswith(b"ID3") and len(head) >= ID3_HEADER_SIZE:
+        return _after_id3(head)
+    if head.startswith(b"\xff\xd8\xff"):
+        return [JPEG]
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return [PNG]
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return [GIF]
+    if head.startswith(b"BM") and len(head) >= 26:
+        return [BMP]
+    return _mpeg_audio(head)
+
+
+def _after_id3(head: bytes) -> list[SniffedFormat]:
+    # The tag's size is four 7-bit bytes ("synchsafe"); what follows it is the real stream.
+    size = 0
+    for byte in head[6:10]:
+        size = (size << 7) | (byte & 0x7F)
+    rest = head[ID3_HEADER_SIZE + size :]
+    if rest.startswith(b"fLaC"):
+        return [FLAC]
+    # A tag longer than what we read (cover art) hides the first frame: the probe decides.
+    return _mpeg_audio(rest) if rest else [MP3]
+
+
+def _mpeg_audio(head: bytes) -> list[SniffedFormat]:
+    if len(head) < 2 or head[0] != 0xFF:
+        return []
+    if head[1] & 0xF6 == 0xF0:  # 12-bit sync, layer bits 00: an ADTS AAC frame
+        return [AAC]
+    if head[1] & 0xE0 == 0xE0 and head[1] & 0x06:  # 11-bit sync and a layer: an MPEG audio frame
+        return [MP3]
+    return []
+
+
+def inspect_upload(*, path: Path, definition: OperationDefinition) -> UploadInspection:
+    """Decide from its content whether ``path`` is media ``definition`` can process."""
+    with path.open("rb") as stream:
+        head = stream.read(SNIFF_BYTES)
+    candidates = sniff_formats(head)
+    wanted = definition.media_type
+    accepted = ", ".join(definition.input_formats)
+    sniffed = next((c for c in candidates if c.media_type == wanted), None)
+    if sniffed is None and candidates:
+        _reject(f"This file is {candidates[0].label}, but {definition.name} needs {_A_MEDIA[wanted]}.")
+    if sniffed is None:
+        _reject(f"This file is not {_A_MEDIA[wanted]} Konvrt can read (accepted formats: {accepted}).")
+    if sniffed.extension not in definition.input_formats:
+        _reject(f"{definition.name} does not accept {sniffed.label} (accepted formats: {accepted}).")
+
+    try:
+        if sniffed.media_type == MediaType.IMAGE:
+            container = sniffed.pillow_format
+            metadata = probe_image(path, allowed_formats=(container,)).as_metadata()
+        else:
+            container = sniffed.demuxer
+            media = probe_media(path, format_name=container)
+            streams = media.video_streams if sniffed.media_type == MediaType.VIDEO else media.audio_streams
+            if not streams:
+                _reject(f"This file holds no {sniffed.media_type.label.lower()} stream to work on.")
+            if sniffed.media_type == MediaType.AUDIO and media.video_streams:
+                _reject(f"This file is a video, but {definition.name} needs an audio file; use audio_extract.")
+            metadata = media.as_metadata()
+    except ProbeError as e:
+        logger.info("Upload rejected: looked like %s but could not be read: %s", sniffed.extension, e)
+        _reject(f"This file looks like {sniffed.label} but could not be read; it may be damaged.", cause=e)
+
+    return UploadInspection(
+        media_type=sniffed.media_type,
+        container=container,
+        extension=sniffed.extension,
+        mime_type=mime_type_for_extension(sniffed.extension),
+        metadata=metadata,
+    )
+
+
+_A_MEDIA = {MediaType.VIDEO: "a video", MediaType.IMAGE: "an image", MediaType.AUDIO: "an audio file"}
+
+
+def _reject(message: str, *, cause: Exception | None = None) -> NoReturn:
+    raise UnsupportedMedia(message, details={"file": [message]}) from cause
