@@ -11,7 +11,8 @@ export function formatBytes(bytes) {
     unit += 1;
   }
   const digits = unit === 0 || value >= 100 ? 0 : 1;
-  return `${value.toFixed(digits)} ${BYTE_UNITS[unit]}`;
+  // "25 MB" rather than "25.0 MB".
+  return `${value.toFixed(digits).replace(/\.0$/, "")} ${BYTE_UNITS[unit]}`;
 }
 
 // "62% smaller" / "15% larger" / "the same size", comparing an output with its input.

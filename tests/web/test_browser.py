@@ -1,0 +1,253 @@
+"""The page in real headless Chromium against the real server, a real worker and real media.
+
+Each test also checks (in the fixtures) that the page asked nothing of another host and raised
+no uncaught script error.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from apps.processors.utils.probe import probe_image, probe_media
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed.")
+expect = sync_api.expect
+# Generous waits for state (a real encode on a busy two-core machine), never timing assertions.
+expect.set_options(timeout=60_000)
+
+
+def choose_file(page, path) -> None:
+    page.set_input_files("#file-input", str(path))
+
+
+def operation_titles(page) -> list[str]:
+    return page.locator("#operation-choices .choice-title").all_inner_texts()
+
+
+def wait_until_done(page) -> None:
+    expect(page.locator("#processing-text")).to_have_text("Done.")
+    page.wait_for_function("document.querySelector('#processing-progress').value === 100")
+    expect(page.locator("#processing-percent")).to_have_text("100%")
+
+
+def download_result(page, tmp_path):
+    with page.expect_download() as download_info:
+        page.click("#download-link")
+    download = download_info.value
+    path = tmp_path / download.suggested_filename
+    download.save_as(path)
+    return path
+
+
+def first_file(page):
+    return page.locator("#files-list .file-item").first
+
+
+def test_resizing_an_image_shows_both_progress_bars_a_preview_and_downloads_the_result(web, worker, media, tmp_path):
+    page = web.open()
+    choose_file(page, media.png(width=64, height=64))
+
+    expect(page.locator("#file-summary")).to_contain_text(".png")
+    assert operation_titles(page) == ["Resize image", "Convert image"]
+    expect(page.locator("#operation-image_resize")).to_be_checked()
+    expect(page.locator("#parameters .group-note")).to_have_text("Give at least one of: width or height.")
+    expect(page.locator("#param-maintain_aspect_ratio")).to_be_checked()
+    page.fill("#param-width", "32")
+    page.click("#start-button")
+
+    page.wait_for_function("document.querySelector('#upload-progress').value === 100")
+    expect(page.locator("#upload-text")).to_have_text("Uploaded")
+    wait_until_done(page)
+    page.wait_for_function("document.querySelector('#result-preview img')?.naturalWidth === 32")
+    expect(page.locator("#result-sizes")).to_contain_text("→")
+    expect(page.locator("#download-link")).to_contain_text(".png")
+
+    result = download_result(page, tmp_path)
+    image = probe_image(result, allowed_formats=("PNG",))
+    assert (image.width, image.height) == (32, 32)
+
+    expect(first_file(page).locator(".badge")).to_have_text("Done")
+    expect(first_file(page).get_by_role("link", name=re.compile("Download"))).to_be_visible()
+
+
+def test_compressing_a_video_plays_the_result_and_downloads_an_h264_mp4(web, worker, media, tmp_path):
+    page = web.open()
+    choose_file(page, media.video(duration=1.0, width=160, height=120))
+
+    assert operation_titles(page) == ["Compress video", "Convert video", "Extract audio"]
+    page.check("#operation-video_compress")
+    page.select_option("#param-preset", label="ultrafast")
+    expect(page.locator("#param-quality")).to_have_value("23")
+    page.click("#start-button")
+
+    wait_until_done(page)
+    expect(page.locator("#result-preview video")).to_have_attribute("src", re.compile("download"))
+
+    result = download_result(page, tmp_path)
+    assert result.suffix == ".mp4"
+    info = probe_media(result)
+    assert info.video.codec == "h264"
+    assert info.audio.codec == "aac"
+    assert info.duration == pytest.approx(1.0, abs=0.3)
+
+
+def test_a_file_whose_content_is_not_what_its_name_says_is_rejected_with_a_sentence(web, media):
+    page = web.open()
+    choose_file(page, media.text(extension="png"))
+    page.check("#operation-image_convert")
+    page.select_option("#param-output_format", label="webp")
+    page.click("#start-button")
+
+    expect(page.locator("#file-error")).to_contain_text("Konvrt can't process this file.")
+    expect(page.locator("#job")).to_be_hidden()
+    expect(page.locator("#files-empty")).to_be_visible()
+
+
+def test_a_file_type_no_operation_accepts_is_refused_before_uploading(web, media):
+    page = web.open()
+    choose_file(page, media.text(extension="txt"))
+
+    expect(page.locator("#file-error")).to_contain_text("Konvrt can't process .txt files. It accepts mp4")
+    expect(page.locator("#operation-fieldset")).to_be_hidden()
+    expect(page.locator("#start-button")).to_be_disabled()
+
+
+def test_settings_are_checked_and_the_apis_field_errors_appear_next_to_their_fields(web, media):
+    page = web.open()
+    choose_file(page, media.png())
+
+    # Neither width nor height: the page says so itself, without uploading.
+    page.click("#start-button")
+    expect(page.locator("#param-width-error")).to_have_text("Enter at least one of these: width or height.")
+    expect(page.locator("#param-width")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#job")).to_be_hidden()
+
+    # Out of range: only the API judges that, and its message lands beside the field.
+    page.fill("#param-width", "20000")
+    page.click("#start-button")
+    expect(page.locator("#form-error")).to_contain_text("Some settings need attention")
+    expect(page.locator("#param-width-error")).to_be_visible()
+    expect(page.locator("#param-width-error")).not_to_have_text("")
+    expect(page.locator("#param-height-error")).to_be_hidden()
+
+    # A required choice left open.
+    page.check("#operation-image_convert")
+    page.click("#start-button")
+    expect(page.locator("#param-output_format-error")).to_have_text("Choose an output format.")
+
+
+def test_cancel_retry_survive_a_reload_and_delete(web, media):
+    """No worker runs here, so the job waits in its queue until it is cancelled."""
+    page = web.open()
+    choose_file(page, media.jpeg())
+    page.check("#operation-image_convert")
+    page.select_option("#param-output_format", label="png")
+    page.click("#start-button")
+
+    expect(page.locator("#processing-text")).to_contain_text("Queued")
+    page.click("#job-cancel")
+    expect(page.locator("#processing-text")).to_have_text("Cancelled.")
+    expect(page.locator("#job-retry")).to_be_visible()
+    expect(first_file(page).locator(".badge")).to_have_text("Cancelled")
+
+    page.click("#job-retry")
+    expect(page.locator("#processing-text")).to_contain_text("Queued")
+    operation_id = re.search(r"#operation=(.+)$", page.url).group(1)
+
+    # The session is the browser's cookie: after a reload the list and the open job are still there.
+    page.reload()
+    page.wait_for_selector("main[data-ready='true']")
+    expect(page.locator("#job-title")).to_contain_text("Convert image")
+    expect(page.locator("#processing-text")).to_contain_text("Queued")
+    file_name = media.jpeg().name
+    first_file(page).get_by_role("button", name=f"Cancel {file_name}").click()
+    expect(first_file(page).locator(".badge")).to_have_text("Cancelled")
+    expect(page.locator("#processing-text")).to_have_text("Cancelled.")
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    first_file(page).get_by_role("button", name=f"Delete {file_name}").click()
+    expect(page.locator("#files-empty")).to_be_visible()
+    expect(page.locator("#job")).to_be_hidden()
+    assert page.request.get(f"/api/v1/operations/{operation_id}/").status == 404
+
+
+def test_too_many_uploads_say_how_long_to_wait(web, media, settings):
+    rates = {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "uploads": "1/hour"}
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": rates}
+    page = web.open()
+    choose_file(page, media.png())
+    page.fill("#param-width", "16")
+    page.click("#start-button")
+    expect(page.locator("#processing-text")).to_contain_text("Queued")
+
+    page.fill("#param-width", "24")
+    page.click("#start-button")
+
+    expect(page.locator("#form-error")).to_have_text(
+        re.compile(r"^Too many requests from this browser\. Please wait (1 hour|60 minutes) and try again\.$")
+    )
+    expect(page.locator("#start-button")).to_be_disabled()
+    expect(page.locator("#start-button")).to_contain_text("wait")
+
+
+def test_error_sentences_for_every_kind_of_refusal(web):
+    page = web.open()
+    sentences = page.evaluate(
+        """async () => {
+            const { ApiError, describeError } = await import("/static/web/api.js");
+            const say = (fields, context) => describeError(new ApiError(fields), context);
+            return {
+                tooLarge: say({ status: 413, code: "file_too_large" }, { limit: 25 * 1024 * 1024 }),
+                unsupported: say({ status: 415, code: "unsupported_media", message: "This is not a PNG image" }),
+                throttled: say({ status: 429, code: "throttled", retryAfter: 90 }),
+                unavailable: say({ status: 503, code: "service_unavailable" }),
+                offline: say({ status: 0, code: "network_error" }),
+                proxyPage: say({ status: 413, code: "file_too_large" }),
+            };
+        }"""
+    )
+    assert sentences == {
+        "tooLarge": "This file is too large. The limit for this operation is 25 MB.",
+        "unsupported": "Konvrt can't process this file. This is not a PNG image.",
+        "throttled": "Too many requests from this browser. Please wait 2 minutes and try again.",
+        "unavailable": (
+            "Konvrt is temporarily unavailable because one of its services is not answering. "
+            "Please try again in a minute."
+        ),
+        "offline": "Konvrt could not be reached. Check your connection and try again.",
+        "proxyPage": "This file is too large for Konvrt.",
+    }
+
+
+def test_at_phone_width_the_page_fits_and_works_from_the_keyboard(phone, worker, media):
+    page = phone.open()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.className") == "skip-link"
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "file-input"
+    assert page.evaluate("getComputedStyle(document.querySelector('#drop-zone')).outlineStyle") == "solid"
+
+    choose_file(page, media.jpeg())
+    page.focus("#file-input")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "operation-image_resize"
+    page.keyboard.press("ArrowDown")  # radios move with the arrow keys
+    expect(page.locator("#operation-image_convert")).to_be_checked()
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "param-output_format"
+    page.keyboard.type("webp")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "param-quality"
+    page.keyboard.press("ArrowLeft")  # the slider and its number box move together
+    expect(page.locator("#param-quality-value")).to_have_value("84")
+    page.focus("#start-button")
+    page.keyboard.press("Enter")
+
+    wait_until_done(page)
+    expect(page.locator("#job-live")).not_to_have_text("")
+    expect(page.locator("#download-link")).to_contain_text(".webp")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
