@@ -1,8 +1,19 @@
-from django.urls import path
+"""Every endpoint under /api/v1/; an unknown path gets a 404 in the error envelope."""
+
+from django.urls import path, re_path
+from rest_framework.routers import SimpleRouter
 
 from apps.api import views
+from apps.api.exceptions import unknown_endpoint
+
+router = SimpleRouter()
+router.register("operations", views.OperationViewSet, basename="operation")
+router.register("operation-definitions", views.OperationDefinitionViewSet, basename="operation-definition")
 
 urlpatterns = [
+    *router.urls,
     path("health/", views.HealthView.as_view(), name="health"),
+    path("queues/", views.QueuesView.as_view(), name="queues"),
     path("session/", views.SessionView.as_view(), name="session"),
+    re_path(r"^.*$", unknown_endpoint),
 ]

@@ -1,41 +1,282 @@
-"""API views: thin adapters from HTTP to the services."""
+"""API views: thin adapters from HTTP to the selectors and services.
+
+Each view validates its input with a serializer, makes one selector or service call and returns
+the envelope. Errors are raised, never built here: ``apps.api.exceptions`` turns them into the
+error envelope.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict
 
-from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import serializers
+from django.http import FileResponse, HttpResponseBase, HttpResponseRedirect
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import viewsets
+from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.api import serializers as s
+from apps.api.pagination import EnvelopePagination
+from apps.api.parsers import UploadParser
+from apps.api.throttling import DEFAULT_THROTTLES, HEALTH_THROTTLES, STATUS_THROTTLES, UPLOAD_THROTTLES
+from apps.api.utils import IgnoreAcceptNegotiation, session_key, success
+from apps.api.validators import IDEMPOTENCY_KEY_HEADER, validate_idempotency_key
+from apps.core.exceptions import NotFound
 from apps.core.health import run_health_checks
+from apps.operations import selectors
+from apps.operations.enums import OperationStatus
+from apps.operations.services import operations_manager
+from apps.processors.registry import OPERATIONS, get_operation
+
+
+def _errors(*codes: int) -> dict[int, OpenApiResponse]:
+    descriptions = {
+        400: "validation_error: a field or parameter is not valid (details per field).",
+        404: "not_found: no such operation in this session.",
+        409: "invalid_state: the operation is not in a state that allows this.",
+        410: "expired: the files have expired or were deleted.",
+        413: "file_too_large: the upload is over the operation's limit; nothing was kept.",
+        415: "unsupported_media: the extension or the content is not accepted.",
+        429: "throttled: too many requests; see the Retry-After header.",
+        503: "service_unavailable: a dependency is down; nothing half-done was left behind.",
+    }
+    return {code: OpenApiResponse(s.ErrorEnvelopeSerializer, description=descriptions[code]) for code in codes}
+
+
+RETRY_AFTER = OpenApiParameter(
+    "Retry-After", OpenApiTypes.INT, OpenApiParameter.HEADER, description="On 429: seconds to wait.", response=[429]
+)
+OPERATION_ID = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The operation's id.")
+
+
+class OperationViewSet(viewsets.GenericViewSet):
+    """A session's operations: upload, follow, download, retry, cancel, delete."""
+
+    pagination_class = EnvelopePagination
+    parser_classes = [UploadParser]
+    serializer_class = s.OperationSerializer
+
+    def get_throttles(self):
+        if self.action == "create":
+            classes = UPLOAD_THROTTLES
+        elif self.action == "status":
+            classes = STATUS_THROTTLES
+        else:
+            classes = DEFAULT_THROTTLES
+        return [throttle() for throttle in classes]
+
+    def _operation(self, request: Request, pk: str):
+        return selectors.operation_get(session_key=session_key(request), operation_id=pk)
+
+    def _data(self, operation) -> dict:
+        return s.OperationSerializer(operation, context=self.get_serializer_context()).data
+
+    @extend_schema(
+        summary="List the session's operations",
+        parameters=[s.OperationListQuerySerializer, RETRY_AFTER],
+        responses={200: s.OperationSerializer(many=True), **_errors(400, 404, 429)},
+    )
+    def list(self, request: Request) -> Response:
+        filters = s.OperationListQuerySerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        operations = selectors.operation_list(session_key=session_key(request), **filters.validated_data)
+        page = self.paginate_queryset(operations)
+        return self.get_paginated_response(
+            s.OperationSerializer(page, many=True, context=self.get_serializer_context()).data
+        )
+
+    @extend_schema(
+        summary="Upload a file and start an operation",
+        description=(
+            "201 with the new operation, status `queued` (`pending` when the job queue is unreachable: the upload "
+            "is kept and queued later). With an `Idempotency-Key` already used by this session in the last 24 "
+            "hours: 200 with that earlier operation."
+        ),
+        request=s.OperationCreateSerializer,
+        parameters=[
+            OpenApiParameter(
+                IDEMPOTENCY_KEY_HEADER,
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                description="Makes a retried upload safe: the same key returns the first operation.",
+            ),
+            RETRY_AFTER,
+        ],
+        responses={
+            201: s.OperationEnvelope,
+            200: OpenApiResponse(s.OperationEnvelope, description="The operation created earlier with this key."),
+            **_errors(400, 413, 415, 429, 503),
+        },
+    )
+    def create(self, request: Request) -> Response:
+        idempotency_key = validate_idempotency_key(request.headers.get(IDEMPOTENCY_KEY_HEADER))
+        serializer = s.OperationCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        result = operations_manager.operation_create(
+            session_key=session_key(request), idempotency_key=idempotency_key, **serializer.validated_data
+        )
+        if not result.created:
+            return success(self._data(result.operation), message="This upload was already received.")
+        message = (
+            "Operation created and queued for processing."
+            if result.operation.status == OperationStatus.QUEUED
+            else "Operation created; it will be queued as soon as the job queue is reachable."
+        )
+        return success(self._data(result.operation), message=message, status=201)
+
+    @extend_schema(
+        summary="An operation in full",
+        parameters=[OPERATION_ID, RETRY_AFTER],
+        responses={200: s.OperationEnvelope, **_errors(404, 429)},
+    )
+    def retrieve(self, request: Request, pk: str) -> Response:
+        return success(self._data(self._operation(request, pk)))
+
+    @extend_schema(
+        summary="Delete an operation and its files",
+        description="Cancels running work and removes the files; the id is 404 afterwards.",
+        parameters=[OPERATION_ID, RETRY_AFTER],
+        responses={200: s.OperationDeletedEnvelope, **_errors(404, 429)},
+    )
+    def destroy(self, request: Request, pk: str) -> Response:
+        operations_manager.operation_delete(operation=self._operation(request, pk))
+        return success(None, message="The operation and its files were deleted.")
+
+    @extend_schema(
+        summary="Small status object for polling",
+        parameters=[OPERATION_ID, RETRY_AFTER],
+        responses={200: s.OperationStatusEnvelope, **_errors(404, 429)},
+    )
+    @action(detail=True, methods=["get"])
+    def status(self, request: Request, pk: str) -> Response:
+        info = selectors.operation_status(session_key=session_key(request), operation_id=pk)
+        return success(s.OperationStatusSerializer(info).data)
+
+    @extend_schema(
+        summary="Download the result",
+        description="Streams the file as an attachment (local storage) or redirects to it (Cloudinary).",
+        parameters=[OPERATION_ID, RETRY_AFTER],
+        responses={
+            (200, "*/*"): OpenApiResponse(OpenApiTypes.BINARY, description="The result file."),
+            302: OpenApiResponse(description="Redirect to the stored file."),
+            **{(code, "application/json"): response for code, response in _errors(404, 409, 410, 429, 503).items()},
+        },
+    )
+    @action(detail=True, methods=["get"], content_negotiation_class=IgnoreAcceptNegotiation)
+    def download(self, request: Request, pk: str) -> HttpResponseBase:
+        download = operations_manager.operation_download(operation=self._operation(request, pk))
+        if download.target.url:
+            return HttpResponseRedirect(download.target.url)
+        response = FileResponse(
+            download.target.stream, as_attachment=True, filename=download.file_name, content_type=download.mime_type
+        )
+        response["X-Content-Type-Options"] = "nosniff"
+        return response
+
+    @extend_schema(
+        summary="Retry a failed or cancelled operation",
+        description="Queues it again with the same input; the id stays the same.",
+        request=None,
+        parameters=[OPERATION_ID, RETRY_AFTER],
+        responses={200: s.OperationEnvelope, **_errors(404, 409, 410, 429)},
+    )
+    @action(detail=True, methods=["post"])
+    def retry(self, request: Request, pk: str) -> Response:
+        operation = operations_manager.operation_retry(operation=self._operation(request, pk))
+        return success(self._data(operation), message="The operation was queued again.")
+
+    @extend_schema(
+        summary="Cancel a pending, queued or processing operation",
+        request=None,
+        parameters=[OPERATION_ID, RETRY_AFTER],
+        responses={200: s.OperationEnvelope, **_errors(404, 409, 429)},
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str) -> Response:
+        operation = operations_manager.operation_cancel(operation=self._operation(request, pk))
+        return success(self._data(operation), message="The operation was cancelled.")
+
+
+class OperationDefinitionViewSet(viewsets.ViewSet):
+    """The operations Konvrt offers, from the registry: formats, limits, parameter schema."""
+
+    lookup_field = "name"
+    throttle_classes = DEFAULT_THROTTLES
+
+    @extend_schema(
+        summary="Every operation on offer",
+        parameters=[RETRY_AFTER],
+        responses={200: s.OperationDefinitionListEnvelope, **_errors(429)},
+    )
+    def list(self, request: Request) -> Response:
+        return success(s.OperationDefinitionSerializer(OPERATIONS.values(), many=True).data)
+
+    @extend_schema(
+        summary="One operation, with its parameters' JSON Schema",
+        parameters=[
+            OpenApiParameter("name", OpenApiTypes.STR, OpenApiParameter.PATH, enum=sorted(OPERATIONS)),
+            RETRY_AFTER,
+        ],
+        responses={200: s.OperationDefinitionEnvelope, **_errors(404, 429)},
+    )
+    def retrieve(self, request: Request, name: str) -> Response:
+        definition = get_operation(name)
+        if definition is None:
+            raise NotFound(f"There is no operation named {name!r}.")
+        return success(s.OperationDefinitionSerializer(definition).data)
 
 
 class HealthView(APIView):
+    throttle_classes = HEALTH_THROTTLES
+
     @extend_schema(
-        responses=inline_serializer(
-            "HealthEnvelope",
-            {"success": serializers.BooleanField(), "data": serializers.DictField()},
-        )
+        summary="Whether the API's dependencies work",
+        parameters=[RETRY_AFTER],
+        responses={
+            200: s.HealthEnvelope,
+            503: OpenApiResponse(s.HealthEnvelope, description="degraded: at least one check failed."),
+            **_errors(429),
+        },
     )
     def get(self, request: Request) -> Response:
         checks = run_health_checks()
-        healthy = all(result.ok for result in checks.values())
+        failed = sorted(name for name, result in checks.items() if not result.ok)
         data = {
-            "status": "healthy" if healthy else "degraded",
+            "status": "degraded" if failed else "healthy",
             "checks": {name: asdict(result) for name, result in checks.items()},
         }
-        return Response({"success": True, "data": data}, status=200 if healthy else 503)
+        if not failed:
+            return success(data)
+        error = {
+            "code": "service_unavailable",
+            "message": f"Some dependencies are not working: {', '.join(failed)}.",
+            "details": {"failed": failed},
+        }
+        return Response({"success": False, "data": data, "error": error}, status=503)
+
+
+class QueuesView(APIView):
+    throttle_classes = DEFAULT_THROTTLES
+
+    @extend_schema(
+        summary="Jobs and workers per queue",
+        parameters=[RETRY_AFTER],
+        responses={200: s.QueuesEnvelope, **_errors(429, 503)},
+    )
+    def get(self, request: Request) -> Response:
+        return success(selectors.queue_statistics())
 
 
 class SessionView(APIView):
+    throttle_classes = DEFAULT_THROTTLES
+
     @extend_schema(
-        responses=inline_serializer(
-            "SessionEnvelope",
-            {"success": serializers.BooleanField(), "data": serializers.DictField()},
-        )
+        summary="The caller's session and its operations by status",
+        parameters=[RETRY_AFTER],
+        responses={200: s.SessionEnvelope, **_errors(429)},
     )
     def get(self, request: Request) -> Response:
-        return Response({"success": True, "data": {"session_key": request.session.session_key}})
+        return success(selectors.session_summary(session_key=session_key(request)))

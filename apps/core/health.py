@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import django_rq
 from django.conf import settings
 from django.db import connection
 
+from apps.core.exceptions import StorageError
 from apps.operations.services.storage import get_storage
 
 logger = logging.getLogger(__name__)
+
+REDIS_TIMEOUT_SECONDS = 2
 
 
 @dataclass(frozen=True)
@@ -29,11 +34,38 @@ def _database() -> None:
 
 
 def _redis() -> None:
-    django_rq.get_connection(settings.WORKER_CONFIG["video"]["queue"]).ping()
+    connection = django_rq.get_connection(settings.WORKER_CONFIG["video"]["queue"])
+    # A health check must answer even when Redis hangs instead of refusing connections.
+    connection.connection_pool.connection_kwargs.update(
+        socket_connect_timeout=REDIS_TIMEOUT_SECONDS, socket_timeout=REDIS_TIMEOUT_SECONDS
+    )
+    try:
+        connection.ping()
+    finally:
+        connection.close()
 
 
 def _storage() -> None:
+    """Where files live: the local storage root, or with Cloudinary the local working directory
+    that uploads and jobs pass through."""
+    if settings.USE_CLOUDINARY:
+        _check_writable(Path(settings.TEMP_ROOT))
+    else:
+        get_storage().check()
+
+
+def _cloudinary() -> None:
     get_storage().check()
+
+
+def _check_writable(directory: Path) -> None:
+    probe = directory / f".health-{uuid.uuid4().hex}"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as e:
+        raise StorageError(f"The working directory {directory} is not writable: {e.strerror}.") from e
 
 
 def _timed(check: Callable[[], None]) -> CheckResult:
@@ -56,7 +88,8 @@ def _public_error(error: Exception) -> str:
 
 
 def run_health_checks() -> dict[str, CheckResult]:
+    """Every dependency's check by name: database, redis, storage, and cloudinary when enabled."""
     checks: dict[str, Callable[[], None]] = {"database": _database, "redis": _redis, "storage": _storage}
     if settings.USE_CLOUDINARY:
-        checks["cloudinary"] = _storage
+        checks["cloudinary"] = _cloudinary
     return {name: _timed(check) for name, check in checks.items()}

@@ -1,0 +1,53 @@
+"""Page-number pagination in the success envelope: ``?page=``, ``?page_size=`` (at most 100)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.response import Response
+
+
+class EnvelopePagination(PageNumberPagination):
+    page_size = 20
+    page_size_query_param = "page_size"
+    max_page_size = 100
+
+    def get_paginated_response(self, data: list[Any]) -> Response:
+        page = self.page
+        return Response(
+            {
+                "success": True,
+                "data": data,
+                "pagination": {
+                    "count": page.paginator.count,
+                    "page": page.number,
+                    "page_size": page.paginator.per_page,
+                    "total_pages": page.paginator.num_pages,
+                    "next": self.get_next_link(),
+                    "previous": self.get_previous_link(),
+                },
+            }
+        )
+
+    def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "required": ["success", "data", "pagination"],
+            "properties": {
+                "success": {"type": "boolean"},
+                "data": schema,
+                "pagination": {
+                    "type": "object",
+                    "required": ["count", "page", "page_size", "total_pages", "next", "previous"],
+                    "properties": {
+                        "count": {"type": "integer", "example": 42},
+                        "page": {"type": "integer", "example": 2},
+                        "page_size": {"type": "integer", "example": 20},
+                        "total_pages": {"type": "integer", "example": 3},
+                        "next": {"type": "string", "format": "uri", "nullable": True},
+                        "previous": {"type": "string", "format": "uri", "nullable": True},
+                    },
+                },
+            },
+        }

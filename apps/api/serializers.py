@@ -1,0 +1,228 @@
+"""Request validation and response shapes, including the envelopes the OpenAPI schema publishes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field, inline_serializer
+from rest_framework import serializers
+
+from apps.api.validators import validate_extension, validate_size
+from apps.core.exceptions import ValidationFailed
+from apps.operations.enums import FileType, MediaType, OperationStatus, ProcessingPhase
+from apps.operations.models import File, Operation
+from apps.operations.selectors import operation_eta_seconds
+from apps.processors.parameters import validate_parameters
+from apps.processors.registry import OPERATIONS, OperationDefinition, get_operation
+
+
+# --- requests -------------------------------------------------------------------------------------
+class OperationCreateSerializer(serializers.Serializer):
+    operation = serializers.CharField(help_text="The operation's name, e.g. video_compress.")
+    parameters = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        trim_whitespace=True,
+        help_text='The parameters as a JSON object, e.g. {"quality": 23}. Omitted: the defaults.',
+    )
+    file = serializers.FileField(allow_empty_file=False, use_url=False, help_text="The media file to process.")
+
+    def validate_operation(self, value: str) -> OperationDefinition:
+        definition = get_operation(value)
+        if definition is None:
+            raise serializers.ValidationError(
+                f"Unknown operation {value!r}. Available operations: {', '.join(sorted(OPERATIONS))}."
+            )
+        return definition
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        definition: OperationDefinition = attrs["operation"]
+        attrs["parameters"] = validate_parameters(definition, _parse_json_object(attrs.get("parameters")))
+        upload = attrs["file"]
+        validate_extension(definition=definition, file_name=upload.name or "")
+        validate_size(size=upload.size, limit=definition.max_file_size)
+        return {"definition": definition, "parameters": attrs["parameters"], "upload": upload}
+
+
+def _parse_json_object(text: str | None) -> Any:
+    if not text:
+        return {}
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValidationFailed(
+            "The parameters are not valid JSON.",
+            details={"parameters": [f"Not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})."]},
+        ) from e
+
+
+class OperationListQuerySerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=OperationStatus.choices, required=False, help_text="Only this status.")
+    operation = serializers.ChoiceField(
+        choices=sorted(OPERATIONS), required=False, help_text="Only operations of this kind."
+    )
+
+
+# --- responses ------------------------------------------------------------------------------------
+class FileSerializer(serializers.Serializer):
+    file_name = serializers.CharField(help_text="The original name, sanitised.")
+    file_size = serializers.IntegerField(help_text="Bytes.")
+    mime_type = serializers.CharField()
+    metadata = serializers.DictField(help_text="As probed: format, duration, width, height, codecs, bitrate, ...")
+
+
+class OutputFileSerializer(FileSerializer):
+    download_url = serializers.SerializerMethodField()
+
+    def get_download_url(self, file: File) -> str:
+        path = reverse("operation-download", args=[file.operation_id])
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request is not None else path
+
+
+class OperationSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    operation = serializers.CharField()
+    status = serializers.ChoiceField(choices=OperationStatus.choices)
+    progress = serializers.IntegerField(min_value=0, max_value=100)
+    parameters = serializers.DictField(help_text="As validated, with defaults filled in.")
+    error_message = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    completed_at = serializers.DateTimeField(allow_null=True)
+    expires_at = serializers.DateTimeField(allow_null=True)
+    eta_seconds = serializers.SerializerMethodField()
+    input_file = serializers.SerializerMethodField()
+    output_file = serializers.SerializerMethodField()
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_error_message(self, operation: Operation) -> str | None:
+        return operation.error_message or None
+
+    @extend_schema_field(serializers.IntegerField(allow_null=True))
+    def get_eta_seconds(self, operation: Operation) -> int | None:
+        return operation_eta_seconds(operation)
+
+    @extend_schema_field(FileSerializer(allow_null=True))
+    def get_input_file(self, operation: Operation) -> dict[str, Any] | None:
+        file = _file_of(operation, FileType.INPUT)
+        return FileSerializer(file).data if file is not None else None
+
+    @extend_schema_field(OutputFileSerializer(allow_null=True))
+    def get_output_file(self, operation: Operation) -> dict[str, Any] | None:
+        file = _file_of(operation, FileType.OUTPUT)
+        if file is None or operation.status != OperationStatus.COMPLETED:
+            return None
+        return OutputFileSerializer(file, context=self.context).data
+
+
+def _file_of(operation: Operation, file_type: FileType) -> File | None:
+    # Iterating the prefetched files costs no query; filter() would cost one per operation.
+    return next((file for file in operation.files.all() if file.file_type == file_type), None)
+
+
+class OperationStatusSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=OperationStatus.choices)
+    progress = serializers.IntegerField(min_value=0, max_value=100)
+    eta_seconds = serializers.IntegerField(allow_null=True, help_text="Seconds left, while processing.")
+    error_message = serializers.CharField(allow_null=True)
+    phase = serializers.ChoiceField(
+        choices=ProcessingPhase.choices, allow_null=True, help_text="What a processing job is doing now."
+    )
+    queue_position = serializers.IntegerField(allow_null=True, help_text="While queued: 1 means next.")
+    waiting_reason = serializers.CharField(allow_null=True, help_text="Why a waiting operation is not running.")
+
+
+class OperationDefinitionSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    media_type = serializers.ChoiceField(choices=MediaType.choices, help_text="The media type of the input.")
+    description = serializers.CharField()
+    queue = serializers.CharField(help_text="The RQ queue that runs it, e.g. video_queue.")
+    input_formats = serializers.ListField(child=serializers.CharField())
+    output_formats = serializers.ListField(child=serializers.CharField())
+    max_file_size = serializers.IntegerField(help_text="The largest accepted upload, in bytes.")
+    parameters = serializers.DictField(source="parameters_schema", help_text="A JSON Schema of the parameters.")
+
+
+class HealthCheckSerializer(serializers.Serializer):
+    ok = serializers.BooleanField()
+    latency_ms = serializers.FloatField()
+    error = serializers.CharField(allow_null=True)
+
+
+class HealthSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["healthy", "degraded"])
+    checks = serializers.DictField(
+        child=HealthCheckSerializer(), help_text="database, redis, storage, and cloudinary when it is enabled."
+    )
+
+
+class QueueStatisticsSerializer(serializers.Serializer):
+    queued = serializers.IntegerField()
+    started = serializers.IntegerField()
+    finished = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    scheduled = serializers.IntegerField(help_text="Jobs waiting for a retry.")
+    deferred = serializers.IntegerField()
+    workers = serializers.IntegerField(help_text="Workers listening on the queue.")
+
+
+class SessionSerializer(serializers.Serializer):
+    session_key = serializers.CharField(help_text="Send it back in the X-Session-Key header.")
+    operations_total = serializers.IntegerField()
+    operations_by_status = serializers.DictField(child=serializers.IntegerField())
+
+
+# --- envelopes (for the schema; views build the same shapes through apps.api.utils) ---------------
+class ErrorSerializer(serializers.Serializer):
+    code = serializers.ChoiceField(
+        choices=[
+            "validation_error",
+            "not_found",
+            "method_not_allowed",
+            "not_acceptable",
+            "invalid_state",
+            "expired",
+            "file_too_large",
+            "unsupported_media",
+            "throttled",
+            "permission_denied",
+            "service_unavailable",
+            "internal_error",
+        ]
+    )
+    message = serializers.CharField(help_text="A sentence for the person using the client.")
+    details = serializers.DictField(help_text="Per-field messages for validation errors; else extra facts.")
+
+
+ErrorEnvelopeSerializer = inline_serializer(
+    "ErrorEnvelope", {"success": serializers.BooleanField(), "error": ErrorSerializer()}
+)
+
+
+def envelope(name: str, data: serializers.Field) -> serializers.Serializer:
+    """The success envelope around ``data``, as a named schema component."""
+    return inline_serializer(
+        name,
+        {"success": serializers.BooleanField(), "data": data, "message": serializers.CharField(required=False)},
+    )
+
+
+OperationEnvelope = envelope("OperationEnvelope", OperationSerializer())
+OperationStatusEnvelope = envelope("OperationStatusEnvelope", OperationStatusSerializer())
+OperationDeletedEnvelope = envelope("OperationDeletedEnvelope", serializers.DictField(allow_null=True))
+OperationDefinitionEnvelope = envelope("OperationDefinitionEnvelope", OperationDefinitionSerializer())
+OperationDefinitionListEnvelope = envelope("OperationDefinitionListEnvelope", OperationDefinitionSerializer(many=True))
+QueuesEnvelope = envelope("QueuesEnvelope", serializers.DictField(child=QueueStatisticsSerializer()))
+SessionEnvelope = envelope("SessionEnvelope", SessionSerializer())
+HealthEnvelope = inline_serializer(
+    "HealthEnvelope",
+    {
+        "success": serializers.BooleanField(),
+        "data": HealthSerializer(),
+        "error": ErrorSerializer(required=False, help_text="Present when degraded (503)."),
+    },
+)

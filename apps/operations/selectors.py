@@ -1,0 +1,209 @@
+"""Reads of operations and queues, shared by the API's views.
+
+Every read of operations is scoped to one session and hides deleted rows: an operation of
+another session is exactly as invisible as one that never existed (404, never 403).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import django_rq
+from django.conf import settings
+from django.db.models import Count, QuerySet
+from django.utils import timezone
+from redis import Redis
+from redis.exceptions import RedisError
+from rq import Queue, Worker
+from rq.registry import (
+    DeferredJobRegistry,
+    FailedJobRegistry,
+    FinishedJobRegistry,
+    ScheduledJobRegistry,
+    StartedJobRegistry,
+)
+
+from apps.core.exceptions import NotFound, ServiceUnavailable
+from apps.operations.enums import OperationStatus
+from apps.operations.models import Operation
+from apps.processors.registry import get_operation
+
+logger = logging.getLogger(__name__)
+
+S = OperationStatus
+NOT_FOUND_MESSAGE = "No operation with this id exists in your session."
+STATUS_FIELDS = (
+    "id",
+    "operation",
+    "status",
+    "progress",
+    "error_message",
+    "phase",
+    "started_at",
+    "job_id",
+    "session_key",
+    "is_deleted",
+)
+
+
+def operation_list(*, session_key: str, status: str | None = None, operation: str | None = None) -> QuerySet[Operation]:
+    """A session's operations, newest first, with their files."""
+    operations = Operation.objects.filter(session_key=session_key, is_deleted=False)
+    if status:
+        operations = operations.filter(status=status)
+    if operation:
+        operations = operations.filter(operation=operation)
+    return operations.prefetch_related("files").order_by("-created_at", "-id")
+
+
+def operation_get(*, session_key: str, operation_id: str | uuid.UUID) -> Operation:
+    """One of the session's operations, or ``NotFound`` (also for another session's ids)."""
+    operation = operation_list(session_key=session_key).filter(id=_parse_id(operation_id)).first()
+    if operation is None:
+        raise NotFound(NOT_FOUND_MESSAGE)
+    return operation
+
+
+def operation_by_idempotency_key(*, session_key: str, idempotency_key: str, within_hours: int) -> Operation | None:
+    """The operation this session created with this Idempotency-Key within the window, if any."""
+    since = timezone.now() - timedelta(hours=within_hours)
+    return (
+        Operation.objects.filter(
+            session_key=session_key, idempotency_key=idempotency_key, is_deleted=False, created_at__gte=since
+        )
+        .prefetch_related("files")
+        .first()
+    )
+
+
+def operation_eta_seconds(operation: Operation) -> int | None:
+    """elapsed × (100 − progress) / progress while processing; ``None`` otherwise."""
+    if operation.status != S.PROCESSING or not operation.started_at or operation.progress <= 0:
+        return None
+    elapsed = (timezone.now() - operation.started_at).total_seconds()
+    return max(0, round(elapsed * (100 - operation.progress) / operation.progress))
+
+
+# --- status ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class OperationStatusInfo:
+    id: uuid.UUID
+    status: str
+    progress: int
+    eta_seconds: int | None
+    error_message: str | None
+    phase: str | None
+    queue_position: int | None
+    waiting_reason: str | None
+
+
+def operation_status(*, session_key: str, operation_id: str | uuid.UUID) -> OperationStatusInfo:
+    """The small status object clients poll: one database query, and for a queued operation its
+    place in the queue and whether any worker is listening, read from Redis."""
+    operation = (
+        Operation.objects.filter(id=_parse_id(operation_id), session_key=session_key, is_deleted=False)
+        .only(*STATUS_FIELDS)
+        .first()
+    )
+    if operation is None:
+        raise NotFound(NOT_FOUND_MESSAGE)
+    position, reason = _waiting(operation)
+    return OperationStatusInfo(
+        id=operation.id,
+        status=operation.status,
+        progress=operation.progress,
+        eta_seconds=operation_eta_seconds(operation),
+        error_message=operation.error_message or None,
+        phase=(operation.phase or None) if operation.status == S.PROCESSING else None,
+        queue_position=position,
+        waiting_reason=reason,
+    )
+
+
+def _waiting(operation: Operation) -> tuple[int | None, str | None]:
+    """(queue position, 1 = next; why the operation is not running) for a waiting operation."""
+    if operation.status == S.PENDING:
+        return None, "The job queue could not be reached; the operation will be queued automatically."
+    if operation.status != S.QUEUED:
+        return None, None
+    definition = get_operation(operation.operation)
+    if definition is None:
+        return None, None
+    try:
+        queue = django_rq.get_queue(definition.queue)
+        # LPOS straight away: Queue.get_job_position asks the server's version first, a second
+        # round trip on every poll. RQ pushes on the right and workers pop on the left.
+        index = queue.connection.lpos(queue.key, operation.job_id) if operation.job_id else None
+        workers = live_worker_count(queue)
+    except RedisError as e:
+        logger.warning("Could not read the position of operation %s: %s", operation.id, e)
+        return None, "The job queue cannot be reached right now; the operation will run once it is back."
+    position = index + 1 if index is not None else None
+    if workers == 0:
+        group = definition.worker_group or definition.media_type
+        return position, f"No {group} worker is running; the operation will start when one is."
+    if position is None and operation.error_message:
+        # Not on the queue but queued: RQ's scheduler holds it until its retry is due.
+        return None, "Waiting to try again after a temporary error."
+    return position, None
+
+
+def live_worker_count(queue: Queue) -> int:
+    """Workers listening on ``queue``. RQ's registry can still name a worker that was killed;
+    its own key expires with its heartbeat, so only workers whose key exists are counted."""
+    connection: Redis = queue.connection
+    keys = sorted(Worker.all_keys(queue=queue))
+    if not keys:
+        return 0
+    with connection.pipeline(transaction=False) as pipeline:
+        for key in keys:
+            pipeline.exists(key)
+        return sum(1 for exists in pipeline.execute() if exists)
+
+
+# --- summaries ------------------------------------------------------------------------------------
+def session_summary(*, session_key: str) -> dict[str, Any]:
+    """The session's key and how many of its operations are in each status."""
+    counts = dict.fromkeys(S.values, 0)
+    rows = (
+        Operation.objects.filter(session_key=session_key, is_deleted=False)
+        .order_by()
+        .values_list("status")
+        .annotate(count=Count("id"))
+    )
+    for status, count in rows:
+        counts[status] = count
+    return {"session_key": session_key, "operations_total": sum(counts.values()), "operations_by_status": counts}
+
+
+def queue_statistics() -> dict[str, dict[str, int]]:
+    """Per queue: jobs waiting, running, finished, failed, scheduled (retries), deferred, and
+    the workers listening. ``ServiceUnavailable`` when Redis cannot be reached."""
+    statistics: dict[str, dict[str, int]] = {}
+    try:
+        for worker in settings.WORKER_CONFIG.values():
+            queue = django_rq.get_queue(worker["queue"])
+            statistics[queue.name] = {
+                "queued": queue.count,
+                "started": StartedJobRegistry(queue=queue).count,
+                "finished": FinishedJobRegistry(queue=queue).count,
+                "failed": FailedJobRegistry(queue=queue).count,
+                "scheduled": ScheduledJobRegistry(queue=queue).count,
+                "deferred": DeferredJobRegistry(queue=queue).count,
+                "workers": live_worker_count(queue),
+            }
+    except RedisError as e:
+        logger.warning("Queue statistics unavailable: %s", e)
+        raise ServiceUnavailable("The job queue cannot be reached right now; please try again shortly.") from e
+    return statistics
+
+
+def _parse_id(operation_id: str | uuid.UUID) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(operation_id))
+    except ValueError as e:
+        raise NotFound(NOT_FOUND_MESSAGE) from e

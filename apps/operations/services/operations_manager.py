@@ -1,0 +1,249 @@
+"""What a user can do with an operation: create, retry, cancel, delete, download.
+
+Status changes go through ``lifecycle`` (guarded compare-and-set) and queueing through
+``queue_manager`` (after the transaction commits). Nothing is lost and nothing is orphaned: an
+accepted upload is stored before its row exists and removed again if the row cannot be written;
+a created operation whose job cannot be queued stays ``pending`` for the recovery sweep.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from apps.core.exceptions import Expired, InvalidState, StorageError
+from apps.core.utils import sanitize_filename
+from apps.operations import selectors
+from apps.operations.enums import FileType, MediaType, OperationStatus
+from apps.operations.models import File, Operation
+from apps.operations.services import lifecycle
+from apps.operations.services.queue_manager import enqueue_on_commit
+from apps.operations.services.storage import DownloadTarget, StorageBackend, get_storage
+from apps.processors.registry import OperationDefinition, get_operation
+from apps.processors.utils.validation import inspect_upload
+
+logger = logging.getLogger(__name__)
+
+IDEMPOTENCY_WINDOW_HOURS = 24
+# The name a result is downloaded under: "holiday.mov" compressed is "holiday_compressed.mp4".
+RESULT_SUFFIXES = {
+    "video_compress": "compressed",
+    "video_convert": "converted",
+    "image_resize": "resized",
+    "image_convert": "converted",
+    "audio_convert": "converted",
+    "audio_extract": "audio",
+}
+
+
+@dataclass(frozen=True)
+class OperationCreateResult:
+    operation: Operation
+    # False when an Idempotency-Key matched an operation created earlier.
+    created: bool
+
+
+@dataclass(frozen=True)
+class OperationDownload:
+    target: DownloadTarget
+    file_name: str
+    mime_type: str
+
+
+# --- create ---------------------------------------------------------------------------------------
+def operation_create(
+    *,
+    session_key: str,
+    definition: OperationDefinition,
+    parameters: dict[str, Any],
+    upload: UploadedFile,
+    idempotency_key: str | None = None,
+) -> OperationCreateResult:
+    """Check the upload's content, store it, record the operation and its input, and queue it.
+
+    ``parameters`` are already validated against the definition. The content check raises
+    ``UnsupportedMedia``; a storage failure raises ``StorageError`` (503) and leaves nothing.
+    With an ``idempotency_key`` already used by this session in the last 24 hours, the earlier
+    operation is returned instead (``created=False``), also when two such requests race.
+    """
+    if idempotency_key:
+        existing = _idempotent_match(session_key, idempotency_key)
+        if existing is not None:
+            return OperationCreateResult(operation=existing, created=False)
+
+    with _local_path(upload) as path:
+        inspection = inspect_upload(path=path, definition=definition)
+
+    operation_id = uuid.uuid4()
+    storage = get_storage()
+    stored = storage.save_upload(
+        operation_id=operation_id, source=upload, extension=inspection.extension, media_type=definition.media_type
+    )
+    try:
+        with transaction.atomic():
+            if idempotency_key:
+                _release_stale_idempotency_key(session_key, idempotency_key)
+            operation = Operation.objects.create(
+                id=operation_id,
+                session_key=session_key,
+                operation=definition.name,
+                parameters=parameters,
+                idempotency_key=idempotency_key,
+            )
+            File.objects.create(
+                operation=operation,
+                file_type=FileType.INPUT,
+                file_path=stored.key,
+                file_name=sanitize_filename(upload.name or "", fallback=f"upload.{inspection.extension}"),
+                file_size=stored.size,
+                mime_type=inspection.mime_type,
+                cloudinary_public_id=stored.public_id,
+                cloudinary_url=stored.url,
+                metadata={**inspection.metadata, "container": inspection.container},
+            )
+    except IntegrityError:
+        _discard(storage, stored.key, definition.media_type)
+        # The unique (session, key) constraint: a concurrent request with the same key won.
+        existing = _idempotent_match(session_key, idempotency_key) if idempotency_key else None
+        if existing is None:
+            raise
+        return OperationCreateResult(operation=existing, created=False)
+    except Exception:
+        _discard(storage, stored.key, definition.media_type)
+        raise
+
+    # Queued once the row is committed; when Redis is unreachable it stays pending.
+    enqueue_on_commit(operation_id=operation.id)
+    operation.refresh_from_db()
+    return OperationCreateResult(operation=operation, created=True)
+
+
+def _idempotent_match(session_key: str, idempotency_key: str) -> Operation | None:
+    return selectors.operation_by_idempotency_key(
+        session_key=session_key, idempotency_key=idempotency_key, within_hours=IDEMPOTENCY_WINDOW_HOURS
+    )
+
+
+def _release_stale_idempotency_key(session_key: str, idempotency_key: str) -> None:
+    """A key older than the window (or of a deleted operation) may be used again: free it from the
+    old row, which the unique constraint would otherwise still tie it to."""
+    # Only stale rows: a fresh one is a concurrent request's, and the unique constraint must
+    # make this insert fail so that its operation is returned instead.
+    since = timezone.now() - timedelta(hours=IDEMPOTENCY_WINDOW_HOURS)
+    Operation.objects.filter(session_key=session_key, idempotency_key=idempotency_key).filter(
+        Q(created_at__lt=since) | Q(is_deleted=True)
+    ).update(idempotency_key=None)
+
+
+@contextmanager
+def _local_path(upload: UploadedFile) -> Iterator[Path]:
+    """The upload as a local file to inspect: the temp file a large upload already is, or a
+    short-lived copy of a small one held in memory."""
+    if hasattr(upload, "temporary_file_path"):
+        yield Path(upload.temporary_file_path())
+        return
+    directory = Path(settings.FILE_UPLOAD_TEMP_DIR)
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=directory, prefix="inspect-", suffix=".upload") as copy:
+        for chunk in upload.chunks():
+            copy.write(chunk)
+        copy.flush()
+        yield Path(copy.name)
+    upload.seek(0)
+
+
+def _discard(storage: StorageBackend, key: str, media_type: MediaType) -> None:
+    try:
+        storage.delete(key=key, media_type=media_type)
+    except StorageError as e:
+        logger.error("Could not remove the stored upload %s after a failed create: %s", key, e)
+
+
+# --- retry, cancel, delete ------------------------------------------------------------------------
+def operation_retry(*, operation: Operation) -> Operation:
+    """Queue a failed or cancelled operation again with the same input and id."""
+    if not any(file.file_type == FileType.INPUT for file in operation.files.all()):
+        raise Expired("The input of this operation is no longer stored; upload the file again.")
+    operation = lifecycle.operation_reset_for_retry(operation=operation)
+    enqueue_on_commit(operation_id=operation.id)
+    operation.refresh_from_db()
+    return operation
+
+
+def operation_cancel(*, operation: Operation) -> Operation:
+    """Cancel a pending, queued or processing operation. A queued job is skipped when a worker
+    takes it (the claim needs ``queued``); a running one stops at its next progress write."""
+    return lifecycle.operation_cancel(operation=operation)
+
+
+def operation_delete(*, operation: Operation) -> None:
+    """Soft-delete the operation (cancelling its work) and remove its files once that is committed."""
+    files = list(operation.files.all())
+    definition = get_operation(operation.operation)
+    lifecycle.operation_mark_deleted(operation=operation)
+    transaction.on_commit(lambda: _remove_files(files, definition))
+
+
+def _remove_files(files: list[File], definition: OperationDefinition | None) -> None:
+    storage = get_storage()
+    for file in files:
+        try:
+            storage.delete(key=file.file_path, media_type=_media_type_of(file, definition))
+        except StorageError as e:
+            # The row is already deleted; the retention sweep removes what is left behind.
+            logger.warning("Could not remove %s of deleted operation %s: %s", file.file_path, file.operation_id, e)
+
+
+def _media_type_of(file: File, definition: OperationDefinition | None) -> MediaType:
+    family = file.mime_type.split("/", 1)[0]
+    if family in MediaType.values:
+        return MediaType(family)
+    return definition.media_type if definition is not None else MediaType.VIDEO
+
+
+# --- download -------------------------------------------------------------------------------------
+def operation_download(*, operation: Operation) -> OperationDownload:
+    """The stored result to stream or redirect to: 409 before completion, 410 once expired."""
+    if operation.status != OperationStatus.COMPLETED:
+        raise InvalidState(f"There is no result to download: this operation is {operation.status}.")
+    output = next((file for file in operation.files.all() if file.file_type == FileType.OUTPUT), None)
+    if output is None or (operation.expires_at is not None and operation.expires_at <= timezone.now()):
+        raise Expired("The result of this operation has expired; run the operation again.")
+    definition = get_operation(operation.operation)
+    try:
+        target = get_storage().open_for_download(key=output.file_path, media_type=_media_type_of(output, definition))
+    except StorageError as e:
+        if e.retryable:
+            raise
+        logger.warning("The result %s of operation %s is missing from storage", output.file_path, operation.id)
+        raise Expired("The result of this operation is no longer stored; run the operation again.") from e
+    input_file = next((file for file in operation.files.all() if file.file_type == FileType.INPUT), None)
+    return OperationDownload(
+        target=target,
+        file_name=result_file_name(
+            original=input_file.file_name if input_file else "",
+            operation=operation.operation,
+            stored_name=output.file_path,
+        ),
+        mime_type=output.mime_type or "application/octet-stream",
+    )
+
+
+def result_file_name(*, original: str, operation: str, stored_name: str) -> str:
+    """The download name: the original's stem, what was done, the result's extension."""
+    extension = Path(stored_name).suffix.lower()
+    stem = Path(sanitize_filename(original, fallback="result")).stem or "result"
+    return sanitize_filename(f"{stem}_{RESULT_SUFFIXES.get(operation, 'processed')}{extension}")
