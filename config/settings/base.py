@@ -194,6 +194,7 @@ CORS_ALLOW_HEADERS = (
     "x-session-key",
 )
 CORS_EXPOSE_HEADERS = ("X-Session-Key", "Retry-After", "Content-Disposition")
+CORS_URLS_REGEX = r"^/api/.*$"
 
 # --- REST framework -------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -201,6 +202,9 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": [],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Every error, DRF's and ours, in the error envelope; throttles and pagination are set per
+    # view in apps/api (see apps/api/throttling.py for how clients are keyed).
+    "EXCEPTION_HANDLER": "apps.api.exceptions.api_exception_handler",
     "DEFAULT_THROTTLE_RATES": {
         "anon_burst": env_rate("THROTTLE_ANON_BURST", "60/minute"),
         "anon_sustained": env_rate("THROTTLE_ANON_SUSTAINED", "1000/day"),
@@ -218,6 +222,18 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # The anonymous identity, so that Swagger UI's "Authorize" can send a session key.
+    "APPEND_COMPONENTS": {
+        "securitySchemes": {
+            "sessionKey": {"type": "apiKey", "in": "header", "name": "X-Session-Key"},
+            "sessionCookie": {"type": "apiKey", "in": "cookie", "name": "sessionid"},
+        }
+    },
+    "SECURITY": [{"sessionKey": []}, {"sessionCookie": []}],
+    "ENUM_NAME_OVERRIDES": {
+        "OperationStatusEnum": "apps.operations.enums.OperationStatus",
+        "HealthStatusEnum": ["healthy", "degraded"],
+    },
 }
 
 # --- Media processing -----------------------------------------------------------------------
