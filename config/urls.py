@@ -11,3 +11,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("apps.web.urls")),
 ]
+
+# Errors raised outside a DRF view: the error envelope under /api/, Django's pages elsewhere.
+handler400 = "apps.api.exceptions.bad_request"
+handler404 = "apps.api.exceptions.not_found"
+handler500 = "apps.api.exceptions.server_error"
