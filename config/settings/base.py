@@ -120,8 +120,26 @@ CLOUDINARY_STORAGE = {
     "UPLOADS_FOLDER": "uploads",
     "OUTPUTS_FOLDER": "outputs",
 }
+# Seconds to wait for Cloudinary to connect or to answer any one network read or write.
+CLOUDINARY_TIMEOUT = 60
+# Files over Cloudinary's 100 MB single-request limit go up in chunks (the SDK's upload_large) of this
+# size; Cloudinary wants every chunk but the last to be at least 5 MB.
+CLOUDINARY_LARGE_FILE_THRESHOLD = 100 * 1024 * 1024
+CLOUDINARY_CHUNK_SIZE = 20 * 1024 * 1024
+# CA certificates that the HTTPS clients talking to Cloudinary trust; None means certifi's bundle.
+CLOUDINARY_CA_BUNDLE: str | None = None
 if USE_CLOUDINARY:
     # Read only when enabled, so a laptop without Cloudinary needs none of these.
+    CLOUDINARY_TIMEOUT = env_int("CLOUDINARY_TIMEOUT", CLOUDINARY_TIMEOUT, minimum=1)
+    CLOUDINARY_CHUNK_SIZE = env_size("CLOUDINARY_CHUNK_SIZE", CLOUDINARY_CHUNK_SIZE)
+    if CLOUDINARY_CHUNK_SIZE < 5 * 1024 * 1024:
+        raise ImproperlyConfigured(f"CLOUDINARY_CHUNK_SIZE must be at least 5MB; got {CLOUDINARY_CHUNK_SIZE} bytes.")
+    # The variables requests and OpenSSL honour, so a proxy's or a private endpoint's CA works here too.
+    CLOUDINARY_CA_BUNDLE = env_str("REQUESTS_CA_BUNDLE") or env_str("SSL_CERT_FILE") or None
+    if CLOUDINARY_CA_BUNDLE and not Path(CLOUDINARY_CA_BUNDLE).is_file():
+        raise ImproperlyConfigured(
+            f"REQUESTS_CA_BUNDLE / SSL_CERT_FILE must name a CA certificate file; got {CLOUDINARY_CA_BUNDLE!r}."
+        )
     CLOUDINARY_URL = env_url("CLOUDINARY_URL", None, schemes=("cloudinary",))
     if CLOUDINARY_URL is None:
         CLOUDINARY_CREDENTIALS = {
@@ -238,6 +256,13 @@ SPECTACULAR_SETTINGS = {
 
 # --- Media processing -----------------------------------------------------------------------
 FFMPEG_BINARY = env_str("FFMPEG_BINARY") or None
+# Caps checked by the worker on the probed input, so that no file can exhaust a worker whatever
+# its size on disk: decoded image pixels, video frame pixels (8K), media duration and the frames
+# of an animated GIF kept as an animated WebP.
+PROCESSING_MAX_IMAGE_PIXELS = env_int("PROCESSING_MAX_IMAGE_PIXELS", 50_000_000, minimum=1)
+PROCESSING_MAX_VIDEO_PIXELS = env_int("PROCESSING_MAX_VIDEO_PIXELS", 7680 * 4320, minimum=1)
+PROCESSING_MAX_DURATION_SECONDS = env_int("PROCESSING_MAX_DURATION_SECONDS", 4 * 60 * 60, minimum=1)
+PROCESSING_MAX_ANIMATION_FRAMES = env_int("PROCESSING_MAX_ANIMATION_FRAMES", 500, minimum=1)
 
 # --- Logging --------------------------------------------------------------------------------
 LOG_LEVEL = (env_str("LOG_LEVEL") or "INFO").upper()

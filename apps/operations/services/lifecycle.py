@@ -15,7 +15,7 @@ raise ``InvalidState`` (409) or ``Expired`` (410).
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -84,6 +84,12 @@ def operation_record_progress(
     if phase is not None:
         changes["phase"] = phase
     return _live(operation_id, S.PROCESSING).filter(attempt=attempt).update(**changes) == 1
+
+
+def operation_is_current(*, operation_id: uuid.UUID, attempt: int) -> bool:
+    """Whether this attempt may still work on the operation: the read-only twin of
+    ``operation_record_progress``, so a worker can notice a cancel between progress writes."""
+    return _live(operation_id, S.PROCESSING).filter(attempt=attempt).exists()
 
 
 def operation_mark_completed(
@@ -196,3 +202,14 @@ def operation_mark_deleted(*, operation: Operation) -> Operation:
         locked.deleted_at = now
         locked.save(update_fields=["status", "completed_at", "phase", "is_deleted", "deleted_at"])
     return locked
+
+
+# --- retention ------------------------------------------------------------------------------------
+def operation_mark_files_expired(*, operation_id: uuid.UUID, now: datetime) -> bool:
+    """A finished operation past ``expires_at`` whose files retention has just removed: ``deleted_at``
+    records when. Unlike a user's delete the row stays visible to its session, so its download and
+    retry answer 410 rather than 404. Never applies to active work or to a row already marked."""
+    return (
+        _live(operation_id, *S.terminal()).filter(expires_at__lte=now, deleted_at__isnull=True).update(deleted_at=now)
+        == 1
+    )

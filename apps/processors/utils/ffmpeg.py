@@ -2,17 +2,34 @@
 
 The binary is resolved once: ``FFMPEG_BINARY`` if set, else ``ffmpeg`` on PATH, else the build
 shipped inside the ``imageio-ffmpeg`` package, so a machine with nothing but Python can process.
+FFmpeg always runs from an argument list (never a shell), with a timeout, in a process group of
+its own that is stopped as a whole; failures come back as ``FFmpegError`` with a message for the
+user, FFmpeg's stderr tail for operators and whether trying again could help.
 """
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import logging
+import os
+import queue
 import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+
+from apps.processors.exceptions import FFmpegError, FFmpegTimeout, OperationStopped
 
 logger = logging.getLogger(__name__)
 
@@ -41,3 +58,272 @@ def _resolve(configured: str | None) -> str:
 def resolve_ffmpeg_binary() -> str:
     """The absolute path of the FFmpeg executable to run."""
     return _resolve(settings.FFMPEG_BINARY)
+
+
+# --- running FFmpeg -------------------------------------------------------------------------------
+# How often the supervisor wakes up when FFmpeg prints nothing, so that a cancel or a timeout is
+# noticed even while the encoder is stuck on a hard stretch of input.
+POLL_SECONDS = 0.5
+# SIGTERM lets FFmpeg close its files; whatever is still running after this gets SIGKILL.
+STOP_GRACE_SECONDS = 3.0
+STDERR_TAIL_LINES = 40
+_STDERR_LINE_LIMIT = 500
+_EOF = object()
+
+# percent (0-100, or None when FFmpeg reported nothing new) -> False to stop FFmpeg.
+ProgressCallback = Callable[[float | None], bool]
+
+
+@dataclass(frozen=True)
+class FFmpegResult:
+    stderr_tail: str
+    elapsed_seconds: float
+
+
+def input_args(path: Path, *, demuxer: str) -> list[str]:
+    """Arguments that open one input: its demuxer pinned to the format the file was accepted
+    as, and only the ``file`` protocol, so a crafted file cannot make FFmpeg read anything else
+    (playlists, concat lists, network URLs)."""
+    return ["-f", demuxer, "-protocol_whitelist", "file", "-i", f"file:{path}"]
+
+
+def run_ffmpeg(
+    args: Sequence[str],
+    *,
+    duration: float | None,
+    timeout: float,
+    on_progress: ProgressCallback | None = None,
+) -> FFmpegResult:
+    """Run FFmpeg with ``args`` (inputs, filters, outputs) and supervise it to the end.
+
+    Progress comes from ``-progress pipe:1`` as out_time / ``duration``. ``on_progress`` is
+    called at least every ``POLL_SECONDS``; when it returns False FFmpeg is stopped and
+    ``OperationStopped`` raised. FFmpeg runs in a process group of its own and is stopped with
+    its children (SIGTERM, then SIGKILL after a grace period) however this function is left:
+    an error, ``timeout`` (``FFmpegTimeout``), a cancel, or an exception raised into the job
+    (RQ's JobTimeoutException, SystemExit on a cold shutdown).
+    """
+    command = [
+        resolve_ffmpeg_binary(),
+        "-nostdin",
+        "-hide_banner",
+        "-nostats",
+        "-loglevel",
+        "warning",
+        "-progress",
+        "pipe:1",
+        *args,
+    ]
+    logger.debug("Running %s", command)
+    started = time.monotonic()
+    deadline = started + timeout
+    process = subprocess.Popen(
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        **_own_process_group(),
+    )
+    updates: queue.SimpleQueue[dict[str, str] | object] = queue.SimpleQueue()
+    stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+    readers = [
+        threading.Thread(target=_read_progress, args=(process.stdout, updates), daemon=True),
+        threading.Thread(target=_read_stderr, args=(process.stderr, stderr_tail), daemon=True),
+    ]
+    for reader in readers:
+        reader.start()
+    try:
+        _supervise(process, updates, duration=duration, deadline=deadline, timeout=timeout, on_progress=on_progress)
+        returncode = process.wait(timeout=max(0.1, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired as e:
+        raise FFmpegTimeout(stderr_tail="\n".join(stderr_tail)) from e
+    finally:
+        if process.poll() is None:
+            stop_process(process)
+        for reader in readers:
+            reader.join(timeout=STOP_GRACE_SECONDS)
+        process.stdout.close()
+        process.stderr.close()
+    tail = "\n".join(stderr_tail)
+    if returncode != 0:
+        message, permanent = _describe_failure(tail)
+        logger.warning("FFmpeg exited with %s: %s", returncode, tail[-2000:])
+        raise FFmpegError(message, permanent=permanent, stderr_tail=tail, returncode=returncode)
+    return FFmpegResult(stderr_tail=tail, elapsed_seconds=time.monotonic() - started)
+
+
+def _supervise(
+    process: subprocess.Popen,
+    updates: queue.SimpleQueue,
+    *,
+    duration: float | None,
+    deadline: float,
+    timeout: float,
+    on_progress: ProgressCallback | None,
+) -> None:
+    while True:
+        try:
+            update = updates.get(timeout=POLL_SECONDS)
+        except queue.Empty:
+            update = None
+        if update is _EOF:
+            return
+        percent = _percent(update, duration) if update is not None else None
+        if on_progress is not None and not on_progress(percent):
+            stop_process(process)
+            raise OperationStopped("The operation no longer wants this work.")
+        if time.monotonic() > deadline:
+            stop_process(process)
+            raise FFmpegTimeout(f"FFmpeg was stopped after the {timeout:.0f} seconds it was given.")
+
+
+def _percent(update: dict[str, str], duration: float | None) -> float | None:
+    if update.get("progress") == "end":
+        return 100.0
+    if not duration or duration <= 0:
+        return None
+    # out_time_us is the reliable key (out_time_ms is microseconds too, a historical bug);
+    # both are "N/A" until the first frame is written.
+    raw = update.get("out_time_us") or update.get("out_time_ms")
+    try:
+        out_time = int(raw) / 1_000_000
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, min(100.0, out_time / duration * 100))
+
+
+def _read_progress(stream: IO[str], updates: queue.SimpleQueue) -> None:
+    block: dict[str, str] = {}
+    try:
+        for line in stream:
+            key, sep, value = line.strip().partition("=")
+            if not sep:
+                continue
+            block[key] = value
+            # Each report ends with progress=continue (or =end on the last one).
+            if key == "progress":
+                updates.put(block)
+                block = {}
+    except (OSError, ValueError):
+        pass  # the pipe was closed under us while stopping FFmpeg
+    finally:
+        updates.put(_EOF)
+
+
+def _read_stderr(stream: IO[str], tail: deque[str]) -> None:
+    try:
+        for line in stream:
+            line = line.rstrip()
+            if line:
+                tail.append(line[:_STDERR_LINE_LIMIT])
+    except (OSError, ValueError):
+        pass  # the pipe was closed under us while stopping FFmpeg
+
+
+# What FFmpeg says, and what a person should read instead. Checked in order; the default is a
+# permanent "could not be processed".
+_FAILURES: tuple[tuple[tuple[str, ...], str, bool], ...] = (
+    (
+        ("No space left on device",),
+        "The server ran out of disk space while processing. It will be tried again.",
+        False,
+    ),
+    (
+        ("Cannot allocate memory",),
+        "The server ran out of memory while processing this file.",
+        True,
+    ),
+    (
+        ("does not contain any stream", "Output file does not contain any stream"),
+        "The file has no stream that this operation can work on.",
+        True,
+    ),
+    (
+        (
+            "Invalid data found when processing input",
+            "moov atom not found",
+            "could not find codec parameters",
+            "Could not find codec parameters",
+            "EBML header parsing failed",
+        ),
+        "The file could not be read. It may be damaged, incomplete or not what its name says.",
+        True,
+    ),
+    (
+        ("Decoder (codec", "Unknown decoder", "Decoding error", "Error while decoding"),
+        "The file uses a codec or feature that cannot be decoded.",
+        True,
+    ),
+)
+
+
+def _describe_failure(stderr_tail: str) -> tuple[str, bool]:
+    for needles, message, permanent in _FAILURES:
+        if any(needle in stderr_tail for needle in needles):
+            return message, permanent
+    return FFmpegError.default_message, True
+
+
+# --- stopping FFmpeg with its children ------------------------------------------------------------
+if sys.platform.startswith("linux"):
+    _libc = ctypes.CDLL(None, use_errno=True)
+    _PR_SET_PDEATHSIG = 1
+
+    def _die_with_parent(parent_pid: int) -> None:
+        # Runs in the child between fork and exec. If the work-horse that started FFmpeg is
+        # SIGKILLed (RQ's cold shutdown, the OOM killer) nothing in Python runs to stop FFmpeg,
+        # and being in its own process group it would not get the horse's signal: the kernel
+        # kills it instead.
+        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent_pid:  # the parent died before prctl took effect
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _own_process_group() -> dict[str, Any]:
+    if os.name != "posix":
+        return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
+    options: dict[str, Any] = {"process_group": 0}
+    if sys.platform.startswith("linux"):
+        options["preexec_fn"] = functools.partial(_die_with_parent, os.getpid())
+    return options
+
+
+def stop_process(process: subprocess.Popen, *, grace: float = STOP_GRACE_SECONDS) -> None:
+    """Stop a process started in its own group, and everything else in that group: SIGTERM,
+    then SIGKILL after ``grace`` seconds. Safe to call on a process that already exited."""
+    if os.name != "posix":
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        process.wait()
+        return
+    if process.returncode is not None:
+        return
+    _signal_group(process.pid, signal.SIGTERM)
+    give_up = time.monotonic() + grace
+    # Wait without reaping: while the leader is an unreaped zombie its process group id cannot
+    # be reused, so the SIGKILL below can only reach FFmpeg's own leftovers.
+    while not _has_exited(process.pid) and time.monotonic() < give_up:
+        time.sleep(0.05)
+    _signal_group(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def _has_exited(pid: int) -> bool:
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    try:
+        os.killpg(pgid, signum)
+    except ProcessLookupError:
+        pass  # the whole group is already gone

@@ -20,6 +20,26 @@ from apps.processors.exceptions import ProbeError
 # instead of reaching the network or another file.
 LOCAL_ONLY = {"protocol_whitelist": "file"}
 
+# The FFmpeg demuxer that each accepted audio/video extension is opened with, and Pillow's format
+# for each image extension: content is only ever decoded as the format it was accepted as.
+DEMUXERS = {
+    "mp4": "mov",
+    "mov": "mov",
+    "m4a": "mov",
+    "mkv": "matroska",
+    "webm": "matroska",
+    "avi": "avi",
+    "wmv": "asf",
+    "flv": "flv",
+    "mp3": "mp3",
+    "wav": "wav",
+    "aac": "aac",
+    "ogg": "ogg",
+    "opus": "ogg",
+    "flac": "flac",
+}
+PILLOW_FORMATS = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "gif": "GIF", "bmp": "BMP"}
+
 
 @dataclass(frozen=True)
 class StreamInfo:

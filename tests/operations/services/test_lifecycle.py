@@ -133,3 +133,17 @@ def test_delete_cancels_active_work_and_hides_the_row():
 def test_delete_keeps_the_status_of_a_finished_operation():
     deleted = lifecycle.operation_mark_deleted(operation=make(status=S.COMPLETED))
     assert deleted.is_deleted and deleted.status == S.COMPLETED
+
+
+def test_an_attempt_stops_being_current_when_cancelled_deleted_or_superseded():
+    operation = make()
+    claimed = lifecycle.operation_claim(operation_id=operation.id)
+    assert lifecycle.operation_is_current(operation_id=operation.id, attempt=claimed.attempt) is True
+    assert lifecycle.operation_is_current(operation_id=operation.id, attempt=claimed.attempt + 1) is False
+
+    lifecycle.operation_cancel(operation=operation)
+    assert lifecycle.operation_is_current(operation_id=operation.id, attempt=claimed.attempt) is False
+
+    deleted = make(status=S.PROCESSING, attempt=1)
+    lifecycle.operation_mark_deleted(operation=deleted)
+    assert lifecycle.operation_is_current(operation_id=deleted.id, attempt=1) is False

@@ -1,0 +1,103 @@
+"""Keeping an operation's progress truthful without flooding the database, and noticing a cancel.
+
+One ``ProgressTracker`` per job attempt. FFmpeg reports progress twice a second; the tracker turns
+that into at most one database contact per second:
+
+- the percentage changed → one UPDATE through ``lifecycle.operation_record_progress`` (which also
+  refreshes the heartbeat);
+- it did not change → a primary-key ``SELECT`` (``lifecycle.operation_is_current``), so a cancel or
+  a delete is noticed within about a second even while the encoder is stuck on a hard stretch;
+- nothing changed for ``HEARTBEAT_SECONDS`` → an UPDATE of the heartbeat alone, so that a recovery
+  sweep can tell a slow job from a dead one.
+
+Both the write and the read answer the same question, "may this attempt still work?": when the
+operation was cancelled, deleted or taken over by a newer attempt, the tracker says stop and the
+FFmpeg runner stops FFmpeg. The reading of the operation's row, rather than an RQ stop command or a
+Redis flag, is deliberate: every path that ends an operation (the API's cancel and delete, the
+admin, a recovery sweep) already goes through the guarded transitions in ``lifecycle.py``, so none of
+them has to remember to signal the worker as well.
+
+The percentage never goes backwards and stays at most 99 while the job runs: 100 is written by
+``operation_mark_completed``, once the output is stored.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+
+from django.utils import timezone
+
+from apps.operations.enums import ProcessingPhase
+from apps.operations.services.lifecycle import operation_is_current, operation_record_progress
+from apps.processors.exceptions import OperationStopped
+
+logger = logging.getLogger(__name__)
+
+CONTACT_INTERVAL_SECONDS = 1.0
+HEARTBEAT_SECONDS = 60.0
+RUNNING_MAXIMUM = 99
+
+
+class ProgressTracker:
+    def __init__(self, *, operation_id: uuid.UUID, attempt: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.operation_id = operation_id
+        self.attempt = attempt
+        self._clock = clock
+        self._written = 0
+        self._last_contact = -math.inf
+        self._last_write = clock()
+        self._current = True
+
+    @property
+    def written(self) -> int:
+        """The last percentage written to the database."""
+        return self._written
+
+    def enter_phase(self, phase: ProcessingPhase) -> None:
+        """Record the job's phase now (phases are few, and a client polling the status should see
+        them); raise ``OperationStopped`` when this attempt may no longer work."""
+        self._current = operation_record_progress(operation_id=self.operation_id, attempt=self.attempt, phase=phase)
+        now = self._clock()
+        self._last_contact = self._last_write = now
+        self.raise_if_stopped()
+
+    def report(self, percent: float | None) -> bool:
+        """FFmpeg's latest percentage (``None``: nothing new). Returns ``False`` once the
+        operation no longer wants this work; the caller then stops."""
+        now = self._clock()
+        if not self._current or now - self._last_contact < CONTACT_INTERVAL_SECONDS:
+            return self._current
+        shown = min(RUNNING_MAXIMUM, int(percent)) if percent is not None else None
+        if shown is not None and shown > self._written:
+            self._current = operation_record_progress(
+                operation_id=self.operation_id, attempt=self.attempt, progress=shown
+            )
+            self._written = shown
+            self._last_write = now
+        elif now - self._last_write >= HEARTBEAT_SECONDS:
+            self._current = operation_record_progress(operation_id=self.operation_id, attempt=self.attempt)
+            self._last_write = now
+        else:
+            self._current = operation_is_current(operation_id=self.operation_id, attempt=self.attempt)
+        self._last_contact = now
+        if not self._current:
+            logger.info("Operation %s attempt %s is no longer current; stopping", self.operation_id, self.attempt)
+        return self._current
+
+    def raise_if_stopped(self) -> None:
+        if not self._current:
+            raise OperationStopped(f"Operation {self.operation_id} attempt {self.attempt} is no longer current.")
+
+
+def eta_seconds(*, progress: int, started_at: datetime | None, now: datetime | None = None) -> int | None:
+    """Seconds left for a processing operation: elapsed × (100 − progress) / progress, the
+    estimate DESIGN.md fixes; ``None`` before there is any progress to extrapolate from."""
+    if started_at is None or progress <= 0 or progress >= 100:
+        return None
+    elapsed = ((now or timezone.now()) - started_at).total_seconds()
+    return max(0, round(elapsed * (100 - progress) / progress))

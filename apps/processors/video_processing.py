@@ -1,0 +1,150 @@
+"""video_compress and video_convert: FFmpeg encodes into MP4/MOV (H.264 + AAC) or WebM (VP9 + Opus).
+
+Common to both: only the probed video stream and the first audio stream are mapped (subtitles,
+data tracks, chapters and the input's metadata such as GPS tags are dropped for privacy); the
+picture is made yuv420p with even dimensions (H.264 and VP9 in 4:2:0 need them, and it is what
+every player supports); MP4 and MOV get ``+faststart`` so playback starts before the download ends.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from apps.operations.enums import MediaType
+from apps.processors.base_processor import (
+    ProcessingContext,
+    ProcessingResult,
+    can_copy_audio,
+)
+from apps.processors.utils.ffmpeg import input_args
+from apps.processors.utils.probe import MediaInfo
+
+logger = logging.getLogger(__name__)
+
+EVEN_DIMENSIONS = "scale=trunc(iw/2)*2:trunc(ih/2)*2"
+_YUV420_EVEN = ["-pix_fmt", "yuv420p", "-vf", EVEN_DIMENSIONS]
+# Conversion is about the container and codecs, not the smallest file: "fast" costs a few percent
+# of size against "medium" for a clearly shorter wait.
+CONVERT_X264_PRESET = "fast"
+CONVERT_AUDIO_BITRATE = "128k"
+# VP9's CRF scale (0-63) is not x264's (0-51): this maps the API's 18-28 onto VP9's usual range,
+# 23 (the default) → 32, close to libvpx's recommended quality for web video.
+VP9_CRF_PER_QUALITY = 1.4
+# "good" with cpu-used 4 and row multithreading is libvpx's recommended speed/quality balance for
+# file encodes; the default (cpu-used 0/1) is several times slower for little gain.
+VP9_SPEED = ["-deadline", "good", "-cpu-used", "4", "-row-mt", "1"]
+
+_CONTAINERS = {"mp4": "mp4", "mov": "mov", "webm": "webm"}
+
+
+def compress_video(context: ProcessingContext) -> ProcessingResult:
+    parameters = context.parameters
+    info = context.media
+    output = context.output_path("mp4")
+    audio_args, audio_copied = _aac_audio(info, bitrate=parameters["audio_bitrate"])
+    args = [
+        *input_args(context.input_path, demuxer=context.demuxer),
+        *_map_streams(info),
+        *_h264(quality=parameters["quality"], preset=parameters["preset"]),
+        *audio_args,
+        *_container("mp4", output),
+    ]
+    context.run_ffmpeg(args, duration=info.duration)
+    details = {"audio_copied": audio_copied}
+    input_size, output_size = context.input_path.stat().st_size, output.stat().st_size
+    if output_size > input_size:
+        # Delivered anyway (the user may still want H.264/faststart), but never passed off as a
+        # compression: the flag and the notice travel in the output's metadata.
+        details["larger_than_input"] = True
+        details["notice"] = (
+            f"The compressed video ({_megabytes(output_size)}) came out larger than the original "
+            f"({_megabytes(input_size)}): the original was already efficiently encoded. "
+            "A higher quality number (up to 28) or a slower preset makes smaller files."
+        )
+    return _result(output, "mp4", info, details)
+
+
+def convert_video(context: ProcessingContext) -> ProcessingResult:
+    parameters = context.parameters
+    info = context.media
+    output_format = parameters["output_format"]
+    output = context.output_path(output_format)
+    if output_format == "webm":
+        video_args = _vp9(quality=parameters["quality"])
+        audio_args, audio_copied = _opus_audio(info)
+    else:
+        video_args = _h264(quality=parameters["quality"], preset=CONVERT_X264_PRESET)
+        audio_args, audio_copied = _aac_audio(info, bitrate=CONVERT_AUDIO_BITRATE)
+    args = [
+        *input_args(context.input_path, demuxer=context.demuxer),
+        *_map_streams(info),
+        *video_args,
+        *audio_args,
+        *_container(output_format, output),
+    ]
+    context.run_ffmpeg(args, duration=info.duration)
+    return _result(output, output_format, info, {"audio_copied": audio_copied})
+
+
+# --- argument builders ----------------------------------------------------------------------------
+def _map_streams(info: MediaInfo) -> list[str]:
+    # The probed stream indexes, not "0:v:0": a video's first "video" stream can be cover art.
+    args = ["-map", f"0:{info.video.index}"]
+    if info.audio is not None:
+        args += ["-map", f"0:{info.audio.index}"]
+    return args
+
+
+def _h264(*, quality: int, preset: str) -> list[str]:
+    return ["-c:v", "libx264", "-preset", preset, "-crf", str(quality), *_YUV420_EVEN]
+
+
+def _vp9(*, quality: int) -> list[str]:
+    crf = round(quality * VP9_CRF_PER_QUALITY)
+    return ["-c:v", "libvpx-vp9", "-crf", str(crf), "-b:v", "0", *VP9_SPEED, *_YUV420_EVEN]
+
+
+def _aac_audio(info: MediaInfo, *, bitrate: str) -> tuple[list[str], bool]:
+    if info.audio is None:
+        return ["-an"], False
+    if can_copy_audio(info.audio, codec="aac", bitrate=bitrate):
+        return ["-c:a", "copy"], True
+    return ["-c:a", "aac", "-b:a", bitrate], False
+
+
+def _opus_audio(info: MediaInfo) -> tuple[list[str], bool]:
+    if info.audio is None:
+        return ["-an"], False
+    if can_copy_audio(info.audio, codec="opus", bitrate=None):
+        return ["-c:a", "copy"], True
+    args = ["-c:a", "libopus", "-b:a", CONVERT_AUDIO_BITRATE]
+    if (info.audio.channels or 0) > 2:
+        # libopus needs an explicit surround mapping for more than two channels; stereo plays
+        # everywhere a WebM does.
+        args += ["-ac", "2"]
+    return args, False
+
+
+def _container(output_format: str, output: Path) -> list[str]:
+    args = ["-map_metadata", "-1", "-map_chapters", "-1", "-max_muxing_queue_size", "1024"]
+    if output_format in ("mp4", "mov"):
+        args += ["-movflags", "+faststart"]
+    return [*args, "-f", _CONTAINERS[output_format], "-y", str(output)]
+
+
+def _result(output: Path, extension: str, info: MediaInfo, details: dict[str, Any]) -> ProcessingResult:
+    return ProcessingResult(
+        path=output,
+        extension=extension,
+        media_type=MediaType.VIDEO,
+        expect_video=True,
+        expect_audio=info.audio is not None,
+        expected_duration=info.duration,
+        details=details,
+    )
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1_000_000:.1f} MB" if size >= 100_000 else f"{size / 1000:.0f} KB"

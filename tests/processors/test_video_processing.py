@@ -1,0 +1,194 @@
+"""video_compress and video_convert on real FFmpeg: containers, codecs, sizes, durations, audio."""
+
+from __future__ import annotations
+
+import subprocess
+
+import av
+import pytest
+
+from apps.operations.enums import FileType
+from apps.processors.utils.ffmpeg import resolve_ffmpeg_binary
+from apps.processors.utils.probe import probe_media
+from tests.processors.conftest import assert_completed, assert_failed_keeping_input
+
+pytestmark = pytest.mark.django_db
+
+
+def moov_before_mdat(path) -> bool:
+    data = path.read_bytes()
+    return data.index(b"moov") < data.index(b"mdat")
+
+
+def test_compress_makes_a_faststart_h264_aac_mp4_smaller_than_a_high_bitrate_input(media, run_operation, output_path):
+    source = media.video(duration=1, noisy=True)
+
+    operation = run_operation("video_compress", source, {"preset": "veryfast"}, name="holiday.mov")
+
+    assert_completed(operation)
+    output = output_path(operation)
+    info = probe_media(output, format_name="mov")
+    assert (info.video.codec, info.video.pixel_format) == ("h264", "yuv420p")
+    assert (info.video.width, info.video.height) == (320, 240)
+    assert info.audio.codec == "aac"
+    assert info.duration == pytest.approx(1.0, abs=0.2)
+    assert moov_before_mdat(output)
+    result = operation.files.get(file_type=FileType.OUTPUT)
+    assert result.file_name == "holiday_compressed.mp4"
+    assert result.mime_type == "video/mp4"
+    assert result.file_size < source.stat().st_size
+    assert result.metadata["compression_ratio"] == pytest.approx(result.file_size / source.stat().st_size, abs=1e-3)
+    assert "larger_than_input" not in result.metadata
+    assert operation.metadata["compression_ratio"] < 1
+
+
+def test_a_lower_quality_setting_makes_a_smaller_video(media, run_operation):
+    source = media.video(duration=1, noisy=True)
+
+    best = run_operation("video_compress", source, {"quality": 18, "preset": "ultrafast"})
+    smallest = run_operation("video_compress", source, {"quality": 28, "preset": "ultrafast"})
+
+    assert_completed(best)
+    assert_completed(smallest)
+    size = {op.id: op.files.get(file_type=FileType.OUTPUT).file_size for op in (best, smallest)}
+    assert size[smallest.id] < size[best.id]
+
+
+def test_compressing_an_already_small_video_is_flagged_as_larger_than_input(media, run_operation):
+    source = media.video(extension="webm", duration=1)  # VP9 at 200 kb/s: H.264 at CRF 18 cannot beat it
+
+    operation = run_operation("video_compress", source, {"quality": 18, "preset": "ultrafast"})
+
+    assert_completed(operation)
+    result = operation.files.get(file_type=FileType.OUTPUT)
+    assert result.file_size > source.stat().st_size
+    assert result.metadata["larger_than_input"] is True
+    assert "came out larger than the original" in result.metadata["notice"]
+    assert result.metadata["compression_ratio"] > 1
+    assert operation.metadata["larger_than_input"] is True
+
+
+@pytest.mark.parametrize(("audio_bitrate", "copied"), [("64k", False), ("128k", True)])
+def test_audio_is_reencoded_only_when_the_requested_bitrate_is_lower(
+    media, run_operation, output_path, audio_bitrate, copied
+):
+    source = media.video(duration=1)  # AAC at 96 kb/s
+
+    operation = run_operation("video_compress", source, {"audio_bitrate": audio_bitrate, "preset": "ultrafast"})
+
+    assert_completed(operation)
+    audio = probe_media(output_path(operation), format_name="mov").audio
+    assert audio.codec == "aac"
+    assert operation.files.get(file_type=FileType.OUTPUT).metadata["audio_copied"] is copied
+    if not copied:
+        assert audio.bit_rate == pytest.approx(64000, rel=0.25)
+
+
+def test_a_silent_video_stays_silent(media, run_operation, output_path):
+    operation = run_operation("video_compress", media.video(duration=1, audio=False), {"preset": "ultrafast"})
+
+    assert_completed(operation)
+    info = probe_media(output_path(operation), format_name="mov")
+    assert info.video is not None
+    assert info.audio is None
+
+
+def test_odd_dimensions_are_made_even_for_yuv420p(media, run_operation, output_path):
+    source = media.video(extension="webm", duration=1, width=321, height=241)
+
+    operation = run_operation("video_convert", source, {"output_format": "mp4"})
+
+    assert_completed(operation)
+    video = probe_media(output_path(operation), format_name="mov").video
+    assert (video.width, video.height) == (320, 240)
+    assert video.pixel_format == "yuv420p"
+
+
+@pytest.mark.parametrize(
+    ("output_format", "demuxer", "video_codec", "audio_codec", "mime_type"),
+    [
+        ("mp4", "mov", "h264", "aac", "video/mp4"),
+        ("mov", "mov", "h264", "aac", "video/quicktime"),
+        ("webm", "matroska", "vp9", "opus", "video/webm"),
+    ],
+)
+def test_convert_writes_the_requested_container_and_codecs(
+    media, run_operation, output_path, output_format, demuxer, video_codec, audio_codec, mime_type
+):
+    source = media.video(extension="avi", duration=1)  # MPEG-4 Part 2 + MP3: every codec changes
+
+    operation = run_operation("video_convert", source, {"output_format": output_format}, name="clip.avi")
+
+    assert_completed(operation)
+    info = probe_media(output_path(operation), format_name=demuxer)
+    assert info.video.codec == video_codec
+    assert info.video.pixel_format == "yuv420p"
+    assert info.audio.codec == audio_codec
+    assert info.duration == pytest.approx(1.0, abs=0.2)
+    result = operation.files.get(file_type=FileType.OUTPUT)
+    assert result.file_name == f"clip_converted.{output_format}"
+    assert result.mime_type == mime_type
+    if output_format != "webm":
+        assert moov_before_mdat(output_path(operation))
+
+
+@pytest.mark.parametrize("extension", ["mp4", "mov", "mkv", "webm", "avi", "wmv", "flv"])
+def test_every_accepted_video_container_is_read(media, run_operation, output_path, extension):
+    operation = run_operation("video_convert", media.video(extension=extension, duration=1), {"output_format": "mp4"})
+
+    assert_completed(operation)
+    info = probe_media(output_path(operation), format_name="mov")
+    assert (info.video.codec, info.audio.codec) == ("h264", "aac")
+
+
+def test_metadata_of_the_input_is_not_copied(media, run_operation, output_path, tmp_path):
+    tagged = tmp_path / "tagged.mp4"
+    subprocess.run(
+        [
+            resolve_ffmpeg_binary(),
+            "-loglevel",
+            "error",
+            "-i",
+            str(media.video(duration=1)),
+            "-c",
+            "copy",
+            "-metadata",
+            "location=+48.8584+002.2945/",
+            "-metadata",
+            "title=secret",
+            str(tagged),
+        ],
+        check=True,
+    )
+    operation = run_operation("video_convert", tagged, {"output_format": "mov"})
+
+    assert_completed(operation)
+    with av.open(str(output_path(operation))) as container:
+        assert "location" not in container.metadata
+        assert "title" not in container.metadata
+
+
+def test_a_file_that_is_not_a_video_fails_clearly_and_keeps_its_upload(media, run_operation, storage_root):
+    operation = run_operation("video_compress", media.text(extension="mp4"))
+
+    assert_failed_keeping_input(operation, storage_root, "could not be read as MP4")
+
+
+def test_a_webm_named_mp4_is_not_decoded_as_something_else(media, run_operation, storage_root, tmp_path):
+    disguised = tmp_path / "disguised.mp4"
+    disguised.write_bytes(media.video(extension="webm", duration=1).read_bytes())
+
+    operation = run_operation("video_convert", disguised, {"output_format": "mp4"})
+
+    assert_failed_keeping_input(operation, storage_root, "not what its name says")
+
+
+def test_a_truncated_video_fails_its_output_check(media, run_operation, storage_root, tmp_path):
+    source = media.video(extension="mkv", duration=2)
+    truncated = tmp_path / "truncated.mkv"
+    truncated.write_bytes(source.read_bytes()[: source.stat().st_size // 3])
+
+    operation = run_operation("video_convert", truncated, {"output_format": "mp4"})
+
+    assert_failed_keeping_input(operation, storage_root, "failed its final check")
+    assert "instead of" in operation.error_message
