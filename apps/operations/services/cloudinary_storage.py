@@ -1,0 +1,350 @@
+"""Files in Cloudinary: shared object storage for web and worker machines alike.
+
+Storage keys map to public ids under ``CLOUDINARY_STORAGE``'s folders
+(``uploads/<operation id>/input.mp4`` → ``mediaprocessor/uploads/<operation id>/input``), images
+as resource type ``image`` and video and audio as ``video``. Konvrt does its own processing:
+nothing here asks Cloudinary for a transformation, and files come back byte for byte from their
+delivery URL.
+
+Errors become ``StorageError``: retryable for timeouts, refused connections, rate limits and
+Cloudinary's own 5xx; permanent for a missing resource or a request Cloudinary refuses.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import certifi
+import cloudinary
+import cloudinary.api
+import cloudinary.api_client.call_api
+import cloudinary.exceptions
+import cloudinary.uploader
+import cloudinary.utils
+import urllib3
+from django.conf import settings
+
+from apps.core.exceptions import StorageError
+from apps.operations.enums import FileType, MediaType
+from apps.operations.services.storage import DownloadTarget, StoredObject, object_key
+from apps.processors.registry import IMAGE_INPUT_FORMATS, IMAGE_OUTPUT_FORMATS
+
+logger = logging.getLogger(__name__)
+
+DOWNLOAD_CHUNK_SIZE = 1024 * 1024
+# The health check must answer quickly even when the configured timeout is generous.
+CHECK_TIMEOUT = 5.0
+_IMAGE_EXTENSIONS = frozenset(IMAGE_INPUT_FORMATS) | frozenset(IMAGE_OUTPUT_FORMATS)
+_KEY = re.compile(
+    r"^(?P<folder>uploads|outputs)/(?P<operation_id>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
+    r"/(?P<name>input|output)\.(?P<extension>[a-z0-9]{1,8})$"
+)
+# Every request retries a refused connection at once, nothing else: a timeout or an error status
+# is left to the job's own retry (RQ Retry), which waits long enough for Cloudinary to recover, and
+# the health check answers within one timeout (urllib3's default would try a GET four times).
+_RETRIES = urllib3.Retry(total=None, connect=2, read=0, status=0, other=0, redirect=5, backoff_factor=0.2)
+
+
+@dataclass(frozen=True)
+class CloudinaryLocation:
+    public_id: str
+    extension: str
+
+    @property
+    def filename(self) -> str:
+        return f"{self.public_id.rsplit('/', 1)[-1]}.{self.extension}"
+
+
+def public_id_for_key(key: str) -> CloudinaryLocation:
+    """Where a storage key lives in Cloudinary. Only keys made by ``object_key`` are accepted."""
+    match = _KEY.match(key)
+    if match is None:
+        raise StorageError(f"Refusing a storage key that Konvrt did not generate: {key!r}.", retryable=False)
+    folders = settings.CLOUDINARY_STORAGE
+    folder = folders["UPLOADS_FOLDER"] if match["folder"] == "uploads" else folders["OUTPUTS_FOLDER"]
+    parts = [folders["ROOT_FOLDER"].strip("/"), folder.strip("/"), match["operation_id"], match["name"]]
+    return CloudinaryLocation(public_id="/".join(part for part in parts if part), extension=match["extension"])
+
+
+def resource_type_for(media_type: MediaType) -> str:
+    # Cloudinary keeps audio with video; "raw" would lose the media handling of its delivery.
+    return "image" if media_type == MediaType.IMAGE else "video"
+
+
+def _resource_type_for_extension(extension: str) -> str:
+    return "image" if extension in _IMAGE_EXTENSIONS else "video"
+
+
+# --- configuring the SDK --------------------------------------------------------------------------
+# The SDK keeps one global configuration and module-level HTTP connectors. They are (re)built here
+# whenever the settings change (tests switch endpoints), once per process otherwise.
+_sdk_lock = threading.Lock()
+_sdk_state: dict[str, Any] = {"fingerprint": None, "http": None}
+
+
+def _configure_sdk() -> urllib3.PoolManager:
+    fingerprint = (
+        settings.CLOUDINARY_URL,
+        tuple(sorted(settings.CLOUDINARY_CREDENTIALS.items())),
+        settings.CLOUDINARY_CA_BUNDLE,
+    )
+    with _sdk_lock:
+        if _sdk_state["fingerprint"] == fingerprint:
+            return _sdk_state["http"]
+        cloudinary.reset_config()
+        config = cloudinary.config()
+        if settings.CLOUDINARY_URL:
+            # The SDK's own parser, the one it applies to the CLOUDINARY_URL environment variable:
+            # query parameters (upload_prefix, secure_distribution, cname, api_proxy...) reach the
+            # SDK exactly as written, and nothing below overrides them.
+            config._load_from_url(settings.CLOUDINARY_URL)
+        else:
+            cloudinary.config(**settings.CLOUDINARY_CREDENTIALS)
+        # The SDK pins certifi's CA bundle in connectors it builds at import time. Rebuild them with
+        # the SDK's own factory (which honours api_proxy and keep-alive settings) and the configured
+        # bundle, so REQUESTS_CA_BUNDLE / SSL_CERT_FILE apply to uploads, the Admin API and downloads.
+        http = cloudinary.utils.get_http_connector(
+            config,
+            {
+                "cert_reqs": "CERT_REQUIRED",
+                "ca_certs": settings.CLOUDINARY_CA_BUNDLE or certifi.where(),
+                "retries": _RETRIES,
+            },
+        )
+        cloudinary.uploader._http = http
+        cloudinary.api_client.call_api._http = http
+        _sdk_state.update(fingerprint=fingerprint, http=http)
+        return http
+
+
+# --- errors ---------------------------------------------------------------------------------------
+def _sdk_error(error: Exception, *, action: str, key: str) -> StorageError:
+    """Classify an SDK exception by its class (the SDK maps HTTP statuses to classes)."""
+    logger.warning("Cloudinary %s of %s failed: %r", action, key, error)
+    if isinstance(error, cloudinary.exceptions.NotFound):
+        return StorageError(
+            "The stored file is missing from Cloudinary; it may have expired or been deleted.", retryable=False
+        )
+    if isinstance(error, cloudinary.exceptions.AuthorizationRequired | cloudinary.exceptions.NotAllowed):
+        return StorageError(
+            "Cloudinary refused the request: check the Cloudinary credentials and the account's limits.",
+            retryable=False,
+        )
+    if isinstance(error, cloudinary.exceptions.BadRequest | cloudinary.exceptions.AlreadyExists):
+        return StorageError(f"Cloudinary rejected the file: {error}", retryable=False)
+    # RateLimited, GeneralError (Cloudinary's 5xx) and the base Error, which the SDK raises for
+    # timeouts, refused connections and answers that are not JSON (a gateway's error page).
+    return StorageError(
+        "Cloudinary could not be reached or had a temporary problem; please try again shortly.", retryable=True
+    )
+
+
+def _status_error(status: int, *, action: str, key: str) -> StorageError:
+    logger.warning("Cloudinary %s of %s answered HTTP %s", action, key, status)
+    if status in (404, 410):
+        return StorageError(
+            "The stored file is missing from Cloudinary; it may have expired or been deleted.", retryable=False
+        )
+    if status in (408, 420, 429) or status >= 500:
+        return StorageError(
+            "Cloudinary could not be reached or had a temporary problem; please try again shortly.", retryable=True
+        )
+    return StorageError(f"Cloudinary refused to deliver the stored file (HTTP {status}).", retryable=False)
+
+
+def _network_error(error: Exception, *, action: str, key: str) -> StorageError:
+    logger.warning("Cloudinary %s of %s failed: %r", action, key, error)
+    return StorageError(
+        "Cloudinary could not be reached or had a temporary problem; please try again shortly.", retryable=True
+    )
+
+
+class _BorrowedStream:
+    """A caller's stream handed to ``upload_large``, which closes what it reads; this one stays open."""
+
+    def __init__(self, stream: BinaryIO, name: str) -> None:
+        self._stream = stream
+        self.name = name
+
+    def read(self, size: int = -1) -> bytes:
+        return self._stream.read(size)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._stream.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._stream.tell()
+
+    def __enter__(self) -> _BorrowedStream:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
+class CloudinaryStorage:
+    name = "cloudinary"
+
+    def __init__(self) -> None:
+        self._http = _configure_sdk()
+        self.timeout = settings.CLOUDINARY_TIMEOUT
+        self.large_file_threshold = settings.CLOUDINARY_LARGE_FILE_THRESHOLD
+        self.chunk_size = settings.CLOUDINARY_CHUNK_SIZE
+
+    # --- the storage interface --------------------------------------------------------------
+    def save_upload(
+        self, *, operation_id: uuid.UUID, source: BinaryIO | Path, extension: str, media_type: MediaType
+    ) -> StoredObject:
+        key = object_key(operation_id=operation_id, file_type=FileType.INPUT, extension=extension)
+        if hasattr(source, "temporary_file_path"):
+            # A large Django upload already sits in a temp file: let the SDK read it from disk.
+            source = Path(source.temporary_file_path())
+        elif not isinstance(source, Path) and hasattr(source, "chunks"):
+            # Django files are read from their start, as LocalStorage's chunks() does.
+            source.seek(0)
+        return self._upload(key=key, source=source, media_type=media_type)
+
+    def save_output(
+        self, *, operation_id: uuid.UUID, local_path: Path, extension: str, media_type: MediaType
+    ) -> StoredObject:
+        key = object_key(operation_id=operation_id, file_type=FileType.OUTPUT, extension=extension)
+        stored = self._upload(key=key, source=local_path, media_type=media_type)
+        # Same contract as LocalStorage, which moves the file: the worker's copy is no longer needed.
+        local_path.unlink(missing_ok=True)
+        return stored
+
+    def fetch_to_path(self, *, key: str, destination: Path) -> Path:
+        location = public_id_for_key(key)
+        # The interface gives no media type here; the generated key's extension tells images apart.
+        url = self._delivery_url(location, resource_type=_resource_type_for_extension(location.extension))
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        partial = destination.with_name(f".{destination.name}.{uuid.uuid4().hex}.partial")
+        try:
+            response = self._http.request("GET", url, preload_content=False, timeout=self._timeout())
+        except urllib3.exceptions.HTTPError as e:
+            raise _network_error(e, action="download", key=key) from e
+        finished = False
+        try:
+            if response.status != 200:
+                raise _status_error(response.status, action="download", key=key)
+            # Streamed to disk chunk by chunk; urllib3 raises if fewer bytes arrive than announced.
+            with partial.open("wb") as out:
+                for chunk in response.stream(DOWNLOAD_CHUNK_SIZE):
+                    out.write(chunk)
+            partial.replace(destination)
+            finished = True
+        except urllib3.exceptions.HTTPError as e:
+            raise _network_error(e, action="download", key=key) from e
+        finally:
+            if not finished:
+                # Unread bytes would be taken for the next answer on this connection: drop it.
+                response.close()
+            response.release_conn()
+            partial.unlink(missing_ok=True)
+        return destination
+
+    def open_for_download(self, *, key: str, media_type: MediaType) -> DownloadTarget:
+        location = public_id_for_key(key)
+        return DownloadTarget(url=self._delivery_url(location, resource_type=resource_type_for(media_type)))
+
+    def delete(self, *, key: str, media_type: MediaType) -> None:
+        location = public_id_for_key(key)
+        try:
+            result = cloudinary.uploader.destroy(
+                location.public_id,
+                resource_type=resource_type_for(media_type),
+                type="upload",
+                invalidate=True,
+                timeout=self.timeout,
+            )
+        except cloudinary.exceptions.Error as e:
+            raise _sdk_error(e, action="delete", key=key) from e
+        # "not found" is success too: deleting is idempotent.
+        if result.get("result") not in ("ok", "not found"):
+            logger.warning("Cloudinary delete of %s answered %r", key, result)
+
+    def exists(self, *, key: str, media_type: MediaType) -> bool:
+        location = public_id_for_key(key)
+        url = self._delivery_url(location, resource_type=resource_type_for(media_type))
+        try:
+            response = self._http.request("HEAD", url, timeout=self._timeout())
+        except urllib3.exceptions.HTTPError as e:
+            raise _network_error(e, action="lookup", key=key) from e
+        if response.status == 200:
+            return True
+        if response.status in (404, 410):
+            return False
+        raise _status_error(response.status, action="lookup", key=key)
+
+    def check(self) -> None:
+        try:
+            cloudinary.api.ping(timeout=min(self.timeout, CHECK_TIMEOUT))
+        except Exception as e:
+            # The Admin API raises plain Exception for statuses it has no class for: any failure
+            # here means Cloudinary cannot be used right now.
+            logger.warning("Cloudinary ping failed: %r", e)
+            raise StorageError(f"Cloudinary is not reachable: {e}") from e
+
+    # --- helpers ----------------------------------------------------------------------------
+    def _timeout(self) -> urllib3.Timeout:
+        return urllib3.Timeout(connect=self.timeout, read=self.timeout)
+
+    def _delivery_url(self, location: CloudinaryLocation, *, resource_type: str) -> str:
+        # The SDK's URL builder: host, private CDN, cname and secure_distribution come from the
+        # configuration. The format is the one stored, so Cloudinary serves the original bytes.
+        url, _ = cloudinary.utils.cloudinary_url(
+            location.public_id, resource_type=resource_type, type="upload", format=location.extension, secure=True
+        )
+        return url
+
+    def _upload(self, *, key: str, source: BinaryIO | Path, media_type: MediaType) -> StoredObject:
+        location = public_id_for_key(key)
+        size = source.stat().st_size if isinstance(source, Path) else _stream_size(source)
+        options: dict[str, Any] = {
+            # The full path as the public id rather than the `folder` parameter: the id is then the
+            # same in fixed- and dynamic-folder accounts and in every chunk of a chunked upload, so
+            # it can always be derived from the storage key.
+            "public_id": location.public_id,
+            "resource_type": resource_type_for(media_type),
+            "type": "upload",
+            "overwrite": True,
+            # A retried job uploads again under the same id: stale CDN copies must go.
+            "invalidate": True,
+            "filename": location.filename,
+            "timeout": self.timeout,
+        }
+        try:
+            if size > self.large_file_threshold:
+                file = str(source) if isinstance(source, Path) else _BorrowedStream(source, location.filename)
+                result = cloudinary.uploader.upload_large(file, chunk_size=self.chunk_size, **options)
+            else:
+                result = cloudinary.uploader.upload(source, **options)
+        except cloudinary.exceptions.Error as e:
+            raise _sdk_error(e, action="upload", key=key) from e
+        except OSError as e:
+            raise StorageError(f"Could not read the file to store: {e.strerror}.", retryable=False) from e
+        if result.get("public_id") != location.public_id:
+            logger.error("Cloudinary stored %s as %r instead of %r", key, result.get("public_id"), location.public_id)
+        return StoredObject(
+            key=key,
+            size=int(result.get("bytes") or size),
+            url=result.get("secure_url", ""),
+            public_id=result.get("public_id", location.public_id),
+        )
+
+
+def _stream_size(stream: BinaryIO) -> int:
+    size = getattr(stream, "size", None)
+    if isinstance(size, int):
+        return size
+    position = stream.tell()
+    stream.seek(0, 2)
+    end = stream.tell()
+    stream.seek(position)
+    return end - position

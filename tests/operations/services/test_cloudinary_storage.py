@@ -1,0 +1,375 @@
+"""The Cloudinary backend, with the real SDK talking HTTPS to a local stand-in (tests/cloudinary_standin.py)."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from apps.core.exceptions import StorageError
+from apps.operations.enums import MediaType
+from apps.operations.services.cloudinary_storage import CloudinaryStorage, public_id_for_key
+from apps.operations.services.storage import get_storage
+from tests.cloudinary_standin import CloudinaryStandIn
+
+ROOT = "mediaprocessor"
+
+
+def input_public_id(operation_id: uuid.UUID) -> str:
+    return f"{ROOT}/uploads/{operation_id}/input"
+
+
+def output_public_id(operation_id: uuid.UUID) -> str:
+    return f"{ROOT}/outputs/{operation_id}/output"
+
+
+@pytest.fixture
+def storage(cloudinary_standin) -> CloudinaryStorage:
+    backend = get_storage()
+    assert isinstance(backend, CloudinaryStorage)
+    return backend
+
+
+# --- storing --------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("kind", "extension", "media_type", "resource_type"),
+    [
+        ("video", "mp4", MediaType.VIDEO, "video"),
+        ("image", "png", MediaType.IMAGE, "image"),
+        ("audio", "mp3", MediaType.AUDIO, "video"),
+    ],
+)
+def test_an_upload_lands_in_the_uploads_folder_under_its_operation_id_with_its_resource_type(
+    storage, cloudinary_standin, media, kind, extension, media_type, resource_type
+):
+    source = {
+        "video": lambda: media.video(),
+        "image": lambda: media.png(),
+        "audio": lambda: media.audio(extension="mp3"),
+    }[kind]()
+    operation_id = uuid.uuid4()
+
+    stored = storage.save_upload(operation_id=operation_id, source=source, extension=extension, media_type=media_type)
+
+    asset = cloudinary_standin.asset(input_public_id(operation_id), resource_type)
+    assert asset is not None and asset.data == source.read_bytes() and asset.format == extension
+    assert stored.key == f"uploads/{operation_id}/input.{extension}"
+    assert stored.size == source.stat().st_size
+    # What the File row keeps comes straight from Cloudinary's answer.
+    assert stored.public_id == input_public_id(operation_id)
+    assert stored.url == cloudinary_standin.delivery_url(asset)
+    (call,) = cloudinary_standin.calls_of("upload")
+    assert call.resource_type == resource_type
+    assert call.params["public_id"] == input_public_id(operation_id)
+    assert call.params["overwrite"] == "1" and call.params["invalidate"] == "1"
+
+
+def test_audio_extract_output_is_stored_as_audio_in_the_outputs_folder_and_the_local_copy_is_gone(
+    storage, cloudinary_standin, media, tmp_path
+):
+    work_copy = tmp_path / "output.mp3"
+    shutil.copyfile(media.audio(extension="mp3"), work_copy)
+    expected = work_copy.read_bytes()
+    operation_id = uuid.uuid4()
+
+    stored = storage.save_output(
+        operation_id=operation_id, local_path=work_copy, extension="mp3", media_type=MediaType.AUDIO
+    )
+
+    assert stored.key == f"outputs/{operation_id}/output.mp3"
+    assert cloudinary_standin.asset(output_public_id(operation_id), "video").data == expected
+    assert not work_copy.exists()
+
+
+def test_a_django_upload_is_read_from_its_start_and_left_open(storage, cloudinary_standin, media):
+    data = media.jpeg().read_bytes()
+    upload = SimpleUploadedFile("holiday photo.jpg", data, content_type="image/jpeg")
+    upload.read(10)  # the API sniffs the first bytes before storing
+    operation_id = uuid.uuid4()
+
+    storage.save_upload(operation_id=operation_id, source=upload, extension="jpg", media_type=MediaType.IMAGE)
+
+    assert cloudinary_standin.asset(input_public_id(operation_id), "image").data == data
+    assert not upload.closed
+    # The client's filename never reaches Cloudinary: the multipart name is generated too.
+    assert cloudinary_standin.calls_of("upload")[0].params["public_id"] == input_public_id(operation_id)
+
+
+def test_a_file_over_the_threshold_goes_up_in_signed_chunks_of_one_upload(settings, storage, cloudinary_standin, media):
+    source = media.video(duration=3.0)
+    size = source.stat().st_size
+    settings.CLOUDINARY_LARGE_FILE_THRESHOLD = size // 2
+    settings.CLOUDINARY_CHUNK_SIZE = size // 4 + 1
+    operation_id = uuid.uuid4()
+
+    stored = get_storage().save_upload(
+        operation_id=operation_id, source=source, extension="mp4", media_type=MediaType.VIDEO
+    )
+
+    calls = cloudinary_standin.calls_of("upload")
+    assert len(calls) == 4
+    assert len({call.headers["x-unique-upload-id"] for call in calls}) == 1
+    assert [call.headers["content-range"].split("/")[1] for call in calls] == [str(size)] * 4
+    assert all(call.params["public_id"] == input_public_id(operation_id) for call in calls)
+    assert cloudinary_standin.asset(input_public_id(operation_id), "video").data == source.read_bytes()
+    assert stored.size == size
+
+
+def test_a_large_stream_goes_up_in_chunks_and_stays_open(settings, storage, cloudinary_standin, media):
+    data = media.video().read_bytes()
+    stream = io.BytesIO(data)
+    settings.CLOUDINARY_LARGE_FILE_THRESHOLD = len(data) // 3
+    settings.CLOUDINARY_CHUNK_SIZE = len(data) // 3 + 1
+    operation_id = uuid.uuid4()
+
+    get_storage().save_upload(operation_id=operation_id, source=stream, extension="mp4", media_type=MediaType.VIDEO)
+
+    assert len(cloudinary_standin.calls_of("upload")) == 3
+    assert cloudinary_standin.asset(input_public_id(operation_id), "video").data == data
+    assert not stream.closed
+
+
+def test_uploads_are_signed_with_the_configured_algorithm(settings, standin_tls, media):
+    ca_file, context = standin_tls
+    standin = CloudinaryStandIn(ssl_context=context, signature_algorithm="sha256").start()
+    try:
+        settings.USE_CLOUDINARY = True
+        settings.CLOUDINARY_URL = standin.cloudinary_url
+        settings.CLOUDINARY_CA_BUNDLE = str(ca_file)
+        operation_id = uuid.uuid4()
+        get_storage().save_upload(
+            operation_id=operation_id, source=media.png(), extension="png", media_type=MediaType.IMAGE
+        )
+        assert standin.asset(input_public_id(operation_id), "image") is not None
+    finally:
+        standin.stop()
+
+
+def test_a_wrong_api_secret_is_a_permanent_error(settings, cloudinary_standin, media):
+    settings.CLOUDINARY_URL = cloudinary_standin.cloudinary_url.replace(cloudinary_standin.api_secret, "wrong")
+
+    with pytest.raises(StorageError) as raised:
+        get_storage().save_upload(
+            operation_id=uuid.uuid4(), source=media.png(), extension="png", media_type=MediaType.IMAGE
+        )
+
+    assert raised.value.retryable is False
+    assert "credentials" in raised.value.message
+    assert cloudinary_standin.assets == {}
+
+
+def test_the_three_credentials_work_without_a_cloudinary_url(settings, monkeypatch, cloudinary_standin, media):
+    # Without CLOUDINARY_URL the endpoint comes from the SDK's own CLOUDINARY_* variables.
+    monkeypatch.setenv("CLOUDINARY_CLOUD_NAME", cloudinary_standin.cloud_name)
+    monkeypatch.setenv("CLOUDINARY_UPLOAD_PREFIX", f"https://{cloudinary_standin.host}")
+    monkeypatch.setenv("CLOUDINARY_SECURE_DISTRIBUTION", cloudinary_standin.host)
+    settings.CLOUDINARY_URL = None
+    settings.CLOUDINARY_CREDENTIALS = {
+        "cloud_name": cloudinary_standin.cloud_name,
+        "api_key": cloudinary_standin.api_key,
+        "api_secret": cloudinary_standin.api_secret,
+    }
+    operation_id = uuid.uuid4()
+
+    get_storage().save_upload(
+        operation_id=operation_id, source=media.png(), extension="png", media_type=MediaType.IMAGE
+    )
+
+    assert cloudinary_standin.asset(input_public_id(operation_id), "image") is not None
+
+
+# --- reading --------------------------------------------------------------------------------------
+def test_fetch_streams_the_delivered_bytes_to_the_destination(storage, cloudinary_standin, media, tmp_path):
+    source = media.video(extension="mov")
+    operation_id = uuid.uuid4()
+    stored = storage.save_upload(operation_id=operation_id, source=source, extension="mov", media_type=MediaType.VIDEO)
+    destination = tmp_path / "job" / "input.mov"
+
+    assert storage.fetch_to_path(key=stored.key, destination=destination) == destination
+
+    assert destination.read_bytes() == source.read_bytes()
+    assert [path.name for path in destination.parent.iterdir()] == ["input.mov"]
+    (delivery,) = cloudinary_standin.calls_of("delivery")
+    assert delivery.params["path"].endswith(f"/video/upload/v1/{input_public_id(operation_id)}.mov")
+
+
+def test_fetch_of_an_image_asks_for_the_image_resource(storage, cloudinary_standin, media, tmp_path):
+    source = media.webp()
+    stored = storage.save_upload(operation_id=uuid.uuid4(), source=source, extension="webp", media_type=MediaType.IMAGE)
+
+    storage.fetch_to_path(key=stored.key, destination=tmp_path / "input.webp")
+
+    assert (tmp_path / "input.webp").read_bytes() == source.read_bytes()
+
+
+def test_fetch_of_a_missing_resource_is_a_clear_permanent_error_and_leaves_no_file(storage, tmp_path):
+    destination = tmp_path / "job" / "input.mp4"
+
+    with pytest.raises(StorageError) as raised:
+        storage.fetch_to_path(key=f"uploads/{uuid.uuid4()}/input.mp4", destination=destination)
+
+    assert raised.value.retryable is False
+    assert raised.value.message == "The stored file is missing from Cloudinary; it may have expired or been deleted."
+    assert list(destination.parent.iterdir()) == []
+
+
+def test_download_target_is_the_secure_delivery_url_of_the_original(storage, cloudinary_standin, media):
+    source = media.audio(extension="flac")
+    operation_id = uuid.uuid4()
+    stored = storage.save_output(
+        operation_id=operation_id, local_path=_copy(source), extension="flac", media_type=MediaType.AUDIO
+    )
+
+    target = storage.open_for_download(key=stored.key, media_type=MediaType.AUDIO)
+
+    assert target.stream is None
+    assert target.url.startswith(f"https://{cloudinary_standin.host}/{cloudinary_standin.cloud_name}/video/upload/")
+    assert target.url.endswith(f"{output_public_id(operation_id)}.flac")
+    assert storage.exists(key=stored.key, media_type=MediaType.AUDIO) is True
+
+
+def test_delete_destroys_the_resource_and_deleting_again_is_fine(storage, cloudinary_standin, media):
+    stored = storage.save_upload(
+        operation_id=uuid.uuid4(), source=media.png(), extension="png", media_type=MediaType.IMAGE
+    )
+
+    storage.delete(key=stored.key, media_type=MediaType.IMAGE)
+    storage.delete(key=stored.key, media_type=MediaType.IMAGE)
+
+    assert cloudinary_standin.assets == {}
+    assert storage.exists(key=stored.key, media_type=MediaType.IMAGE) is False
+    first, second = cloudinary_standin.calls_of("destroy")
+    assert first.resource_type == "image" and first.params["invalidate"] == "1" and first.params["type"] == "upload"
+    assert second.params["public_id"] == first.params["public_id"] == stored.public_id
+
+
+def test_keys_konvrt_did_not_generate_are_refused():
+    for key in ("../../etc/passwd", "uploads/not-a-uuid/input.mp4", f"elsewhere/{uuid.uuid4()}/input.mp4"):
+        with pytest.raises(StorageError) as raised:
+            public_id_for_key(key)
+        assert raised.value.retryable is False
+
+
+# --- failures -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["timeout", "error", "gateway"])
+def test_a_timeout_or_5xx_on_upload_is_retryable_and_the_next_attempt_succeeds(
+    storage, cloudinary_standin, media, mode
+):
+    operation_id = uuid.uuid4()
+    cloudinary_standin.fail("upload", mode)
+
+    with pytest.raises(StorageError) as raised:
+        storage.save_upload(operation_id=operation_id, source=media.png(), extension="png", media_type=MediaType.IMAGE)
+    assert raised.value.retryable is True
+
+    storage.save_upload(operation_id=operation_id, source=media.png(), extension="png", media_type=MediaType.IMAGE)
+    assert cloudinary_standin.asset(input_public_id(operation_id), "image") is not None
+
+
+@pytest.mark.parametrize("mode", ["timeout", "error"])
+def test_a_timeout_or_5xx_on_download_is_retryable_and_leaves_no_partial_file(
+    storage, cloudinary_standin, media, tmp_path, mode
+):
+    stored = storage.save_upload(
+        operation_id=uuid.uuid4(), source=media.video(), extension="mp4", media_type=MediaType.VIDEO
+    )
+    cloudinary_standin.fail("delivery", mode)
+    destination = tmp_path / "job" / "input.mp4"
+
+    with pytest.raises(StorageError) as raised:
+        storage.fetch_to_path(key=stored.key, destination=destination)
+    assert raised.value.retryable is True
+    assert list(destination.parent.iterdir()) == []
+
+    storage.fetch_to_path(key=stored.key, destination=destination)
+    assert destination.read_bytes() == media.video().read_bytes()
+
+
+def test_a_failing_destroy_is_retryable(storage, cloudinary_standin, media):
+    stored = storage.save_upload(
+        operation_id=uuid.uuid4(), source=media.png(), extension="png", media_type=MediaType.IMAGE
+    )
+    cloudinary_standin.fail("destroy", "error")
+
+    with pytest.raises(StorageError) as raised:
+        storage.delete(key=stored.key, media_type=MediaType.IMAGE)
+
+    assert raised.value.retryable is True
+    assert cloudinary_standin.asset(stored.public_id, "image") is not None
+
+
+def test_an_untrusted_certificate_is_refused(settings, cloudinary_standin, media):
+    # certifi's bundle does not know the stand-in's CA: the CA setting is what made it work.
+    settings.CLOUDINARY_CA_BUNDLE = None
+
+    with pytest.raises(StorageError):
+        get_storage().save_upload(
+            operation_id=uuid.uuid4(), source=media.png(), extension="png", media_type=MediaType.IMAGE
+        )
+
+    assert cloudinary_standin.calls_of("upload") == []
+
+
+def test_check_pings_cloudinary(storage, cloudinary_standin):
+    storage.check()
+
+    assert len(cloudinary_standin.calls_of("ping")) == 1
+
+
+@pytest.mark.parametrize("mode", ["timeout", "error", "gateway"])
+def test_check_raises_a_storage_error_when_cloudinary_fails(storage, cloudinary_standin, mode):
+    cloudinary_standin.fail("ping", mode, times=None)
+
+    with pytest.raises(StorageError):
+        storage.check()
+
+
+def test_check_raises_a_storage_error_when_cloudinary_is_unreachable(storage, cloudinary_standin):
+    cloudinary_standin.stop()
+
+    with pytest.raises(StorageError):
+        storage.check()
+
+
+# --- configuration --------------------------------------------------------------------------------
+def test_the_ca_bundle_comes_from_requests_ca_bundle_or_ssl_cert_file(standin_tls, cloudinary_standin):
+    ca_file, _ = standin_tls
+    script = "import django; django.setup(); from django.conf import settings; print(settings.CLOUDINARY_CA_BUNDLE)"
+    base = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "USE_CLOUDINARY": "true",
+        "CLOUDINARY_URL": cloudinary_standin.cloudinary_url,
+    }
+    base.pop("REQUESTS_CA_BUNDLE", None)
+    base.pop("SSL_CERT_FILE", None)
+
+    def settings_with(**variables: str) -> subprocess.CompletedProcess:
+        return subprocess.run(  # noqa: S603
+            [sys.executable, "-c", script],
+            env={**base, **variables},
+            capture_output=True,
+            text=True,
+            cwd=django_settings.BASE_DIR,
+            timeout=60,
+        )
+
+    assert settings_with(SSL_CERT_FILE=str(ca_file)).stdout.strip() == str(ca_file)
+    assert settings_with(REQUESTS_CA_BUNDLE=str(ca_file)).stdout.strip() == str(ca_file)
+    missing = settings_with(SSL_CERT_FILE=str(ca_file) + ".missing")
+    assert missing.returncode != 0
+    assert "SSL_CERT_FILE must name a CA certificate file" in missing.stderr
+
+
+def _copy(path: Path) -> Path:
+    copy = path.with_name(f"copy-{uuid.uuid4().hex}{path.suffix}")
+    shutil.copyfile(path, copy)
+    return copy
