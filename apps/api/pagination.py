@@ -45,8 +45,9 @@ class EnvelopePagination(PageNumberPagination):
                         "page": {"type": "integer", "example": 2},
                         "page_size": {"type": "integer", "example": 20},
                         "total_pages": {"type": "integer", "example": 3},
-                        "next": {"type": "string", "format": "uri", "nullable": True},
-                        "previous": {"type": "string", "format": "uri", "nullable": True},
+                        # OpenAPI 3.1 (SPECTACULAR_SETTINGS["OAS_VERSION"]): null is a type.
+                        "next": {"type": ["string", "null"], "format": "uri"},
+                        "previous": {"type": ["string", "null"], "format": "uri"},
                     },
                 },
             },

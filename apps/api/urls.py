@@ -8,10 +8,15 @@ from apps.api.exceptions import unknown_endpoint
 
 router = SimpleRouter()
 router.register("operations", views.OperationViewSet, basename="operation")
-router.register("operation-definitions", views.OperationDefinitionViewSet, basename="operation-definition")
 
 urlpatterns = [
     *router.urls,
+    path("operation-definitions/", views.OperationDefinitionListView.as_view(), name="operation-definition-list"),
+    path(
+        "operation-definitions/<str:name>/",
+        views.OperationDefinitionDetailView.as_view(),
+        name="operation-definition-detail",
+    ),
     path("health/", views.HealthView.as_view(), name="health"),
     path("queues/", views.QueuesView.as_view(), name="queues"),
     path("session/", views.SessionView.as_view(), name="session"),

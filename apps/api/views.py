@@ -160,7 +160,8 @@ class OperationViewSet(viewsets.GenericViewSet):
         description="Streams the file as an attachment (local storage) or redirects to it (Cloudinary).",
         parameters=[OPERATION_ID, RETRY_AFTER],
         responses={
-            (200, "*/*"): OpenApiResponse(OpenApiTypes.BINARY, description="The result file."),
+            # Any bytes: under OpenAPI 3.1 a binary body is described by its media type, not a string type.
+            (200, "*/*"): OpenApiResponse({"description": "The file's bytes."}, description="The result file."),
             302: OpenApiResponse(description="Redirect to the stored file."),
             **{(code, "application/json"): response for code, response in _errors(404, 409, 410, 429, 503).items()},
         },
@@ -200,21 +201,26 @@ class OperationViewSet(viewsets.GenericViewSet):
         return success(self._data(operation), message="The operation was cancelled.")
 
 
-class OperationDefinitionViewSet(viewsets.ViewSet):
+class OperationDefinitionListView(APIView):
     """The operations Konvrt offers, from the registry: formats, limits, parameter schema."""
 
-    lookup_field = "name"
     throttle_classes = DEFAULT_THROTTLES
 
     @extend_schema(
+        operation_id="v1_operation_definitions_list",
         summary="Every operation on offer",
         parameters=[RETRY_AFTER],
         responses={200: s.OperationDefinitionListEnvelope, **_errors(429)},
     )
-    def list(self, request: Request) -> Response:
+    def get(self, request: Request) -> Response:
         return success(s.OperationDefinitionSerializer(OPERATIONS.values(), many=True).data)
 
+
+class OperationDefinitionDetailView(APIView):
+    throttle_classes = DEFAULT_THROTTLES
+
     @extend_schema(
+        operation_id="v1_operation_definitions_retrieve",
         summary="One operation, with its parameters' JSON Schema",
         parameters=[
             OpenApiParameter("name", OpenApiTypes.STR, OpenApiParameter.PATH, enum=sorted(OPERATIONS)),
@@ -222,7 +228,7 @@ class OperationDefinitionViewSet(viewsets.ViewSet):
         ],
         responses={200: s.OperationDefinitionEnvelope, **_errors(404, 429)},
     )
-    def retrieve(self, request: Request, name: str) -> Response:
+    def get(self, request: Request, name: str) -> Response:
         definition = get_operation(name)
         if definition is None:
             raise NotFound(f"There is no operation named {name!r}.")
