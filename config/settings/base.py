@@ -240,6 +240,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # 3.1 says "object or null" exactly (oneOf with type null), which 3.0's nullable cannot for
+    # a referenced component such as output_file.
+    "OAS_VERSION": "3.1.0",
     # The anonymous identity, so that Swagger UI's "Authorize" can send a session key.
     "APPEND_COMPONENTS": {
         "securitySchemes": {
