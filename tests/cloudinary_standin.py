@@ -93,6 +93,8 @@ class CloudinaryStandIn:
         self.signature_algorithm = signature_algorithm
         self.assets: dict[tuple[str, str], Asset] = {}
         self.calls: list[Call] = []
+        # Seconds to wait before answering, per action: makes concurrent clients overlap.
+        self.latency: dict[str, float] = {}
         self._ssl_context = ssl_context
         self._failures: list[_Failure] = []
         self._chunked: dict[str, _ChunkedUpload] = {}
@@ -350,6 +352,7 @@ class _Handler(BaseHTTPRequestHandler):
         _, resource_type, action = match.groups()
         params, file = _parse_multipart(headers.get("content-type", ""), body)
         self.standin._record(action, resource_type, params, headers)
+        time.sleep(self.standin.latency.get(action, 0))
         failure = self.standin._take_failure(action)
         if failure:
             self._fail(failure)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from apps.core.exceptions import Expired, InvalidState
 from apps.operations.enums import FileType, OperationStatus
@@ -147,3 +150,29 @@ def test_an_attempt_stops_being_current_when_cancelled_deleted_or_superseded():
     deleted = make(status=S.PROCESSING, attempt=1)
     lifecycle.operation_mark_deleted(operation=deleted)
     assert lifecycle.operation_is_current(operation_id=deleted.id, attempt=1) is False
+
+
+@pytest.mark.parametrize("status", [S.COMPLETED, S.FAILED, S.CANCELLED])
+def test_retention_marks_an_expired_finished_operation_once_and_leaves_it_visible(status):
+    now = timezone.now()
+    operation = make(status=status, expires_at=now)
+
+    assert lifecycle.operation_mark_files_expired(operation_id=operation.id, now=now) is True
+    assert lifecycle.operation_mark_files_expired(operation_id=operation.id, now=now) is False
+    operation.refresh_from_db()
+    assert operation.deleted_at == now and operation.is_deleted is False
+
+
+@pytest.mark.parametrize("status", [S.PENDING, S.QUEUED, S.PROCESSING])
+def test_retention_never_marks_active_work(status):
+    now = timezone.now()
+    operation = make(status=status, expires_at=now)
+
+    assert lifecycle.operation_mark_files_expired(operation_id=operation.id, now=now) is False
+
+
+def test_retention_does_not_mark_an_operation_before_it_expires():
+    now = timezone.now()
+    operation = make(status=S.COMPLETED, expires_at=now + timedelta(seconds=1))
+
+    assert lifecycle.operation_mark_files_expired(operation_id=operation.id, now=now) is False
