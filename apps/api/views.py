@@ -1,8 +1,8 @@
 """API views: thin adapters from HTTP to the selectors and services.
 
 Each view validates its input with a serializer, makes one selector or service call and returns
-the envelope. Errors are raised, never built here: ``apps.api.exceptions`` turns them into the
-error envelope.
+the envelope. Errors are raised, not built here: ``apps.api.exceptions`` turns them into the
+error envelope (the one exception is a degraded health report, which carries its checks along).
 """
 
 from __future__ import annotations
@@ -16,9 +16,11 @@ from rest_framework import viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
 from apps.api import serializers as s
+from apps.api.exceptions import error_body
 from apps.api.pagination import EnvelopePagination
 from apps.api.parsers import UploadParser
 from apps.api.throttling import DEFAULT_THROTTLES, HEALTH_THROTTLES, STATUS_THROTTLES, UPLOAD_THROTTLES
@@ -28,6 +30,7 @@ from apps.core.exceptions import NotFound
 from apps.core.health import run_health_checks
 from apps.operations import selectors
 from apps.operations.enums import OperationStatus
+from apps.operations.models import Operation
 from apps.operations.services import operations_manager
 from apps.processors.registry import OPERATIONS, get_operation
 
@@ -59,7 +62,7 @@ class OperationViewSet(viewsets.GenericViewSet):
     parser_classes = [UploadParser]
     serializer_class = s.OperationSerializer
 
-    def get_throttles(self):
+    def get_throttles(self) -> list[BaseThrottle]:
         if self.action == "create":
             classes = UPLOAD_THROTTLES
         elif self.action == "status":
@@ -68,10 +71,10 @@ class OperationViewSet(viewsets.GenericViewSet):
             classes = DEFAULT_THROTTLES
         return [throttle() for throttle in classes]
 
-    def _operation(self, request: Request, pk: str):
+    def _operation(self, request: Request, pk: str) -> Operation:
         return selectors.operation_get(session_key=session_key(request), operation_id=pk)
 
-    def _data(self, operation) -> dict:
+    def _data(self, operation: Operation) -> dict:
         return s.OperationSerializer(operation, context=self.get_serializer_context()).data
 
     @extend_schema(
@@ -256,12 +259,9 @@ class HealthView(APIView):
         }
         if not failed:
             return success(data)
-        error = {
-            "code": "service_unavailable",
-            "message": f"Some dependencies are not working: {', '.join(failed)}.",
-            "details": {"failed": failed},
-        }
-        return Response({"success": False, "data": data, "error": error}, status=503)
+        # Degraded is still a report: the checks go along with the error, for monitors to read.
+        message = f"Some dependencies are not working: {', '.join(failed)}."
+        return Response({**error_body("service_unavailable", message, {"failed": failed}), "data": data}, status=503)
 
 
 class QueuesView(APIView):
