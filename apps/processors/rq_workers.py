@@ -110,8 +110,13 @@ def process_operation(operation_id: str) -> str:
         return "stopped"
     except (FFmpegTimeout, JobTimeoutException) as e:
         # A job that ran out of time would run out of time again: fail now, never retry.
-        db.close_old_connections()
-        _fail(operation, Failure(time_limit_message(definition, time_limit), False, _detail(e)))
+        failure = Failure(time_limit_message(definition, time_limit), False, _detail(e))
+        try:
+            _fail(operation, failure)
+        except db.DatabaseError:
+            # RQ's timeout can interrupt a query half-way and leave the connection unusable.
+            db.connection.close()
+            _fail(operation, failure)
         return "failed"
     except Exception as e:
         failure = classify_failure(e)

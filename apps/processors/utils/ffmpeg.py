@@ -125,7 +125,7 @@ def run_ffmpeg(
         text=True,
         encoding="utf-8",
         errors="replace",
-        **_own_process_group(),
+        **process_group_options(),
     )
     updates: queue.SimpleQueue[dict[str, str] | object] = queue.SimpleQueue()
     stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
@@ -282,7 +282,9 @@ if sys.platform.startswith("linux"):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _own_process_group() -> dict[str, Any]:
+def process_group_options() -> dict[str, Any]:
+    """Popen options that start a process in a group of its own (and, on Linux, make the kernel
+    kill it when the process that started it dies)."""
     if os.name != "posix":
         return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
     options: dict[str, Any] = {"process_group": 0}

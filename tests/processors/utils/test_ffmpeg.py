@@ -1,15 +1,21 @@
-"""Which FFmpeg runs: FFMPEG_BINARY, then PATH, then the build bundled with imageio-ffmpeg."""
+"""Which FFmpeg runs (FFMPEG_BINARY, then PATH, then imageio-ffmpeg's build), and how it is run:
+progress, errors, timeouts, and stopping it with its children however the job ends."""
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import imageio_ffmpeg
 import pytest
 from django.core.exceptions import ImproperlyConfigured
+from rq.timeouts import JobTimeoutException, UnixSignalDeathPenalty
 
+from apps.processors.exceptions import OperationStopped
 from apps.processors.utils import ffmpeg
+from tests.processors.processes import descendants, ffmpeg_processes_under, is_alive, wait_until
 
 
 @pytest.fixture(autouse=True)
@@ -61,3 +67,165 @@ def test_bundled_build_is_used_when_nothing_else_is_there(settings, tmp_path, mo
     encoders = subprocess.run([binary, "-hide_banner", "-encoders"], capture_output=True, text=True, check=True)
     for encoder in ("libx264", "libvpx-vp9", "aac", "libmp3lame", "libopus", "flac", "libvorbis"):
         assert encoder in encoders.stdout
+
+
+# --- running FFmpeg -------------------------------------------------------------------------------
+ENDLESS = [
+    "-f",
+    "lavfi",
+    "-i",
+    "testsrc2=size=320x240:rate=25",
+    "-c:v",
+    "libx264",
+    "-preset",
+    "veryslow",
+    "-f",
+    "null",
+    "-",
+]
+
+
+class ProgressLog:
+    """An on_progress callback that remembers what it saw and which FFmpeg was running."""
+
+    def __init__(self, *, stop_after: int | None = None) -> None:
+        self.values: list[float | None] = []
+        self.ffmpeg_pids: set[int] = set()
+        self.stop_after = stop_after
+
+    def __call__(self, percent: float | None) -> bool:
+        self.values.append(percent)
+        self.ffmpeg_pids.update(ffmpeg_processes_under(os.getpid()))
+        return self.stop_after is None or len(self.values) < self.stop_after
+
+
+def test_progress_comes_from_out_time_over_the_duration_and_ends_at_100(media, tmp_path):
+    source = media.video(duration=2)
+    log = ProgressLog()
+
+    ffmpeg.run_ffmpeg(
+        [
+            *ffmpeg.input_args(source, demuxer="mov"),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "slow",
+            "-f",
+            "mp4",
+            "-y",
+            str(tmp_path / "o.mp4"),
+        ],
+        duration=2.0,
+        timeout=60,
+        on_progress=log,
+    )
+
+    reported = [value for value in log.values if value is not None]
+    assert reported[-1] == 100
+    assert all(0 <= value <= 100 for value in reported)
+    assert reported == sorted(reported)
+    assert (tmp_path / "o.mp4").stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    ("update", "duration", "percent"),
+    [
+        ({"out_time_us": "1000000", "progress": "continue"}, 4.0, 25.0),
+        ({"out_time_us": "N/A", "progress": "continue"}, 4.0, None),
+        ({"out_time_us": "9000000", "progress": "continue"}, 4.0, 100.0),
+        ({"out_time_us": "1000000", "progress": "continue"}, None, None),
+        ({"out_time_us": "N/A", "progress": "end"}, None, 100.0),
+    ],
+)
+def test_percent_is_parsed_from_progress_reports(update, duration, percent):
+    assert ffmpeg._percent(update, duration) == percent
+
+
+def test_a_failing_ffmpeg_raises_a_permanent_error_with_a_readable_message_and_its_stderr(media, tmp_path):
+    with pytest.raises(ffmpeg.FFmpegError) as caught:
+        ffmpeg.run_ffmpeg(
+            [*ffmpeg.input_args(media.text(extension="mp4"), demuxer="mov"), "-f", "null", "-"], duration=1, timeout=30
+        )
+
+    error = caught.value
+    assert error.permanent is True
+    assert error.returncode != 0
+    assert error.user_message == "The file could not be read. It may be damaged, incomplete or not what its name says."
+    assert "Invalid data found when processing input" in error.stderr_tail
+
+
+def test_the_stderr_tail_is_bounded(media):
+    # ashowinfo logs a line per audio frame: far more than the tail keeps.
+    args = ["-loglevel", "info", "-f", "lavfi", "-i", "sine=duration=3", "-af", "ashowinfo", "-f", "null", "-"]
+
+    result = ffmpeg.run_ffmpeg(args, duration=3, timeout=30)
+
+    assert len(result.stderr_tail.splitlines()) == ffmpeg.STDERR_TAIL_LINES
+
+
+def test_a_run_past_its_timeout_is_stopped_with_its_process(tmp_path):
+    log = ProgressLog()
+
+    with pytest.raises(ffmpeg.FFmpegTimeout):
+        ffmpeg.run_ffmpeg(ENDLESS, duration=None, timeout=1.5, on_progress=log)
+
+    assert log.ffmpeg_pids
+    assert not any(is_alive(pid) for pid in log.ffmpeg_pids)
+
+
+def test_a_stop_request_stops_ffmpeg_even_while_it_reports_nothing():
+    # Progress only every minute: the callback still runs on every poll, with None.
+    log = ProgressLog(stop_after=2)
+
+    with pytest.raises(OperationStopped):
+        ffmpeg.run_ffmpeg(["-stats_period", "60", *ENDLESS], duration=None, timeout=60, on_progress=log)
+
+    assert log.values == [None] * 2
+    assert log.ffmpeg_pids
+    assert not any(is_alive(pid) for pid in log.ffmpeg_pids)
+
+
+def test_rqs_job_timeout_raised_into_the_job_stops_ffmpeg():
+    log = ProgressLog()
+
+    with pytest.raises(JobTimeoutException), UnixSignalDeathPenalty(1, JobTimeoutException):
+        ffmpeg.run_ffmpeg(ENDLESS, duration=None, timeout=60, on_progress=log)
+
+    assert log.ffmpeg_pids
+    assert not any(is_alive(pid) for pid in log.ffmpeg_pids)
+
+
+def test_stopping_a_process_stops_its_children_too():
+    process = subprocess.Popen(["/bin/sh", "-c", "sleep 60 & sleep 60 & wait"], **ffmpeg.process_group_options())
+    assert wait_until(lambda: len(descendants(process.pid)) == 2, timeout=10)
+    children = descendants(process.pid)
+
+    ffmpeg.stop_process(process)
+
+    assert process.returncode is not None
+    assert wait_until(lambda: not any(is_alive(pid) for pid in children), timeout=5)
+
+
+def test_ffmpeg_dies_with_the_process_that_started_it_when_that_is_killed():
+    # A work-horse SIGKILLed mid-job (RQ's cold shutdown, the OOM killer) runs no Python cleanup.
+    script = (
+        "import django; django.setup()\n"
+        "from apps.processors.utils import ffmpeg\n"
+        f"ffmpeg.run_ffmpeg({ENDLESS!r}, duration=None, timeout=120)\n"
+    )
+    horse = subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=Path(__file__).resolve().parents[3],
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test"},
+    )
+    try:
+        assert wait_until(lambda: ffmpeg_processes_under(horse.pid), timeout=30)
+        started = ffmpeg_processes_under(horse.pid)
+
+        horse.kill()
+        horse.wait()
+
+        assert wait_until(lambda: not any(is_alive(pid) for pid in started), timeout=10)
+    finally:
+        if horse.poll() is None:
+            horse.kill()

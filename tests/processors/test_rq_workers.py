@@ -1,0 +1,453 @@
+"""The job on a real RQ worker and Redis: phases, outputs, cleanup, cancels, time limits, and which
+failures fail at once and which go back through RQ's Retry."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import django_rq
+import pytest
+from django.db import connection
+from rq.exceptions import AbandonedJobError
+from rq.executions import Execution
+from rq.job import Job, JobStatus
+from rq.utils import now as rq_now
+
+from apps.core.exceptions import StorageError
+from apps.operations.enums import FileType, OperationStatus, ProcessingPhase
+from apps.operations.services import lifecycle
+from apps.operations.services.local_storage import LocalStorage
+from apps.processors import rq_workers
+from apps.processors.registry import get_operation
+from apps.processors.utils import track_progress
+from tests.processors.conftest import assert_completed, assert_failed_keeping_input
+from tests.processors.processes import ffmpeg_processes_under, is_alive, parent_of, wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+S = OperationStatus
+
+
+def rq_job(operation) -> Job:
+    return Job.fetch(operation.job_id, connection=django_rq.get_connection("video_queue"))
+
+
+def queue_of(operation):
+    return django_rq.get_queue(get_operation(operation.operation).queue)
+
+
+def release_scheduled(operation) -> None:
+    """What RQ's scheduler does when a retry's delay is over: put the job back on its queue."""
+    queue = queue_of(operation)
+    job = rq_job(operation)
+    queue.scheduled_job_registry.remove(job)
+    queue.enqueue_job(job)
+
+
+def jobs_workspaces(storage_root: Path) -> list[Path]:
+    return list((storage_root / "temp" / "jobs").iterdir())
+
+
+@pytest.fixture
+def progress_writes(monkeypatch) -> list[tuple[float, dict]]:
+    """Every progress/phase write the tracker makes, with when it made it (a spy that still writes)."""
+    writes: list[tuple[float, dict]] = []
+    real = track_progress.operation_record_progress
+
+    def recording(**kwargs):
+        writes.append((time.monotonic(), kwargs))
+        return real(**kwargs)
+
+    monkeypatch.setattr(track_progress, "operation_record_progress", recording)
+    return writes
+
+
+class FlakyStorage(LocalStorage):
+    """Local storage whose first ``failures`` fetches time out, as a remote store sometimes does."""
+
+    failures = 0
+
+    def fetch_to_path(self, *, key, destination):
+        if FlakyStorage.failures > 0:
+            FlakyStorage.failures -= 1
+            raise StorageError("Timed out reading from the object store.", retryable=True)
+        return super().fetch_to_path(key=key, destination=destination)
+
+
+class HangingStorage(LocalStorage):
+    def fetch_to_path(self, *, key, destination):
+        time.sleep(30)
+        raise AssertionError("RQ's job timeout should have interrupted the fetch")
+
+
+@pytest.fixture
+def flaky_storage(monkeypatch, settings):
+    # Patched where the job looks it up: the one kind of patch these tests allow.
+    monkeypatch.setattr(rq_workers, "get_storage", lambda: FlakyStorage(root=Path(settings.STORAGE_ROOT)))
+    return FlakyStorage
+
+
+# --- the happy path -------------------------------------------------------------------------------
+@pytest.mark.django_db
+def test_the_job_records_each_phase_in_order_and_completes(media, submit, run_worker, progress_writes, settings):
+    operation = submit("audio_convert", media.audio(duration=1), {"output_format": "mp3"}, name="Song (live).wav")
+
+    run_worker()
+
+    operation.refresh_from_db()
+    assert_completed(operation)
+    phases = [kwargs["phase"] for _, kwargs in progress_writes if kwargs.get("phase")]
+    assert phases == [ProcessingPhase.PROBING, ProcessingPhase.PROCESSING, ProcessingPhase.STORING]
+    assert operation.phase == ""
+    assert operation.started_at <= operation.completed_at
+    assert operation.expires_at == operation.completed_at + timedelta(days=settings.FILE_RETENTION_DAYS)
+    output = operation.files.get(file_type=FileType.OUTPUT)
+    assert output.file_name == "Song (live)_converted.mp3"
+    assert output.file_path == f"outputs/{operation.id}/output.mp3"
+    assert output.metadata["audio_codec"] == "mp3"
+    assert output.metadata["duration"] == pytest.approx(1.0, abs=0.15)
+    assert output.metadata["compression_ratio"] < 1
+    assert operation.metadata["processing_seconds"] > 0
+    assert rq_job(operation).return_value() == "completed"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("good_input", [True, False])
+def test_the_job_workspace_is_removed_whatever_the_outcome(media, run_operation, storage_root, good_input):
+    source = media.png() if good_input else media.text(extension="png")
+
+    operation = run_operation("image_convert", source, {"output_format": "jpg"})
+
+    assert operation.status == (S.COMPLETED if good_input else S.FAILED)
+    assert jobs_workspaces(storage_root) == []
+
+
+@pytest.mark.django_db
+def test_an_operation_cancelled_while_queued_is_skipped(media, submit, run_worker, storage_root):
+    operation = submit("image_convert", media.png(), {"output_format": "jpg"})
+    lifecycle.operation_cancel(operation=operation)
+
+    run_worker()
+
+    operation.refresh_from_db()
+    assert operation.status == S.CANCELLED
+    assert not operation.files.filter(file_type=FileType.OUTPUT).exists()
+    assert rq_job(operation).return_value() == "skipped"
+    assert list((storage_root / "outputs").iterdir()) == []
+
+
+# --- permanent failures ---------------------------------------------------------------------------
+@pytest.mark.django_db
+def test_bad_input_fails_at_once_without_an_rq_retry(media, run_operation, storage_root):
+    operation = run_operation("video_compress", media.text(extension="mkv"))
+
+    assert_failed_keeping_input(operation, storage_root, "could not be read as MKV")
+    job = rq_job(operation)
+    assert job.get_status() == JobStatus.FINISHED
+    assert job.return_value() == "failed"
+    assert queue_of(operation).scheduled_job_registry.count == 0
+    assert "Invalid data" in operation.metadata["failure"]["detail"]
+
+
+@pytest.mark.django_db
+def test_an_ffmpeg_failure_keeps_its_stderr_tail_for_operators(media, run_operation, storage_root, tmp_path):
+    # Raw FLAC's demuxer "finds" a stream in anything; FFmpeg then fails on it for real.
+    operation = run_operation(
+        "audio_convert", media.text(extension="flac", content=b"fLaC" + b"\0" * 64), {"output_format": "mp3"}
+    )
+
+    assert operation.status == S.FAILED
+    assert "could not be read" in operation.error_message
+    assert "[" not in operation.error_message  # no FFmpeg jargon for the user
+
+
+@pytest.mark.django_db
+def test_the_stored_input_missing_fails_at_once(media, submit, run_worker, storage_root):
+    operation = submit("image_convert", media.png(), {"output_format": "jpg"})
+    (storage_root / operation.files.get(file_type=FileType.INPUT).file_path).unlink()
+
+    run_worker()
+
+    operation.refresh_from_db()
+    assert operation.status == S.FAILED
+    assert operation.error_message == "The stored input file is missing."
+    assert queue_of(operation).scheduled_job_registry.count == 0
+
+
+@pytest.mark.django_db
+def test_an_unexpected_error_fails_with_a_plain_message_and_keeps_the_traceback(media, submit, run_worker, monkeypatch):
+    def broken(**kwargs):
+        raise KeyError("width")  # a bug, as it would surface
+
+    monkeypatch.setattr(rq_workers, "verify_output", broken)
+    operation = submit("image_convert", media.png(), {"output_format": "jpg"})
+
+    run_worker()
+
+    operation.refresh_from_db()
+    assert operation.status == S.FAILED
+    assert operation.error_message == "Something went wrong on our side while processing this file."
+    assert "KeyError" in operation.metadata["failure"]["traceback"]
+    assert queue_of(operation).scheduled_job_registry.count == 0
+
+
+# --- retryable failures ---------------------------------------------------------------------------
+@pytest.mark.django_db
+def test_a_storage_timeout_is_retried_after_60_then_300_seconds_then_fails(
+    media, submit, run_worker, flaky_storage, storage_root
+):
+    flaky_storage.failures = 3
+    operation = submit("image_convert", media.png(), {"output_format": "jpg"})
+    queue = queue_of(operation)
+
+    for delay, text in ((60, "in 1 minute"), (300, "in 5 minutes")):
+        run_worker(queue.name)
+        operation.refresh_from_db()
+        assert operation.status == S.QUEUED
+        assert operation.error_message == f"File storage did not answer in time; it will be tried again {text}."
+        job = rq_job(operation)
+        assert job.get_status() == JobStatus.SCHEDULED
+        scheduled_in = (queue.scheduled_job_registry.get_scheduled_time(job) - rq_now()).total_seconds()
+        assert delay - 15 < scheduled_in <= delay
+        release_scheduled(operation)
+
+    run_worker(queue.name)
+
+    operation.refresh_from_db()
+    assert_failed_keeping_input(operation, storage_root, "File storage did not answer in time. Please try again later.")
+    assert rq_job(operation).get_status() == JobStatus.FINISHED
+    assert queue.scheduled_job_registry.count == 0
+    assert operation.attempt == 3
+
+
+@pytest.mark.django_db
+def test_a_retry_after_a_storage_timeout_completes_the_same_operation(media, submit, run_worker, flaky_storage):
+    flaky_storage.failures = 1
+    operation = submit("image_convert", media.png(), {"output_format": "jpg"})
+
+    run_worker()
+    release_scheduled(operation)
+    run_worker()
+
+    operation.refresh_from_db()
+    assert_completed(operation)
+    assert operation.error_message == ""
+    assert operation.attempt == 2
+
+
+@pytest.mark.django_db
+def test_a_job_abandoned_by_a_dead_worker_goes_back_to_queued_through_rqs_cleanup(media, submit):
+    operation = submit("image_convert", media.png(), {"output_format": "jpg"})
+    queue = queue_of(operation)
+    job = rq_job(operation)
+    # A worker took the job, claimed the operation, and died without a word.
+    queue.remove(job)
+    with queue.connection.pipeline() as pipeline:
+        Execution.create(job, ttl=60, pipeline=pipeline)
+        pipeline.execute()
+    lifecycle.operation_claim(operation_id=operation.id)
+
+    queue.started_job_registry.cleanup(timestamp=time.time() + 3600)
+
+    operation.refresh_from_db()
+    assert operation.status == S.QUEUED
+    assert (
+        operation.error_message
+        == "The worker processing this file stopped unexpectedly; it will be tried again in 1 minute."
+    )
+    assert queue.scheduled_job_registry.count == 1
+
+
+@pytest.mark.django_db
+def test_rq_giving_up_on_an_abandoned_job_fails_the_operation(media, submit):
+    operation = submit("image_convert", media.png(), {"output_format": "jpg"})
+    lifecycle.operation_claim(operation_id=operation.id)
+    job = rq_job(operation)
+    job.retries_left = 0
+
+    rq_workers.on_job_failure(job, job.connection, AbandonedJobError, AbandonedJobError(), None)
+
+    operation.refresh_from_db()
+    assert operation.status == S.FAILED
+    assert operation.error_message == "The worker processing this file stopped unexpectedly. Please try again later."
+
+
+@pytest.mark.django_db
+def test_a_work_horse_killed_past_the_time_limit_fails_and_is_not_retried(media, submit):
+    operation = submit("video_compress", media.video(duration=1))
+    lifecycle.operation_claim(operation_id=operation.id)
+    job = rq_job(operation)
+    job.timeout = 1800
+    job.started_at = rq_now() - timedelta(seconds=1900)
+
+    rq_workers.on_work_horse_killed(job, 123, signal.SIGKILL, None)
+
+    operation.refresh_from_db()
+    assert operation.status == S.FAILED
+    assert operation.error_message == "Processing took longer than the 30-minute limit for videos."
+    assert job.retries_left == 0
+
+
+# --- time limits ----------------------------------------------------------------------------------
+@pytest.fixture
+def short_limits(settings):
+    settings.WORKER_CONFIG = {
+        group: {**worker, "timeout": {"video": 2, "image": 1}.get(group, worker["timeout"])}
+        for group, worker in settings.WORKER_CONFIG.items()
+    }
+
+
+@pytest.mark.django_db
+def test_a_job_past_its_time_limit_fails_with_a_clear_message_and_stops_ffmpeg(
+    media, submit, run_worker, short_limits, storage_root
+):
+    operation = submit("video_compress", media.video(duration=30), {"preset": "veryslow", "quality": 18})
+
+    run_worker()
+
+    operation.refresh_from_db()
+    assert_failed_keeping_input(operation, storage_root, "Processing took longer than the 2-second limit for videos.")
+    assert ffmpeg_processes_under(os.getpid()) == []
+    assert queue_of(operation).scheduled_job_registry.count == 0
+    assert jobs_workspaces(storage_root) == []
+
+
+@pytest.mark.django_db
+def test_rqs_own_job_timeout_fails_the_operation_instead_of_retrying_it(
+    media, submit, run_worker, short_limits, monkeypatch, settings, storage_root
+):
+    monkeypatch.setattr(rq_workers, "get_storage", lambda: HangingStorage(root=Path(settings.STORAGE_ROOT)))
+    operation = submit("image_convert", media.png(), {"output_format": "jpg"})
+
+    run_worker()
+
+    operation.refresh_from_db()
+    assert_failed_keeping_input(operation, storage_root, "Processing took longer than the 1-second limit for images.")
+    assert queue_of(operation).scheduled_job_registry.count == 0
+
+
+@pytest.mark.parametrize(
+    ("operation", "seconds", "message"),
+    [
+        ("video_compress", 1800, "Processing took longer than the 30-minute limit for videos."),
+        ("image_resize", 60, "Processing took longer than the 1-minute limit for images."),
+        ("audio_extract", 300, "Processing took longer than the 5-minute limit for audio."),
+        ("audio_convert", 90, "Processing took longer than the 90-second limit for audio."),
+    ],
+)
+def test_time_limit_messages_name_the_limit_and_the_kind_of_file(operation, seconds, message):
+    assert rq_workers.time_limit_message(get_operation(operation), seconds) == message
+
+
+# --- progress -------------------------------------------------------------------------------------
+@pytest.mark.django_db
+def test_progress_rises_between_0_and_100_with_at_most_one_write_per_second(media, submit, run_worker, progress_writes):
+    # Long enough (a few seconds of encoding) for FFmpeg to report several times.
+    operation = submit("video_compress", media.video(duration=30), {"preset": "slower", "quality": 18})
+
+    run_worker()
+
+    operation.refresh_from_db()
+    assert_completed(operation)
+    progress = [(at, kwargs["progress"]) for at, kwargs in progress_writes if kwargs.get("progress") is not None]
+    values = [value for _, value in progress]
+    assert any(0 < value < 100 for value in values), values
+    assert values == sorted(set(values))  # rising, and never the same value twice
+    assert all(later - earlier >= 0.9 for (earlier, _), (later, _) in zip(progress, progress[1:], strict=False))
+    assert max(values) <= 99  # 100 only once the output is stored
+
+
+# --- the worker -----------------------------------------------------------------------------------
+def test_the_worker_takes_its_ttl_from_worker_config(settings):
+    assert (
+        rq_workers.KonvrtWorker(["video_queue"], connection=django_rq.get_connection("video_queue")).worker_ttl == 600
+    )
+    assert rq_workers.worker_ttl_for(["image_queue", "audio_queue"]) == 360
+
+
+def start_forking_worker(queue: str, storage_root: Path) -> subprocess.Popen:
+    """A real `rqworker --burst` with Konvrt's forking worker class, on the test database."""
+    database = connection.settings_dict
+    credentials = database["USER"] + (f":{database['PASSWORD']}" if database["PASSWORD"] else "")
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "DATABASE_URL": f"postgres://{credentials}@{database['HOST']}:{database['PORT']}/{database['NAME']}",
+        "STORAGE_ROOT": str(storage_root),
+        "TEMP_ROOT": str(storage_root / "temp"),
+    }
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "manage.py",
+            "rqworker",
+            queue,
+            "--burst",
+            "--worker-class",
+            "apps.processors.rq_workers.KonvrtWorker",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+
+
+@pytest.fixture
+def long_encode(media, submit):
+    """A video compression that keeps FFmpeg busy for a while."""
+    return lambda: submit("video_compress", media.video(duration=30), {"preset": "veryslow", "quality": 18})
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_cancel_during_processing_stops_ffmpeg_and_leaves_nothing_behind(long_encode, storage_root):
+    operation = long_encode()
+    worker = start_forking_worker("video_queue", storage_root)
+    try:
+        assert wait_until(lambda: ffmpeg_processes_under(worker.pid), timeout=60)
+        running = ffmpeg_processes_under(worker.pid)
+        assert wait_until(lambda: operation.refresh_from_db() or operation.progress > 0, timeout=60)
+
+        lifecycle.operation_cancel(operation=operation)
+
+        assert wait_until(lambda: not any(is_alive(pid) for pid in running), timeout=10)
+        assert worker.wait(timeout=60) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    operation.refresh_from_db()
+    assert operation.status == S.CANCELLED
+    assert not operation.files.filter(file_type=FileType.OUTPUT).exists()
+    assert list((storage_root / "outputs").iterdir()) == []
+    assert jobs_workspaces(storage_root) == []
+    assert rq_job(operation).return_value() == "stopped"
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_killed_work_horse_takes_ffmpeg_with_it_and_the_operation_is_retried(long_encode, storage_root):
+    operation = long_encode()
+    worker = start_forking_worker("video_queue", storage_root)
+    try:
+        assert wait_until(lambda: ffmpeg_processes_under(worker.pid), timeout=60)
+        running = ffmpeg_processes_under(worker.pid)
+        horse = parent_of(running[0])
+
+        os.kill(horse, signal.SIGKILL)  # the OOM killer's way
+
+        assert wait_until(lambda: not any(is_alive(pid) for pid in running), timeout=10)
+        assert worker.wait(timeout=60) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    operation.refresh_from_db()
+    assert operation.status == S.QUEUED
+    assert (
+        operation.error_message
+        == "The worker processing this file stopped unexpectedly; it will be tried again in 1 minute."
+    )
+    assert queue_of(operation).scheduled_job_registry.count == 1
