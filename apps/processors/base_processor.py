@@ -212,7 +212,7 @@ def _human_duration(seconds: float) -> str:
     if seconds >= 60:
         minutes, rest = divmod(seconds, 60)
         return f"{minutes} min {rest} s" if rest else f"{minutes} minutes"
-    return f"{seconds} seconds"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"
 
 
 # --- audio stream choices shared by the audio and video processors --------------------------------

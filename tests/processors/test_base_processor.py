@@ -1,0 +1,106 @@
+"""What every processor shares: output names, input checks and caps, stream copy, output checks."""
+
+from __future__ import annotations
+
+import pytest
+
+from apps.operations.enums import MediaType
+from apps.processors.base_processor import (
+    ProcessingResult,
+    can_copy_audio,
+    inspect_input,
+    output_file_name,
+    verify_output,
+)
+from apps.processors.exceptions import ProcessingError
+from apps.processors.registry import get_operation
+from apps.processors.utils.probe import StreamInfo, probe_media
+
+
+@pytest.mark.parametrize(
+    ("original", "operation", "extension", "expected"),
+    [
+        ("holiday.mov", "video_compress", "mp4", "holiday_compressed.mp4"),
+        ("holiday.final.MOV", "video_convert", "webm", "holiday.final_converted.webm"),
+        ("photo.jpeg", "image_resize", "jpg", "photo_resized.jpg"),
+        ("talk.mp4", "audio_extract", "mp3", "talk_audio.mp3"),
+        ("noextension", "audio_convert", "flac", "noextension_converted.flac"),
+        (".mp3", "audio_convert", "wav", "file_converted.wav"),
+    ],
+)
+def test_output_names_derive_from_the_original_name(original, operation, extension, expected):
+    assert output_file_name(original_name=original, operation=operation, extension=extension) == expected
+
+
+def aac(bit_rate, **extra) -> StreamInfo:
+    return StreamInfo(index=0, kind="audio", codec="aac", bit_rate=bit_rate, sample_rate=44100, channels=2, **extra)
+
+
+def test_audio_is_copied_only_when_nothing_would_change():
+    assert can_copy_audio(aac(128000), codec="aac", bitrate="192k")
+    assert not can_copy_audio(aac(256000), codec="aac", bitrate="192k")  # the user asked for smaller
+    assert not can_copy_audio(aac(None), codec="aac", bitrate="192k")  # unknown: re-encode to be sure
+    assert not can_copy_audio(aac(128000), codec="mp3", bitrate="192k")
+    assert not can_copy_audio(aac(128000), codec="aac", bitrate="192k", sample_rate=22050)
+    assert not can_copy_audio(aac(128000), codec="aac", bitrate="192k", channels=1)
+    assert can_copy_audio(aac(128000), codec="aac", bitrate="192k", sample_rate=44100, channels=2)
+
+
+def test_a_video_longer_than_the_duration_cap_is_refused(settings, media):
+    settings.PROCESSING_MAX_DURATION_SECONDS = 1
+
+    with pytest.raises(ProcessingError, match="This file is 2 seconds long; the limit is 1 second."):
+        inspect_input(path=media.video(duration=2), extension="mp4", definition=get_operation("video_compress"))
+
+
+def test_a_video_frame_above_the_pixel_cap_is_refused(settings, media):
+    settings.PROCESSING_MAX_VIDEO_PIXELS = 320 * 240 - 1
+
+    with pytest.raises(ProcessingError, match=r"picture \(320×240\) is larger"):
+        inspect_input(path=media.video(duration=1), extension="mp4", definition=get_operation("video_convert"))
+
+
+def test_an_audio_file_is_no_video_to_compress(media):
+    with pytest.raises(ProcessingError, match="This file has no video track to compress."):
+        inspect_input(
+            path=media.audio(extension="m4a", duration=1), extension="m4a", definition=get_operation("video_compress")
+        )
+
+
+def test_an_output_missing_its_audio_fails_the_check(media):
+    silent = media.video(duration=1, audio=False)
+    result = ProcessingResult(
+        path=silent,
+        extension="mp4",
+        media_type=MediaType.VIDEO,
+        expect_video=True,
+        expect_audio=True,
+        expected_duration=1.0,
+    )
+
+    with pytest.raises(ProcessingError, match=r"failed its final check \(its audio track is missing\)"):
+        verify_output(result=result, input_info=probe_media(silent))
+
+
+def test_an_output_of_the_wrong_length_fails_the_check(media):
+    short = media.video(duration=1)
+    result = ProcessingResult(
+        path=short,
+        extension="mp4",
+        media_type=MediaType.VIDEO,
+        expect_video=True,
+        expect_audio=True,
+        expected_duration=5.0,
+    )
+
+    with pytest.raises(ProcessingError, match=r"lasts 1.0 s instead of 5.0 s"):
+        verify_output(result=result, input_info=probe_media(short))
+
+
+def test_an_empty_output_fails_the_check(tmp_path, media):
+    empty = tmp_path / "output.mp3"
+    empty.write_bytes(b"")
+    result = ProcessingResult(path=empty, extension="mp3", media_type=MediaType.AUDIO, expect_audio=True)
+
+    with pytest.raises(ProcessingError, match="no output was written"):
+        verify_output(result=result, input_info=probe_media(media.audio(duration=1)))
