@@ -1,0 +1,289 @@
+"""The whole flow on each storage backend: create through the API, a real RQ worker processes it,
+status, download, delete; Cloudinary failures retried by RQ; expired files answer 410.
+
+Cloudinary is the local HTTPS stand-in (tests/cloudinary_standin.py) driven by the real SDK.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import django_rq
+import pytest
+import urllib3
+from django.conf import settings
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+from django.utils import timezone
+from rq import SimpleWorker
+from rq.job import Job, JobStatus
+from rq.utils import now as rq_now
+
+from apps.operations.enums import FileType, OperationStatus
+from apps.operations.models import File, Operation
+from apps.operations.services.cleanup import cleanup_run
+from apps.processors.registry import get_operation
+from apps.processors.utils.probe import probe_image, probe_media
+from tests.cloudinary_standin import CloudinaryStandIn
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+API = "/api/v1"
+S = OperationStatus
+
+
+@dataclass(frozen=True)
+class Case:
+    operation: str
+    source: Callable[[Any], Path]
+    parameters: dict[str, Any]
+    output_extension: str
+    output_resource_type: str  # Cloudinary's
+
+
+CASES = {
+    "video": Case(
+        "video_compress",
+        lambda media: media.video(duration=1.0),
+        {"quality": 28, "preset": "ultrafast"},
+        "mp4",
+        "video",
+    ),
+    "image": Case("image_resize", lambda media: media.png(), {"width": 32}, "png", "image"),
+    "audio": Case("audio_convert", lambda media: media.audio(duration=1.0), {"output_format": "mp3"}, "mp3", "video"),
+    # Input a video, output audio: stored as audio (Cloudinary's "video" resource) all the same.
+    "audio from video": Case("audio_extract", lambda media: media.video(duration=1.0), {}, "mp3", "video"),
+}
+
+
+@pytest.fixture(params=["local", "cloudinary"])
+def backend(request) -> CloudinaryStandIn | None:
+    if request.param == "cloudinary":
+        return request.getfixturevalue("cloudinary_standin")
+    return None
+
+
+@pytest.fixture
+def client() -> Client:
+    client = Client()
+    client.get(f"{API}/session/")
+    return client
+
+
+def create(client: Client, case: Case, media) -> dict[str, Any]:
+    source = case.source(media)
+    response = client.post(
+        f"{API}/operations/",
+        {
+            "operation": case.operation,
+            "parameters": json.dumps(case.parameters),
+            "file": SimpleUploadedFile(f"holiday{source.suffix}", source.read_bytes()),
+        },
+    )
+    assert response.status_code == 201, response.content
+    return response.json()["data"]
+
+
+def work(*queue_names: str, with_scheduler: bool = False) -> None:
+    """A real RQ worker in burst mode; with the scheduler it first moves due retries onto their queue,
+    as RQ's scheduler does in production."""
+    connection = django_rq.get_connection("video_queue")
+    names = queue_names or [worker["queue"] for worker in settings.WORKER_CONFIG.values()]
+    worker = SimpleWorker([django_rq.get_queue(name) for name in names], connection=connection)
+    worker.work(burst=True, with_scheduler=with_scheduler, logging_level="WARNING")
+
+
+def make_retry_due(operation_id: str) -> None:
+    """RQ Retry waits 60 s, then 300 s. Rather than wait, move the scheduled job's time to now with
+    RQ's own registry API; the next worker's scheduler then enqueues it exactly as it would later."""
+    operation = Operation.objects.get(id=operation_id)
+    queue = django_rq.get_queue(get_operation(operation.operation).queue)
+    job = Job.fetch(operation.job_id, connection=queue.connection)
+    assert job.get_status() == JobStatus.SCHEDULED
+    queue.scheduled_job_registry.schedule(job, rq_now() - timedelta(seconds=1))
+
+
+def fetch(url: str) -> bytes:
+    response = urllib3.PoolManager(cert_reqs="CERT_REQUIRED", ca_certs=settings.CLOUDINARY_CA_BUNDLE).request(
+        "GET", url
+    )
+    assert response.status == 200
+    return response.data
+
+
+def job_workspaces() -> list[Path]:
+    return list((Path(settings.TEMP_ROOT) / "jobs").iterdir())
+
+
+def assert_real_output(data: bytes, case: Case, tmp_path: Path) -> None:
+    path = tmp_path / f"downloaded.{case.output_extension}"
+    path.write_bytes(data)
+    if case.output_resource_type == "image":
+        assert probe_image(path, allowed_formats=(case.output_extension,)).width == 32
+    else:
+        assert probe_media(path).duration == pytest.approx(1.0, abs=0.3)
+
+
+# --- the flow -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", list(CASES))
+def test_create_process_status_download_delete(backend, client, media, tmp_path, kind):
+    case = CASES[kind]
+    created = create(client, case, media)
+    operation_id = created["id"]
+    assert created["status"] == S.QUEUED
+
+    work()
+
+    status = client.get(f"{API}/operations/{operation_id}/status/").json()["data"]
+    assert (status["status"], status["progress"]) == (S.COMPLETED, 100)
+    detail = client.get(f"{API}/operations/{operation_id}/").json()["data"]
+    assert detail["output_file"]["file_name"].startswith("holiday_")
+    assert detail["output_file"]["file_name"].endswith(f".{case.output_extension}")
+    output = File.objects.get(operation_id=operation_id, file_type=FileType.OUTPUT)
+    assert output.file_path == f"outputs/{operation_id}/output.{case.output_extension}"
+
+    response = client.get(f"{API}/operations/{operation_id}/download/")
+    if backend is None:
+        assert response.status_code == 200
+        data = b"".join(response.streaming_content)
+        response.close()
+        assert data == (Path(settings.STORAGE_ROOT) / output.file_path).read_bytes()
+    else:
+        # Redirected to the secure URL; the bytes come from Cloudinary (the stand-in), not from us.
+        assert response.status_code == 302
+        public_id = f"mediaprocessor/outputs/{operation_id}/output"
+        asset = backend.asset(public_id, case.output_resource_type)
+        assert asset is not None
+        assert response["Location"].startswith(f"https://{backend.host}/{backend.cloud_name}/")
+        data = fetch(response["Location"])
+        assert data == asset.data
+        assert (output.cloudinary_public_id, output.cloudinary_url) == (public_id, backend.delivery_url(asset))
+        stored_input = File.objects.get(operation_id=operation_id, file_type=FileType.INPUT)
+        assert stored_input.cloudinary_public_id == f"mediaprocessor/uploads/{operation_id}/input"
+        assert not (Path(settings.STORAGE_ROOT) / "outputs" / operation_id).exists()
+    assert_real_output(data, case, tmp_path)
+    assert job_workspaces() == []
+
+    assert client.delete(f"{API}/operations/{operation_id}/").status_code == 200
+
+    assert client.get(f"{API}/operations/{operation_id}/").status_code == 404
+    if backend is None:
+        assert not (Path(settings.STORAGE_ROOT) / "uploads" / operation_id).exists()
+        assert not (Path(settings.STORAGE_ROOT) / "outputs" / operation_id).exists()
+    else:
+        assert backend.assets == {}
+
+
+# --- Cloudinary failing ---------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("action", "mode"),
+    [
+        ("delivery", "timeout"),  # fetching the input
+        ("delivery", "gateway"),
+        ("upload", "timeout"),  # storing the output
+        ("upload", "error"),
+    ],
+)
+def test_cloudinary_failing_once_makes_the_job_retry_and_then_complete(cloudinary_standin, client, media, action, mode):
+    created = create(client, CASES["image"], media)
+    cloudinary_standin.fail(action, mode, times=1)
+
+    work()
+
+    operation = Operation.objects.get(id=created["id"])
+    assert operation.status == S.QUEUED
+    assert "tried again" in operation.error_message
+    assert job_workspaces() == []
+
+    make_retry_due(created["id"])
+    work(with_scheduler=True)
+
+    status = client.get(f"{API}/operations/{created['id']}/status/").json()["data"]
+    assert status["status"] == S.COMPLETED and status["error_message"] is None
+    operation.refresh_from_db()
+    assert operation.attempt == 2
+    assert cloudinary_standin.asset(f"mediaprocessor/outputs/{created['id']}/output", "image") is not None
+    assert job_workspaces() == []
+
+
+def test_cloudinary_failing_for_good_fails_the_operation_with_a_clear_message_and_no_temp_files(
+    cloudinary_standin, client, media
+):
+    created = create(client, CASES["video"], media)
+    cloudinary_standin.fail("delivery", "error", times=None)
+
+    work()
+    for _ in range(2):  # RQ Retry: two more attempts
+        make_retry_due(created["id"])
+        work(with_scheduler=True)
+
+    status = client.get(f"{API}/operations/{created['id']}/status/").json()["data"]
+    assert status["status"] == S.FAILED
+    assert status["error_message"] == "File storage did not answer in time. Please try again later."
+    assert Operation.objects.get(id=created["id"]).attempt == 3
+    assert len(cloudinary_standin.calls_of("delivery")) == 3
+    assert job_workspaces() == []
+    assert list(Path(settings.FILE_UPLOAD_TEMP_DIR).iterdir()) == []
+    # The input is kept, so the user can retry once Cloudinary is back.
+    assert cloudinary_standin.asset(f"mediaprocessor/uploads/{created['id']}/input", "video") is not None
+    assert cloudinary_standin.asset(f"mediaprocessor/outputs/{created['id']}/output", "video") is None
+
+
+def test_cloudinary_refusing_the_upload_answers_503_and_keeps_nothing(cloudinary_standin, client, media):
+    cloudinary_standin.fail("upload", "error", times=None)
+    source = media.png()
+
+    response = client.post(
+        f"{API}/operations/",
+        {
+            "operation": "image_convert",
+            "parameters": '{"output_format": "jpg"}',
+            "file": SimpleUploadedFile("a.png", source.read_bytes()),
+        },
+    )
+
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "service_unavailable"
+    assert not Operation.objects.exists()
+    assert cloudinary_standin.assets == {}
+
+
+# --- expiry ---------------------------------------------------------------------------------------
+def test_an_expired_download_answers_410_before_and_after_cleanup_removed_its_files(backend, client, media):
+    created = create(client, CASES["image"], media)
+    work()
+    Operation.objects.filter(id=created["id"]).update(expires_at=timezone.now() - timedelta(minutes=1))
+
+    before = client.get(f"{API}/operations/{created['id']}/download/")
+    report = cleanup_run()
+    after = client.get(f"{API}/operations/{created['id']}/download/")
+
+    assert (before.status_code, after.status_code) == (410, 410)
+    assert after.json()["error"]["code"] == "expired"
+    assert report.expired_operations == 1 and report.stored_files_removed == 2
+    detail = client.get(f"{API}/operations/{created['id']}/").json()["data"]
+    assert detail["status"] == S.COMPLETED and detail["output_file"] is None
+    if backend is None:
+        assert not list((Path(settings.STORAGE_ROOT) / "uploads").iterdir())
+        assert not list((Path(settings.STORAGE_ROOT) / "outputs").iterdir())
+    else:
+        assert backend.assets == {}
+
+
+def test_retrying_an_expired_failed_operation_answers_410(backend, client, media):
+    created = create(client, CASES["image"], media)
+    Operation.objects.filter(id=created["id"]).update(
+        status=S.FAILED, completed_at=timezone.now() - timedelta(days=8), expires_at=timezone.now() - timedelta(days=1)
+    )
+    django_rq.get_queue("image_queue").empty()
+    cleanup_run()
+
+    response = client.post(f"{API}/operations/{created['id']}/retry/")
+
+    assert response.status_code == 410
+    assert response.json()["error"]["code"] == "expired"
