@@ -9,6 +9,7 @@ result of the second one on screen.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from tests.web.test_browser import choose_file, wait_until_done
@@ -16,16 +17,20 @@ from tests.web.test_browser import choose_file, wait_until_done
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshot.png"
 
 
-def test_readme_screenshot(web, worker, media):
+def test_readme_screenshot(web, worker, media, tmp_path):
+    # Names a person would upload, rather than the generated samples' hashes.
+    video, photo = tmp_path / "holiday.mp4", tmp_path / "beach.jpg"
+    shutil.copy(media.video(duration=1.0, width=160, height=120), video)
+    shutil.copy(media.jpeg(width=640, height=360), photo)
     page = web.open()
     page.set_viewport_size({"width": 900, "height": 1000})
-    choose_file(page, media.video(duration=1.0, width=160, height=120))
+    choose_file(page, video)
     page.check("#operation-video_compress")
     page.select_option("#param-preset", label="ultrafast")
     page.click("#start-button")
     wait_until_done(page)
 
-    choose_file(page, media.jpeg(width=640, height=360))
+    choose_file(page, photo)
     page.fill("#param-width", "320")
     page.click("#start-button")
     wait_until_done(page)

@@ -170,15 +170,19 @@ function withPeriod(text) {
   return /[.!?]$/.test(trimmed) ? trimmed : `${trimmed}.`;
 }
 
-// One plain sentence (or two) for any error. `limit` is the size limit of the chosen operation.
-export function describeError(error, { limit } = {}) {
+// One plain sentence (or two) for any error. `limit` is the size limit of the chosen operation, as
+// the page knows it.
+export function describeError(error, { limit: knownLimit } = {}) {
   if (!(error instanceof ApiError)) return "Something unexpected went wrong in this page. Please reload it.";
   const said = error.apiMessage ? ` ${withPeriod(error.apiMessage)}` : "";
   switch (error.code) {
-    case "file_too_large":
+    case "file_too_large": {
+      // The server's own figure wins: the page's copy of the limits may be older than its settings.
+      const limit = error.details?.max_file_size ?? knownLimit;
       return limit
         ? `This file is too large. The limit for this operation is ${formatBytes(limit)}.`
         : `This file is too large for Konvrt.${said}`;
+    }
     case "unsupported_media":
       return `Konvrt can't process this file.${said || " Its content is not a supported format."}`;
     case "throttled":

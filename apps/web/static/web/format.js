@@ -61,8 +61,9 @@ export function formatExpiry(iso) {
   const seconds = (Date.parse(iso) - Date.now()) / 1000;
   if (!Number.isFinite(seconds)) return "";
   if (seconds <= 0) return "expired";
-  const days = Math.floor(seconds / 86400);
-  return days >= 1 ? `expires in ${plural(days, "day")}` : `expires in ${formatWait(seconds)}`;
+  if (seconds < 86400) return `expires in ${formatWait(seconds)}`;
+  // Rounded: a result kept for 7 days reads "7 days" just after it is made, not "6 days".
+  return `expires in ${plural(Math.round(seconds / 86400), "day")}`;
 }
 
 // "1920×1080, 12.5 s, h264 + aac": what a file's probed metadata says, briefly.

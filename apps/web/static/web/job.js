@@ -22,6 +22,7 @@ export class JobView {
     this.lastStatus = null;
     this.lastAnnounced = -1;
     this.timer = null;
+    this.generation = 0;
     this.failures = 0;
     this.abortUpload = null;
 
@@ -44,6 +45,7 @@ export class JobView {
 
   reset(title) {
     this.stopPolling();
+    this.generation += 1;
     this.operation = null;
     this.lastStatus = null;
     this.lastAnnounced = -1;
@@ -59,6 +61,7 @@ export class JobView {
 
   hide() {
     this.stopPolling();
+    this.generation += 1;
     this.operation = null;
     this.section.hidden = true;
   }
@@ -92,6 +95,9 @@ export class JobView {
     if (!uploaded) {
       this.reset(`${operationLabel(operation.operation)}: ${operation.input_file?.file_name ?? "file"}`);
     }
+    // A poll still in flight belongs to the previous state and must not overwrite this one.
+    this.stopPolling();
+    this.generation += 1;
     this.operation = operation;
     history.replaceState(null, "", `#operation=${encodeURIComponent(operation.id)}`);
     $("processing-block").hidden = false;
@@ -116,20 +122,22 @@ export class JobView {
 
   async poll() {
     const id = this.currentId;
+    const generation = this.generation;
     if (!id) return;
     try {
       const status = await this.api.status(id);
-      if (id !== this.currentId) return;
+      if (generation !== this.generation) return;
       this.failures = 0;
       this.renderStatus(status);
       if (TERMINAL.has(status.status)) {
         this.stopPolling();
-        this.finish(await this.api.operation(id));
+        const operation = await this.api.operation(id);
+        if (generation === this.generation) this.finish(operation);
       } else {
         this.pollSoon();
       }
     } catch (error) {
-      if (id !== this.currentId) return;
+      if (generation !== this.generation) return;
       this.pollFailed(error);
     }
   }
