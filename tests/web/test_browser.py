@@ -6,6 +6,8 @@ no uncaught script error.
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 
 import pytest
@@ -248,6 +250,57 @@ def test_cancel_retry_survive_a_reload_and_delete(web, media):
     expect(page.locator("#files-empty")).to_be_visible()
     expect(page.locator("#job")).to_be_hidden()
     assert page.request.get(f"/api/v1/operations/{operation_id}/").status == 404
+
+
+def test_a_dropped_file_is_taken_like_a_chosen_one(web, media):
+    page = web.open()
+    dropped = page.evaluate_handle(
+        """(base64) => {
+            const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], "dropped.png", { type: "image/png" }));
+            return transfer;
+        }""",
+        base64.b64encode(media.png().read_bytes()).decode(),
+    )
+    page.dispatch_event("#drop-zone", "drop", {"dataTransfer": dropped})
+
+    expect(page.locator("#file-summary")).to_contain_text("dropped.png")
+    assert operation_titles(page) == ["Resize image", "Convert image"]
+    assert page.evaluate("document.querySelector('#file-input').files[0].name") == "dropped.png"
+
+
+def test_my_files_pages_through_this_sessions_operations_and_opens_one(web, media, settings):
+    rates = {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "uploads": "100/hour"}
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": rates}
+    page = web.open()
+    # Created through the API with the page's own session cookie; oldest first.
+    for number in range(11):
+        response = page.request.post(
+            "/api/v1/operations/",
+            multipart={
+                "operation": "image_resize",
+                "parameters": json.dumps({"width": 10 + number}),
+                "file": {"name": f"photo-{number:02}.png", "mimeType": "image/png", "buffer": media.png().read_bytes()},
+            },
+        )
+        assert response.status == 201, response.text()
+
+    page.click("#files-refresh")
+    expect(page.locator("#files-list .file-name")).to_have_count(10)
+    expect(page.locator("#files-list .file-name").first).to_have_text("photo-10.png")
+    expect(page.locator("#files-page-info")).to_have_text("Page 1 of 2")
+    expect(page.locator("#files-previous")).to_be_disabled()
+
+    page.click("#files-next")
+    expect(page.locator("#files-list .file-name")).to_have_text(["photo-00.png"])
+    expect(page.locator("#files-page-info")).to_have_text("Page 2 of 2")
+    expect(page.locator("#files-next")).to_be_disabled()
+
+    page.get_by_role("button", name="Open photo-00.png").click()
+    expect(page.locator("#job-title")).to_have_text("Resize image: photo-00.png")
+    expect(page.locator("#processing-text")).to_contain_text("Queued")
+    expect(page.locator("#job-heading")).to_be_focused()
 
 
 def test_too_many_uploads_say_how_long_to_wait(web, media, settings):
