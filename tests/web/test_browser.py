@@ -145,6 +145,21 @@ def test_compressing_a_video_plays_the_result_and_downloads_an_h264_mp4(web, wor
     assert info.duration == pytest.approx(1.0, abs=0.3)
 
 
+def test_a_job_that_fails_says_why_in_plain_words_and_offers_a_retry(web, worker, media):
+    page = web.open()
+    choose_file(page, media.video(duration=1.0, width=160, height=120, audio=False))
+    page.check("#operation-audio_extract")
+    page.click("#start-button")
+
+    expect(page.locator("#processing-text")).to_have_text("Failed.")
+    expect(page.locator("#job-error")).to_contain_text("audio")
+    expect(page.locator("#job-retry")).to_be_visible()
+    expect(page.locator("#job-cancel")).to_be_hidden()
+    expect(page.locator("#result")).to_be_hidden()
+    expect(first_file(page).locator(".badge")).to_have_text("Failed")
+    expect(first_file(page).locator(".file-failure")).to_contain_text("audio")
+
+
 def test_a_file_whose_content_is_not_what_its_name_says_is_rejected_with_a_sentence(web, media):
     page = web.open()
     choose_file(page, media.text(extension="png"))

@@ -37,7 +37,7 @@ const job = new JobView(api, {
 const files = new FilesView(api, {
   onOpen: (operation) => openOperation(operation.id, { focus: true }),
   onActed(operation) {
-    if (operation?.id && operation.id === job.currentId) job.watch(operation, { uploaded: true });
+    if (operation?.id && operation.id === job.currentId) job.watch(operation, { keepPanel: true });
   },
   onRemoved(id) {
     if (id === job.currentId) {
@@ -179,7 +179,7 @@ async function start(event) {
     const operation = await upload.promise;
     state.submission = null;
     job.uploadFinished();
-    job.watch(operation, { uploaded: true });
+    job.watch(operation, { keepPanel: true });
     files.load(1);
   } catch (error) {
     job.hide();

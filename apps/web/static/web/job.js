@@ -91,8 +91,9 @@ export class JobView {
 
   // --- processing -----------------------------------------------------------------------------
   // Shows an operation (just created, or opened from "My files") and follows it to the end.
-  watch(operation, { uploaded = false } = {}) {
-    if (!uploaded) {
+  // keepPanel: the panel already shows this job (its upload, or before a cancel or retry).
+  watch(operation, { keepPanel = false } = {}) {
+    if (!keepPanel) {
       this.reset(`${operationLabel(operation.operation)}: ${operation.input_file?.file_name ?? "file"}`);
     }
     // A poll still in flight belongs to the previous state and must not overwrite this one.
@@ -219,7 +220,7 @@ export class JobView {
       const operation = action === "cancel" ? await this.api.cancel(id) : await this.api.retry(id);
       $("result").hidden = true;
       this.lastStatus = null;
-      this.watch(operation, { uploaded: true });
+      this.watch(operation, { keepPanel: true });
     } catch (error) {
       this.showError(describeError(error));
     }
