@@ -24,9 +24,68 @@ def manage(*args: str) -> list[str]:
     return [PYTHON, str(ROOT / "manage.py"), *args]
 
 
-def worker_commands() -> list[list[str]]:
-    """One worker process serving every queue, with RQ's scheduler for retry delays."""
-    return [manage("rqworker", "video_queue", "image_queue", "audio_queue", "--with-scheduler")]
+# Konvrt's forking worker: worker_ttl from WORKER_CONFIG, heavy imports preloaded, killed
+# work-horses handled (see apps/processors/rq_workers.py).
+FORKING_WORKER = "apps.processors.rq_workers.KonvrtWorker"
+CRON_CONFIG = "config/cron.py"
+
+
+def can_fork() -> bool:
+    return hasattr(os, "fork")
+
+
+def worker_config() -> dict[str, dict]:
+    # rq_settings reads only the environment: no Django set-up needed to know the fleet.
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from config.settings.rq_settings import WORKER_CONFIG
+
+    return WORKER_CONFIG
+
+
+def group_commands(group: str, *, forking: bool | None = None) -> list[list[str]]:
+    """The processes that serve one WORKER_CONFIG group.
+
+    Where fork exists: one ``rqworker-pool`` of ``count`` forking workers (RQ's WorkerPool restarts a
+    worker that dies, and runs RQ's scheduler in its workers for retry delays). Elsewhere (Windows):
+    ``count`` ``rqworker`` processes with RQ's SimpleWorker, each with the group's worker_ttl, and the
+    scheduler enabled (RQ's scheduler lock lets only one of them act at a time).
+    """
+    worker = worker_config()[group]
+    if forking if forking is not None else can_fork():
+        return [
+            manage(
+                "rqworker-pool",
+                worker["queue"],
+                "--num-workers",
+                str(worker["count"]),
+                "--worker-class",
+                FORKING_WORKER,
+            )
+        ]
+    return [
+        manage(
+            "rqworker",
+            worker["queue"],
+            "--worker-class",
+            "rq.worker.SimpleWorker",
+            "--worker-ttl",
+            str(worker["worker_ttl"]),
+            "--with-scheduler",
+        )
+        for _ in range(worker["count"])
+    ]
+
+
+def cron_command() -> list[str]:
+    """RQ's cron scheduler for the periodic jobs in config/cron.py: one per machine."""
+    return manage("rqcron", CRON_CONFIG)
+
+
+def worker_commands(*, forking: bool | None = None) -> list[list[str]]:
+    """Every worker group of WORKER_CONFIG, and the cron scheduler."""
+    commands = [command for group in worker_config() for command in group_commands(group, forking=forking)]
+    return [*commands, cron_command()]
 
 
 def main() -> int:

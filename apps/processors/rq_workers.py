@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import django_rq
 from django import db
 from django.conf import settings
 from redis.exceptions import RedisError
@@ -378,3 +379,24 @@ def worker_ttl_for(queues: str | Queue | Sequence[str] | Sequence[Queue]) -> int
     names = {item if isinstance(item, str) else item.name for item in items}
     ttls = [worker["worker_ttl"] for worker in settings.WORKER_CONFIG.values() if worker["queue"] in names]
     return max(ttls, default=DEFAULT_WORKER_TTL)
+
+
+def fleet_status() -> str:
+    """What the worker scripts' ``status`` prints from RQ's registries: per queue its backlog and
+    every worker registered on it (on any machine), its state and the job it is running."""
+    lines = []
+    for worker_config in settings.WORKER_CONFIG.values():
+        queue = django_rq.get_queue(worker_config["queue"])
+        workers = Worker.all(queue=queue)
+        lines.append(
+            f"{queue.name}: {queue.count} waiting, {queue.scheduled_job_registry.count} scheduled for retry, "
+            f"{len(workers)} worker{'s' if len(workers) != 1 else ''} (configured here: {worker_config['count']})"
+        )
+        for worker in sorted(workers, key=lambda w: w.name):
+            job = worker.get_current_job()
+            doing = worker.get_state()
+            if job is not None:
+                seconds = (rq_now() - job.started_at).total_seconds() if job.started_at else 0
+                doing += f", running {job.description or job.id} for {seconds:.0f} s"
+            lines.append(f"  {worker.name} (pid {worker.pid} on {worker.hostname}): {doing}")
+    return "\n".join(lines)

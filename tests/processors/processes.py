@@ -3,6 +3,7 @@ they are still alive. By pid and ancestry only, never by name: other tests run F
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -27,13 +28,22 @@ def is_alive(pid: int) -> bool:
     return state != "Z"
 
 
-def descendants(pid: int) -> list[int]:
+def _parents() -> dict[int, int]:
     parents = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             parent = parent_of(int(entry.name))
             if parent is not None:
                 parents[int(entry.name)] = parent
+    return parents
+
+
+def children_of(pid: int) -> list[int]:
+    return [child for child, parent in _parents().items() if parent == pid and is_alive(child)]
+
+
+def descendants(pid: int) -> list[int]:
+    parents = _parents()
     found, frontier = [], [pid]
     while frontier:
         current = frontier.pop()
@@ -64,3 +74,19 @@ def wait_until(condition, *, timeout: float, interval: float = 0.1) -> bool:
             return True
         time.sleep(interval)
     return condition()
+
+
+def worker_environment(storage_root: Path) -> dict[str, str]:
+    """The environment for a worker process of our own that must see this test's database (a
+    transactional test's, so that rows are committed), its storage and its Redis database."""
+    from django.db import connection
+
+    database = connection.settings_dict
+    credentials = database["USER"] + (f":{database['PASSWORD']}" if database["PASSWORD"] else "")
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "DATABASE_URL": f"postgres://{credentials}@{database['HOST']}:{database['PORT']}/{database['NAME']}",
+        "STORAGE_ROOT": str(storage_root),
+        "TEMP_ROOT": str(storage_root / "temp"),
+    }

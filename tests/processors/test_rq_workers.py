@@ -13,7 +13,6 @@ from pathlib import Path
 
 import django_rq
 import pytest
-from django.db import connection
 from rq.exceptions import AbandonedJobError
 from rq.executions import Execution
 from rq.job import Job, JobStatus
@@ -27,7 +26,7 @@ from apps.processors import rq_workers
 from apps.processors.registry import get_operation
 from apps.processors.utils import track_progress
 from tests.processors.conftest import assert_completed, assert_failed_keeping_input
-from tests.processors.processes import ffmpeg_processes_under, is_alive, parent_of, wait_until
+from tests.processors.processes import ffmpeg_processes_under, is_alive, parent_of, wait_until, worker_environment
 
 ROOT = Path(__file__).resolve().parents[2]
 S = OperationStatus
@@ -372,15 +371,6 @@ def test_the_worker_takes_its_ttl_from_worker_config(settings):
 
 def start_forking_worker(queue: str, storage_root: Path) -> subprocess.Popen:
     """A real `rqworker --burst` with Konvrt's forking worker class, on the test database."""
-    database = connection.settings_dict
-    credentials = database["USER"] + (f":{database['PASSWORD']}" if database["PASSWORD"] else "")
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings.test",
-        "DATABASE_URL": f"postgres://{credentials}@{database['HOST']}:{database['PORT']}/{database['NAME']}",
-        "STORAGE_ROOT": str(storage_root),
-        "TEMP_ROOT": str(storage_root / "temp"),
-    }
     return subprocess.Popen(
         [
             sys.executable,
@@ -392,7 +382,7 @@ def start_forking_worker(queue: str, storage_root: Path) -> subprocess.Popen:
             "apps.processors.rq_workers.KonvrtWorker",
         ],
         cwd=ROOT,
-        env=env,
+        env=worker_environment(storage_root),
     )
 
 

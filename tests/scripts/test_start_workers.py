@@ -1,0 +1,172 @@
+"""scripts/start_workers.sh on real processes and the test's Redis: start, status, a job processed by
+the pools, restart, warm and cold stop, and the foreground mode the Procfile uses."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from apps.operations.enums import OperationStatus
+from apps.operations.models import Operation
+from tests.processors.processes import (
+    children_of,
+    descendants,
+    ffmpeg_processes_under,
+    is_alive,
+    wait_until,
+    worker_environment,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "scripts" / "start_workers.sh"
+GROUPS = {"video": 1, "image": 2, "audio": 1, "cron": 0}  # group → pool size (cron is one process)
+
+# Tests with real worker processes are transactional: the workers must see the test's rows.
+
+
+@pytest.fixture
+def fleet(storage_root, tmp_path):
+    """Run the script against this test's database, storage and Redis; stop whatever it started."""
+    run_dir = tmp_path / "workers"
+    env = {**worker_environment(storage_root), "WORKER_RUN_DIR": str(run_dir), "WORKER_STOP_GRACE": "60"}
+
+    def script(*args: str, grace: int | None = None) -> subprocess.CompletedProcess:
+        run_env = env if grace is None else {**env, "WORKER_STOP_GRACE": str(grace)}
+        return subprocess.run(
+            ["bash", str(SCRIPT), *args], cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=180
+        )
+
+    script.run_dir = run_dir
+    script.env = env
+    yield script
+    script("stop", grace=5)
+
+
+def pid_of(run_dir: Path, group: str) -> int:
+    return int((run_dir / f"{group}.pid").read_text())
+
+
+def wait_for(operation: Operation, *statuses: str, timeout: float = 60) -> None:
+    assert wait_until(lambda: operation.refresh_from_db() or operation.status in statuses, timeout=timeout), (
+        operation.status
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_start_status_process_restart_and_stop(fleet, submit, media):
+    started = fleet("all")
+
+    assert started.returncode == 0, started.stderr
+    pids = {group: pid_of(fleet.run_dir, group) for group in GROUPS}
+    for group, size in GROUPS.items():
+        assert is_alive(pids[group])
+        # The pool's children are its workers (a worker holding RQ's scheduler lock has a child too).
+        assert wait_until(lambda: len(children_of(pids[group])) == size, timeout=60), group  # noqa: B023
+
+    status = fleet("status")
+    assert status.returncode == 0, status.stdout + status.stderr
+    for group in GROUPS:
+        assert f"{group}: running (pid {pids[group]}" in status.stdout
+    assert "image_queue: 0 waiting, 0 scheduled for retry, 2 workers (configured here: 2)" in status.stdout
+    assert status.stdout.count(": idle") + status.stdout.count(": busy") == 4
+
+    # The pools process real jobs (KonvrtWorker forks a work-horse per job).
+    operation = submit("image_convert", media.png(), {"output_format": "jpg"})
+    wait_for(operation, OperationStatus.COMPLETED, OperationStatus.FAILED)
+    assert operation.status == OperationStatus.COMPLETED, operation.error_message
+
+    restarted = fleet("restart", "image")
+    assert restarted.returncode == 0, restarted.stderr
+    new_image = pid_of(fleet.run_dir, "image")
+    assert new_image != pids["image"] and not is_alive(pids["image"])
+    assert is_alive(pids["video"])  # the other pools were left alone
+
+    stopped = fleet("stop")
+
+    assert stopped.returncode == 0, stopped.stderr
+    every_process = [*pids.values(), new_image]
+    assert not any(is_alive(pid) for pid in every_process)
+    assert not list(fleet.run_dir.glob("*.pid"))
+    assert fleet("status").returncode == 3
+    assert "video: not running" in fleet("status").stdout
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_warm_stop_lets_the_running_job_finish(fleet, submit, media):
+    operation = submit("video_compress", media.video(duration=30), {"preset": "slow"})
+    assert fleet("video").returncode == 0
+    wait_for(operation, OperationStatus.PROCESSING)
+
+    stopped = fleet("stop", "video")
+
+    assert stopped.returncode == 0, stopped.stderr
+    operation.refresh_from_db()
+    assert operation.status == OperationStatus.COMPLETED, operation.error_message
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_stop_past_its_grace_period_stops_the_job_and_its_ffmpeg(fleet, submit, media):
+    operation = submit("video_compress", media.video(duration=30), {"preset": "veryslow", "quality": 18})
+    assert fleet("video").returncode == 0
+    pool = pid_of(fleet.run_dir, "video")
+    assert wait_until(lambda: ffmpeg_processes_under(pool), timeout=60)
+    running = [*descendants(pool), pool]
+
+    stopped = fleet("stop", "video", grace=1)
+
+    assert stopped.returncode == 0, stopped.stderr
+    assert "stopping them" in stopped.stdout
+    assert wait_until(lambda: not any(is_alive(pid) for pid in running), timeout=10)
+    operation.refresh_from_db()
+    assert operation.status != OperationStatus.COMPLETED
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_the_foreground_mode_runs_everything_until_sigterm(fleet):
+    launcher = subprocess.Popen(
+        ["bash", str(SCRIPT), "run"],
+        cwd=ROOT,
+        env=fleet.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert wait_until(lambda: all((fleet.run_dir / f"{group}.pid").exists() for group in GROUPS), timeout=60)
+        assert wait_until(lambda: len(descendants(launcher.pid)) >= 4, timeout=30)
+        pids = [pid_of(fleet.run_dir, group) for group in GROUPS]
+
+        launcher.send_signal(signal.SIGTERM)
+        output, _ = launcher.communicate(timeout=90)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+
+    assert launcher.returncode == 0, output
+    assert not any(is_alive(pid) for pid in pids)
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_an_unknown_action_prints_the_usage(fleet):
+    result = fleet("launch")
+
+    assert result.returncode == 2
+    assert "scripts/start_workers.sh all" in result.stderr
+
+
+def test_the_procfile_migrates_on_release_and_starts_the_worker_fleet():
+    lines = dict(line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line.strip())
+
+    assert lines["release"] == "python manage.py migrate --noinput"
+    assert lines["web"].startswith("gunicorn config.wsgi:application")
+    assert lines["worker"] == "bash scripts/start_workers.sh run"
+    assert os.access(SCRIPT, os.X_OK)
