@@ -2,8 +2,8 @@
 
 The worker is an RQ SimpleWorker running in a thread of the test process rather than a
 ``manage.py rqworker`` subprocess: it then uses the very settings the test runs with (its own
-storage root, the test database, including SQLite's shared in-memory test database, which
-another process could not open), and the live server's committed rows are what it reads.
+storage root, the test database, including SQLite's in-memory test database, which another
+process could not open), and the live server's committed rows are what it reads.
 Two adjustments make a worker live outside the main thread: no signal handlers (signals belong
 to the main thread) and job timeouts by a timer instead of SIGALRM.
 
@@ -132,8 +132,16 @@ def worker(transactional_db, redis_connection: Redis) -> Iterator[threading.Thre
     """A real RQ worker serving every queue for the duration of the test."""
     stop = threading.Event()
     failures: list[BaseException] = []
+    # SQLite's in-memory test database locks whole tables between connections (shared cache), so
+    # the worker uses the connection that the live server's threads already share, as Django does
+    # for those threads. PostgreSQL needs none of this: the worker opens its own connection.
+    shared = {conn.alias: conn for conn in connections.all() if conn.vendor == "sqlite" and conn.is_in_memory_db()}
+    for conn in shared.values():
+        conn.inc_thread_sharing()
 
     def serve() -> None:
+        for alias, conn in shared.items():
+            connections[alias] = conn
         queues = [django_rq.get_queue(name) for name in queue_names()]
         try:
             while not stop.is_set():
@@ -142,12 +150,16 @@ def worker(transactional_db, redis_connection: Redis) -> Iterator[threading.Thre
         except Exception as e:  # reported in the test's own thread, below
             failures.append(e)
         finally:
-            connections.close_all()
+            for conn in connections.all():
+                if conn.alias not in shared:
+                    conn.close()
 
     thread = threading.Thread(target=serve, name="rq-worker", daemon=True)
     thread.start()
     yield thread
     stop.set()
     thread.join(timeout=60)
+    for conn in shared.values():
+        conn.dec_thread_sharing()
     assert not thread.is_alive(), "the RQ worker thread did not stop"
     assert failures == []
