@@ -18,7 +18,9 @@ admin, a recovery sweep) already goes through the guarded transitions in ``lifec
 them has to remember to signal the worker as well.
 
 The percentage never goes backwards and stays at most 99 while the job runs: 100 is written by
-``operation_mark_completed``, once the output is stored.
+``operation_mark_completed``, once the output is stored. The API derives the ETA from it and
+``started_at`` (``apps.operations.selectors.operation_eta_seconds``), so a truthful percentage is a
+truthful ETA.
 """
 
 from __future__ import annotations
@@ -28,9 +30,6 @@ import math
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime
-
-from django.utils import timezone
 
 from apps.operations.enums import ProcessingPhase
 from apps.operations.services.lifecycle import operation_is_current, operation_record_progress
@@ -92,12 +91,3 @@ class ProgressTracker:
     def raise_if_stopped(self) -> None:
         if not self._current:
             raise OperationStopped(f"Operation {self.operation_id} attempt {self.attempt} is no longer current.")
-
-
-def eta_seconds(*, progress: int, started_at: datetime | None, now: datetime | None = None) -> int | None:
-    """Seconds left for a processing operation: elapsed × (100 − progress) / progress, the
-    estimate DESIGN.md fixes; ``None`` before there is any progress to extrapolate from."""
-    if started_at is None or progress <= 0 or progress >= 100:
-        return None
-    elapsed = ((now or timezone.now()) - started_at).total_seconds()
-    return max(0, round(elapsed * (100 - progress) / progress))

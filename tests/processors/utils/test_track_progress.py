@@ -1,20 +1,17 @@
 """The progress tracker: one database contact per second at most, writes only on change, truthful
-percentages, a cancel noticed within a second, and the ETA formula."""
+percentages, and a cancel noticed within a second."""
 
 from __future__ import annotations
-
-from datetime import timedelta
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from django.utils import timezone
 
 from apps.operations.enums import OperationStatus, ProcessingPhase
 from apps.operations.models import Operation
 from apps.operations.services import lifecycle
 from apps.processors.exceptions import OperationStopped
-from apps.processors.utils.track_progress import HEARTBEAT_SECONDS, ProgressTracker, eta_seconds
+from apps.processors.utils.track_progress import HEARTBEAT_SECONDS, ProgressTracker
 
 pytestmark = pytest.mark.django_db
 
@@ -126,13 +123,3 @@ def test_entering_a_phase_records_it_and_stops_a_cancelled_job(tracker, claimed)
     lifecycle.operation_cancel(operation=claimed)
     with pytest.raises(OperationStopped):
         tracker.enter_phase(ProcessingPhase.PROCESSING)
-
-
-def test_eta_is_elapsed_times_remaining_over_done():
-    started = timezone.now() - timedelta(seconds=30)
-    now = started + timedelta(seconds=30)
-
-    assert eta_seconds(progress=25, started_at=started, now=now) == 90
-    assert eta_seconds(progress=0, started_at=started, now=now) is None
-    assert eta_seconds(progress=100, started_at=started, now=now) is None
-    assert eta_seconds(progress=50, started_at=None, now=now) is None
