@@ -290,21 +290,31 @@ def _detail(error: BaseException) -> str:
 # --- failures RQ reports ----------------------------------------------------------------------------
 def on_job_failure(job: Job, connection: Any, exc_type: type[BaseException], exc_value: BaseException, tb: Any) -> None:
     """RQ's failure callback: runs for every exception that leaves ``process_operation`` (the
-    retryable ones it re-raised) and for jobs RQ found abandoned by a dead worker.
+    retryable ones it re-raised, or one raised where it could not catch it) and for jobs RQ found
+    abandoned by a dead worker.
 
-    While RQ has retries left, a row still marked processing by this job goes back to queued;
-    on the last attempt the operation fails with a clear message. Both are guarded transitions, so
-    whatever ``process_operation`` already recorded is never overwritten.
+    A retryable failure while RQ has retries left puts a row still marked processing by this job
+    back to queued; anything else fails the operation with a clear message, and a permanent failure
+    also tells RQ not to retry. All are guarded transitions, so whatever ``process_operation``
+    already recorded is never overwritten.
     """
     operation_id = _operation_id_of(job)
     if operation_id is None:
         return
     failure = classify_failure(exc_value)
-    if _rq_will_retry(job):
+    if isinstance(exc_value, JobTimeoutException):
+        operation = Operation.objects.filter(id=operation_id).first()
+        definition = get_operation(operation.operation) if operation is not None else None
+        if definition is not None:
+            failure = Failure(time_limit_message(definition, job.timeout or definition.timeout), False, repr(exc_value))
+    if failure.retryable and _rq_will_retry(job):
         running = Operation.objects.filter(id=operation_id, status=OperationStatus.PROCESSING, job_id=job.id).first()
         if running is not None:
             _mark_retrying(running, failure, job)
         return
+    if _rq_will_retry(job):
+        # Permanent: RQ reads retries_left right after this callback, so it will not run the job again.
+        job.retries_left = 0
     message = _final(failure).message if failure.retryable else failure.message
     if lifecycle.operation_mark_failed(
         operation_id=operation_id, message=message, metadata={"failure": {"detail": failure.detail}}

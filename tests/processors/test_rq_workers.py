@@ -16,6 +16,7 @@ import pytest
 from rq.exceptions import AbandonedJobError
 from rq.executions import Execution
 from rq.job import Job, JobStatus
+from rq.timeouts import JobTimeoutException
 from rq.utils import now as rq_now
 
 from apps.core.exceptions import StorageError
@@ -274,6 +275,22 @@ def test_rq_giving_up_on_an_abandoned_job_fails_the_operation(media, submit):
     operation.refresh_from_db()
     assert operation.status == S.FAILED
     assert operation.error_message == "The worker processing this file stopped unexpectedly. Please try again later."
+
+
+@pytest.mark.django_db
+def test_a_permanent_failure_reaching_rq_fails_the_operation_and_cancels_rqs_retries(media, submit):
+    operation = submit("video_compress", media.video(duration=1))
+    lifecycle.operation_claim(operation_id=operation.id)
+    job = rq_job(operation)
+    assert job.retries_left == 2
+    error = JobTimeoutException("Task exceeded maximum timeout value (1800 seconds)")
+
+    rq_workers.on_job_failure(job, job.connection, JobTimeoutException, error, None)
+
+    operation.refresh_from_db()
+    assert operation.status == S.FAILED
+    assert operation.error_message == "Processing took longer than the 30-minute limit for videos."
+    assert job.retries_left == 0
 
 
 @pytest.mark.django_db
