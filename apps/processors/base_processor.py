@@ -69,6 +69,8 @@ class ProcessingContext:
     parameters: dict[str, Any]
     input_path: Path
     input_extension: str
+    # The FFmpeg demuxer or Pillow format the input is decoded with (see ``input_decoder``).
+    input_format: str
     input_info: MediaInfo | ImageInfo
     workspace: Path
     tracker: ProgressTracker
@@ -91,11 +93,11 @@ class ProcessingContext:
 
     @property
     def demuxer(self) -> str:
-        return DEMUXERS[self.input_extension]
+        return self.input_format
 
     @property
     def pillow_format(self) -> str:
-        return PILLOW_FORMATS[self.input_extension]
+        return self.input_format
 
     def output_path(self, extension: str) -> Path:
         return self.workspace / f"output.{extension}"
@@ -138,20 +140,33 @@ def output_file_name(*, original_name: str, operation: str, extension: str) -> s
 
 
 # --- the input ------------------------------------------------------------------------------------
-def inspect_input(*, path: Path, extension: str, definition: OperationDefinition) -> MediaInfo | ImageInfo:
+def input_decoder(*, extension: str, media_type: MediaType, recorded: str | None) -> str:
+    """The FFmpeg demuxer or Pillow format to decode an input with: the one the upload was
+    accepted as (recorded by the API in the input File's metadata as ``container``), else the one
+    its stored extension implies. Never anything outside those two tables."""
+    table = PILLOW_FORMATS if media_type == MediaType.IMAGE else DEMUXERS
+    if recorded and recorded in table.values():
+        return recorded
+    return table[extension]
+
+
+def inspect_input(
+    *, path: Path, extension: str, definition: OperationDefinition, input_format: str | None = None
+) -> MediaInfo | ImageInfo:
     """Probe the input as the format it was accepted as and check it against the worker's caps.
 
     Raises a permanent ``ProcessingError`` with a message for the user when the file is not
     readable, lacks the stream the operation works on, or is too large to process safely.
     """
+    decoder = input_format or input_decoder(extension=extension, media_type=definition.media_type, recorded=None)
     if definition.media_type == MediaType.IMAGE:
-        return _inspect_image(path=path, extension=extension)
-    return _inspect_media(path=path, extension=extension, definition=definition)
+        return _inspect_image(path=path, extension=extension, pillow_format=decoder)
+    return _inspect_media(path=path, extension=extension, demuxer=decoder, definition=definition)
 
 
-def _inspect_image(*, path: Path, extension: str) -> ImageInfo:
+def _inspect_image(*, path: Path, extension: str, pillow_format: str) -> ImageInfo:
     try:
-        info = probe_image(path, allowed_formats=(PILLOW_FORMATS[extension],))
+        info = probe_image(path, allowed_formats=(pillow_format,))
     except ProbeError as e:
         if isinstance(e.__cause__, Image.DecompressionBombError):
             raise ProcessingError(_too_many_pixels_message(), operator_detail=str(e)) from e
@@ -163,9 +178,9 @@ def _inspect_image(*, path: Path, extension: str) -> ImageInfo:
     return info
 
 
-def _inspect_media(*, path: Path, extension: str, definition: OperationDefinition) -> MediaInfo:
+def _inspect_media(*, path: Path, extension: str, demuxer: str, definition: OperationDefinition) -> MediaInfo:
     try:
-        info = probe_media(path, format_name=DEMUXERS[extension])
+        info = probe_media(path, format_name=demuxer)
     except ProbeError as e:
         raise ProbeError(
             f"This file could not be read as {extension.upper()}. It may be damaged or not what its name says.",

@@ -55,6 +55,7 @@ from apps.processors import audio_processing, image_processing, video_processing
 from apps.processors.base_processor import (
     ProcessingContext,
     ProcessingResult,
+    input_decoder,
     inspect_input,
     output_file_name,
     verify_output,
@@ -148,7 +149,10 @@ def _process(
     input_size = input_path.stat().st_size
 
     tracker.enter_phase(ProcessingPhase.PROBING)
-    input_info = inspect_input(path=input_path, extension=extension, definition=definition)
+    input_format = input_decoder(
+        extension=extension, media_type=definition.media_type, recorded=input_file.metadata.get("container")
+    )
+    input_info = inspect_input(path=input_path, extension=extension, definition=definition, input_format=input_format)
     parameters = validate_parameters(definition, operation.parameters)
 
     tracker.enter_phase(ProcessingPhase.PROCESSING)
@@ -158,6 +162,7 @@ def _process(
         parameters=parameters,
         input_path=input_path,
         input_extension=extension,
+        input_format=input_format,
         input_info=input_info,
         workspace=workspace,
         tracker=tracker,

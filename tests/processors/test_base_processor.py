@@ -8,6 +8,7 @@ from apps.operations.enums import MediaType
 from apps.processors.base_processor import (
     ProcessingResult,
     can_copy_audio,
+    input_decoder,
     inspect_input,
     output_file_name,
     verify_output,
@@ -104,3 +105,12 @@ def test_an_empty_output_fails_the_check(tmp_path, media):
 
     with pytest.raises(ProcessingError, match="no output was written"):
         verify_output(result=result, input_info=probe_media(media.audio(duration=1)))
+
+
+def test_inputs_are_decoded_as_the_format_the_upload_was_accepted_as():
+    assert input_decoder(extension="mp4", media_type=MediaType.VIDEO, recorded="mov") == "mov"
+    assert input_decoder(extension="webm", media_type=MediaType.VIDEO, recorded=None) == "matroska"
+    assert input_decoder(extension="jpg", media_type=MediaType.IMAGE, recorded="JPEG") == "JPEG"
+    # Never a decoder outside the accepted tables, whatever a row says.
+    assert input_decoder(extension="mp4", media_type=MediaType.VIDEO, recorded="concat") == "mov"
+    assert input_decoder(extension="png", media_type=MediaType.IMAGE, recorded="mov") == "PNG"
