@@ -2,6 +2,12 @@
 
 No ffprobe binary is guaranteed, so audio and video go through PyAV (FFmpeg's libraries, in
 process) and images through Pillow. Results are dataclasses, never loose dicts.
+
+Every file is treated as hostile. FFmpeg opens it with the demuxer it was accepted as, may not
+hand any part of it to another demuxer (``format_whitelist``), and reads only local files
+(``protocol_whitelist``): ``safe_input_options`` is the one place those options are decided, for
+PyAV here and for the FFmpeg command line in ``ffmpeg.input_args``. Pillow decodes only the
+formats it is told to.
 """
 
 from __future__ import annotations
@@ -15,10 +21,6 @@ import av
 from PIL import Image
 
 from apps.processors.exceptions import ProbeError
-
-# Only local files: a container that points elsewhere (playlists, concat lists) fails to open
-# instead of reaching the network or another file.
-LOCAL_ONLY = {"protocol_whitelist": "file"}
 
 # The FFmpeg demuxer that each accepted audio/video extension is opened with, and Pillow's format
 # for each image extension: content is only ever decoded as the format it was accepted as.
@@ -39,6 +41,34 @@ DEMUXERS = {
     "flac": "flac",
 }
 PILLOW_FORMATS = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "gif": "GIF", "bmp": "BMP"}
+
+# Options FFmpeg's defaults already give, pinned so that a different FFmpeg build (FFMPEG_BINARY,
+# an older distribution package) cannot quietly turn them back on: QuickTime "data references"
+# make the mov demuxer open other files next to the input.
+_DEMUXER_HARDENING = {"mov": {"enable_drefs": "0", "use_absolute_path": "0"}}
+
+
+def safe_input_options(demuxer: str | None) -> dict[str, str]:
+    """FFmpeg input options that keep a hostile file to itself.
+
+    - ``format_whitelist``: only ``demuxer`` may read the file or anything inside it. Some
+      demuxers probe embedded data and open a second demuxer on it (an AVI's GAB2 subtitles);
+      with the whitelist that nested demuxer cannot be a playlist (HLS), a concat script or any
+      other format that follows references. Without a pinned demuxer (trusted files only, e.g.
+      our own outputs in tests) detection is limited to the accepted demuxers.
+    - ``protocol_whitelist``: ``file`` only, so no network protocol can be opened.
+
+    None of the accepted demuxers needs a nested demuxer for the streams Konvrt processes (an
+    AVI's subtitle track is dropped, never decoded), so the whitelist is the pinned demuxer alone.
+    """
+    allowed = demuxer or ",".join(sorted(set(DEMUXERS.values())))
+    return {"protocol_whitelist": "file", "format_whitelist": allowed, **_DEMUXER_HARDENING.get(demuxer or "", {})}
+
+
+def local_url(path: Path) -> str:
+    """The URL FFmpeg opens for a local file: always absolute and always through the ``file``
+    protocol, so a name can never be read as another protocol's URL (``http:``, ``concat:``)."""
+    return f"file:{Path(path).absolute()}"
 
 
 @dataclass(frozen=True)
@@ -111,6 +141,19 @@ class ImageInfo:
     mode: str
     frames: int
     size: int
+    # The picture Pillow composites every frame onto. A GIF frame may reach beyond the size its
+    # header declares and Pillow then enlarges the canvas: these are the largest it will get.
+    canvas_width: int = 0
+    canvas_height: int = 0
+
+    @property
+    def canvas_pixels(self) -> int:
+        return max(self.canvas_width, self.width) * max(self.canvas_height, self.height)
+
+    @property
+    def decoded_pixels(self) -> int:
+        """Pixels decoded to read every frame: what an animation costs to convert."""
+        return self.frames * self.canvas_pixels
 
     def as_metadata(self) -> dict[str, Any]:
         return {
@@ -129,7 +172,9 @@ def probe_media(path: Path, *, format_name: str | None = None) -> MediaInfo:
     sniffed as one format is never reinterpreted as another.
     """
     try:
-        with av.open(str(path), format=format_name, options=LOCAL_ONLY, timeout=30) as container:
+        with av.open(
+            local_url(path), format=format_name, options=safe_input_options(format_name), timeout=30
+        ) as container:
             streams = [_stream_info(stream) for stream in container.streams]
             duration = container.duration / av.time_base if container.duration else None
             if duration is None:
@@ -148,19 +193,83 @@ def probe_media(path: Path, *, format_name: str | None = None) -> MediaInfo:
 
 def probe_image(path: Path, *, allowed_formats: tuple[str, ...]) -> ImageInfo:
     """Format, size and frame count of an image, decoding only the allowed formats
-    (Pillow names such as ``"JPEG"``, ``"PNG"``)."""
+    (Pillow names such as ``"JPEG"``, ``"PNG"``). Only headers are read, never pixels.
+
+    Raises ``ImageTooLarge`` when Pillow's own decompression-bomb check refuses the size (the
+    caller's pixel cap, lower, is checked by the caller on the returned numbers).
+    """
     try:
         with Image.open(path, formats=list(allowed_formats)) as image:
+            if image.format == "GIF":
+                frames, canvas_width, canvas_height = gif_layout(path)
+            else:
+                frames, canvas_width, canvas_height = getattr(image, "n_frames", 1), image.width, image.height
             return ImageInfo(
                 format_name=image.format or "",
                 width=image.width,
                 height=image.height,
                 mode=image.mode,
-                frames=getattr(image, "n_frames", 1),
+                frames=frames,
                 size=path.stat().st_size,
+                canvas_width=canvas_width,
+                canvas_height=canvas_height,
             )
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
+    except Image.DecompressionBombError as e:
+        raise ImageTooLarge(f"Pillow refused {path.name}: {e}") from e
+    except (OSError, ValueError, SyntaxError) as e:
         raise ProbeError(f"Could not read {path.name} as an image: {e}") from e
+
+
+class ImageTooLarge(ProbeError):
+    """The image declares more pixels than Pillow's decompression-bomb check lets it decode."""
+
+
+def gif_layout(path: Path) -> tuple[int, int, int]:
+    """``(frames, canvas width, canvas height)`` of a GIF, from its block structure alone.
+
+    Pillow counts GIF frames by walking them too, but only learns that a frame enlarges the
+    canvas when it decodes it; a 1×1 GIF whose later frames are 8000×8000 would pass any check
+    made on the opened image. Walking the blocks costs no decoding and sees every frame's extent.
+    Stops quietly at a truncated end or the trailer, as Pillow does.
+    """
+    data = memoryview(path.read_bytes())
+    width, height = int.from_bytes(data[6:8], "little"), int.from_bytes(data[8:10], "little")
+    position = 13 + (3 << ((data[10] & 0x07) + 1) if data[10] & 0x80 else 0)
+    frames = 0
+    end = len(data)
+    while position < end:
+        marker = data[position]
+        if marker == 0x3B:  # trailer
+            break
+        if marker == 0x21:  # extension: label, then data sub-blocks
+            position = _skip_sub_blocks(data, position + 2)
+        elif marker == 0x2C:  # image descriptor
+            if position + 10 > end:
+                break
+            descriptor = data[position + 1 : position + 10]
+            left, top = int.from_bytes(descriptor[0:2], "little"), int.from_bytes(descriptor[2:4], "little")
+            frame_width, frame_height = (
+                int.from_bytes(descriptor[4:6], "little"),
+                int.from_bytes(descriptor[6:8], "little"),
+            )
+            width, height = max(width, left + frame_width), max(height, top + frame_height)
+            frames += 1
+            flags = descriptor[8]
+            position += 10 + (3 << ((flags & 0x07) + 1) if flags & 0x80 else 0)
+            position = _skip_sub_blocks(data, position + 1)  # after the LZW minimum code size
+        else:
+            position += 1  # stray byte between blocks: Pillow skips it too
+    return max(frames, 1), width, height
+
+
+def _skip_sub_blocks(data: memoryview, position: int) -> int:
+    end = len(data)
+    while position < end:
+        size = data[position]
+        position += 1 + size
+        if size == 0:
+            break
+    return position
 
 
 def _stream_info(stream: av.stream.Stream) -> StreamInfo:
