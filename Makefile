@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format install clean
+.PHONY: run test lint format install clean bench
 
 $(STAMP): requirements.txt requirements/base.txt requirements/production.txt requirements/development.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,18 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python scripts/embedded_redis.py -- $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Benchmarks (not part of `make test`): needs PostgreSQL and Redis (DATABASE_URL, REDIS_URL; the
+# Redis database is flushed) and, for the FFmpeg build comparison and the load generator, Debian's
+# ffmpeg and wrk (`apt-get install ffmpeg wrk`; each part is skipped or replaced without them).
+# Quick run: make bench BENCH_ARGS="--quick --cases image,audio"
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP) bench/requirements.txt
+	$(BIN)/python -m pip install --quiet -r bench/requirements.txt
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,0 +1,181 @@
+"""What the cases run on: the database, Redis, storage and inputs, and the Konvrt processes the
+bench starts (gunicorn as in the Procfile, a KonvrtWorker, warm processes)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.media import SCALES, BenchMedia
+from bench.procfs import children_of
+from bench.warm import REPO, WarmProcess
+
+# Load tests need limits no client reaches; production's defaults would answer 429 within a second.
+RAISED_THROTTLES = {
+    "THROTTLE_ANON_BURST": "100000000/minute",
+    "THROTTLE_ANON_SUSTAINED": "100000000/day",
+    "THROTTLE_UPLOADS": "100000000/hour",
+    "THROTTLE_STATUS_CHECKS": "100000000/minute",
+}
+WORKER_CLASS = "apps.processors.rq_workers.KonvrtWorker"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_port(port: int, *, process: subprocess.Popen, timeout: float = 60.0) -> None:
+    give_up = time.monotonic() + timeout
+    while time.monotonic() < give_up:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args[0]} exited with {process.returncode} before listening on {port}.")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"Nothing listened on port {port} within {timeout:.0f} s.")
+
+
+def stop(process: subprocess.Popen, *, timeout: float = 30.0) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@dataclass
+class Bench:
+    work: Path  # inputs, outputs and logs of this run
+    storage_root: Path
+    database_url: str
+    redis_url: str
+    scale: str = "full"
+    repeats: int = 3
+    other_ffmpeg: str | None = None
+    settings_module: str = "bench.settings"
+    web_concurrency: int = 2
+    media: BenchMedia = field(init=False)
+    secret_key: str = field(init=False, default_factory=lambda: secrets.token_urlsafe(50))
+    # The FFmpeg commands the processing cases captured, by case name (for the build comparison).
+    commands: dict[str, list[str]] = field(init=False, default_factory=dict)
+    # Run-wide notes for the report (a case skipped, a tool missing).
+    notes: list[str] = field(init=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.media = BenchMedia(self.work / "media", SCALES[self.scale])
+        for directory in (self.outputs, self.logs, self.storage_root):
+            directory.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def outputs(self) -> Path:
+        return self.work / "outputs"
+
+    @property
+    def logs(self) -> Path:
+        return self.work / "logs"
+
+    @property
+    def smoke(self) -> bool:
+        return self.scale == "smoke"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """The environment of every Konvrt process the bench starts."""
+        return {
+            **os.environ,
+            **RAISED_THROTTLES,
+            "DJANGO_SETTINGS_MODULE": self.settings_module,
+            "SECRET_KEY": self.secret_key,
+            "SECURE_SSL_REDIRECT": "false",
+            "DATABASE_URL": self.database_url,
+            "REDIS_URL": self.redis_url,
+            "STORAGE_ROOT": str(self.storage_root),
+            "TEMP_ROOT": str(self.storage_root / "temp"),
+            "LOG_LEVEL": "WARNING",
+            "PYTHONPATH": str(REPO),
+            **extra,
+        }
+
+    def warm(self) -> WarmProcess:
+        return WarmProcess(self.env())
+
+    def output_dir(self) -> Path:
+        directory = self.outputs / uuid.uuid4().hex[:12]
+        directory.mkdir(parents=True)
+        return directory
+
+    def clean_outputs(self) -> None:
+        shutil.rmtree(self.outputs, ignore_errors=True)
+        self.outputs.mkdir(parents=True)
+
+    # --- Konvrt's processes -------------------------------------------------------------------
+    def start_web(self, *, concurrency: int | None = None) -> WebServer:
+        """gunicorn as the Procfile starts it (its worker count from WEB_CONCURRENCY)."""
+        port = free_port()
+        log = (self.logs / "gunicorn.log").open("ab")
+        process = subprocess.Popen(
+            [str(Path(sys.executable).with_name("gunicorn")), "config.wsgi:application", "--bind", f"127.0.0.1:{port}"],
+            env=self.env(WEB_CONCURRENCY=str(concurrency or self.web_concurrency)),
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        wait_for_port(port, process=process)
+        return WebServer(process=process, port=port)
+
+    def start_worker(self, *queues: str) -> subprocess.Popen:
+        """One KonvrtWorker (RQ's forking worker as Konvrt runs it) on ``queues``, registered and idle."""
+        import django_rq
+        from rq import Worker
+
+        connection = django_rq.get_queue(queues[0]).connection
+        before = {worker.name for worker in Worker.all(connection=connection)}
+        log = (self.logs / "worker.log").open("ab")
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "rqworker", *queues, "--worker-class", WORKER_CLASS],
+            env=self.env(),
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        give_up = time.monotonic() + 60
+        while time.monotonic() < give_up:
+            if process.poll() is not None:
+                raise RuntimeError(f"The bench worker exited with {process.returncode}; see {self.logs}/worker.log.")
+            started = [w for w in Worker.all(connection=connection) if w.name not in before]
+            if started and started[0].get_state() == "idle":
+                return process
+            time.sleep(0.1)
+        stop(process)
+        raise RuntimeError("The bench worker did not register within 60 s.")
+
+
+@dataclass
+class WebServer:
+    process: subprocess.Popen
+    port: int
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def worker_pids(self) -> list[int]:
+        return children_of(self.process.pid)
+
+    def stop(self) -> None:
+        stop(self.process)
