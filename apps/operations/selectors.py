@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-import django_rq
 from django.conf import settings
 from django.db.models import Count, QuerySet
 from django.utils import timezone
@@ -26,8 +25,10 @@ from rq.registry import (
     ScheduledJobRegistry,
     StartedJobRegistry,
 )
+from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
 from apps.core.exceptions import NotFound, ServiceUnavailable
+from apps.core.queues import get_queue
 from apps.operations.enums import OperationStatus
 from apps.operations.models import Operation
 from apps.processors.registry import get_operation
@@ -124,6 +125,23 @@ def operation_status(*, session_key: str, operation_id: str | uuid.UUID) -> Oper
     )
 
 
+# The queue position of a job and how many workers listening on its queue are alive, in one round
+# trip: the job's index on the queue's list (LPOS; RQ pushes on the right and workers pop on the
+# left) and the members of RQ's set of the queue's workers whose own key still exists (a killed
+# worker stays in the set until RQ cleans it up, its key expires with its heartbeat). Done with
+# RQ's and redis-py's calls this is LPOS, SMEMBERS and a pipeline of EXISTS: three round trips on
+# every poll. The keys are RQ's own (rq.worker_registration.WORKERS_BY_QUEUE_KEY).
+_POSITION_AND_WORKERS = """
+local position = false
+if ARGV[1] ~= '' then position = redis.call('LPOS', KEYS[1], ARGV[1]) end
+local live = 0
+for _, key in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+    live = live + redis.call('EXISTS', key)
+end
+return {position, live}
+"""
+
+
 def _waiting(operation: Operation) -> tuple[int | None, str | None]:
     """(queue position, 1 = next; why the operation is not running) for a waiting operation."""
     if operation.status == S.PENDING:
@@ -134,11 +152,9 @@ def _waiting(operation: Operation) -> tuple[int | None, str | None]:
     if definition is None:
         return None, None
     try:
-        queue = django_rq.get_queue(definition.queue)
-        # LPOS straight away: Queue.get_job_position asks the server's version first, a second
-        # round trip on every poll. RQ pushes on the right and workers pop on the left.
-        index = queue.connection.lpos(queue.key, operation.job_id) if operation.job_id else None
-        workers = live_worker_count(queue)
+        queue = get_queue(definition.queue)
+        script = queue.connection.register_script(_POSITION_AND_WORKERS)
+        index, workers = script(keys=[queue.key, WORKERS_BY_QUEUE_KEY % queue.name], args=[operation.job_id or ""])
     except RedisError as e:
         logger.warning("Could not read the position of operation %s: %s", operation.id, e)
         return None, "The job queue cannot be reached right now; the operation will run once it is back."
@@ -186,7 +202,7 @@ def queue_statistics() -> dict[str, dict[str, int]]:
     statistics: dict[str, dict[str, int]] = {}
     try:
         for worker in settings.WORKER_CONFIG.values():
-            queue = django_rq.get_queue(worker["queue"])
+            queue = get_queue(worker["queue"])
             statistics[queue.name] = {
                 "queued": queue.count,
                 "started": StartedJobRegistry(queue=queue).count,
