@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from django.test import Client
 
@@ -42,6 +44,15 @@ def test_burst_limit_gives_429_with_retry_after(client, rates):
 
     assert [r.status_code for r in responses[:3]] == [200, 200, 200]
     assert_throttled(responses[3])
+
+
+def test_a_request_is_allowed_again_once_the_oldest_leaves_the_window(client, rates):
+    rates(anon_burst="2/second")
+    assert [client.get(f"{API}/session/").status_code for _ in range(3)] == [200, 200, 429]
+
+    time.sleep(1.1)
+
+    assert client.get(f"{API}/session/").status_code == 200
 
 
 def test_new_sessions_do_not_escape_the_limit(rates):
