@@ -183,7 +183,9 @@ def _number(value: float) -> str:
         return f"{value:.0f}"
     if abs(value) >= 10:
         return f"{value:.1f}"
-    return f"{value:.3f}"
+    if abs(value) >= 0.01 or value == 0:
+        return f"{value:.3f}"
+    return f"{value:.5f}"
 
 
 def format_table(results: list[Result]) -> str:

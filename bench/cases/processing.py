@@ -111,7 +111,7 @@ def run_video(bench: Bench) -> list[Result]:
         result.at_most("wall ratio ≤ 1.05", result.ratio("wall"), 1.05)
         result.at_most("CPU ratio ≤ 1.02", result.ratio("cpu"), 1.02)
         result.at_most("peak RSS − FFmpeg's ≤ 80 MB", result.peak_rss(KONVRT) - result.peak_rss("baseline"), 80.0)
-        result.notes.append("command: " + " ".join(command[1:]))
+        result.notes.append("command: " + _shown(command))
         results.append(result)
     return results
 
@@ -124,9 +124,20 @@ def run_audio(bench: Bench) -> list[Result]:
         limit = 1.10 * result.median("baseline") + 0.15
         result.at_most(f"wall (s) ≤ 1.10 × raw + 0.15 s = {limit:.3f}", result.median(KONVRT), limit)
         result.report("CPU ratio", result.ratio("cpu"))
-        result.notes.append("command: " + " ".join(command[1:]))
+        result.notes.append("command: " + _shown(command))
         results.append(result)
     return results
+
+
+def _shown(command: list[str]) -> str:
+    """The command without the binary and with file names instead of paths."""
+
+    def shown(part: str) -> str:
+        if part.startswith(("/", "file:/")):
+            return ("file:" if part.startswith("file:") else "") + part.rsplit("/", 1)[-1]
+        return part
+
+    return " ".join(shown(part) for part in command[1:])
 
 
 def _video_label(bench: Bench) -> str:
