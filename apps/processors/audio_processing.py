@@ -18,7 +18,7 @@ from apps.processors.base_processor import (
     ProcessingResult,
     can_copy_audio,
 )
-from apps.processors.utils.ffmpeg import input_args
+from apps.processors.utils.ffmpeg import input_args, output_args
 from apps.processors.utils.probe import StreamInfo
 
 logger = logging.getLogger(__name__)
@@ -95,10 +95,7 @@ def _encode_audio(
         "-1",
         "-map_chapters",
         "-1",
-        "-f",
-        target.muxer,
-        "-y",
-        str(output),
+        *output_args(output, muxer=target.muxer),
     ]
     duration = stream.duration or info.duration
     context.run_ffmpeg(args, duration=duration)

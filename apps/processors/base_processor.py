@@ -169,12 +169,12 @@ def _inspect_image(*, path: Path, extension: str, pillow_format: str) -> ImageIn
         info = probe_image(path, allowed_formats=(pillow_format,))
     except ProbeError as e:
         if isinstance(e.__cause__, Image.DecompressionBombError):
-            raise ProcessingError(_too_many_pixels_message(), operator_detail=str(e)) from e
+            raise ProcessingError(too_many_pixels_message(), operator_detail=str(e)) from e
         raise ProbeError(
             f"This file could not be read as a {extension.upper()} image. It may be damaged or not what its name says.",
             operator_detail=str(e),
         ) from e
-    check_image_pixels(info.width, info.height)
+    check_image_limits(info)
     return info
 
 
@@ -197,6 +197,13 @@ def _inspect_media(*, path: Path, extension: str, demuxer: str, definition: Oper
             f"This file could not be read as {extension.upper()}. It may be damaged or not what its name says.",
             operator_detail=f"audio stream without sample rate or channels: {audio}",
         )
+    check_media_limits(info)
+    return info
+
+
+def check_media_limits(info: MediaInfo) -> None:
+    """The worker's caps on an audio or video input (duration, picture size), checked by the API at
+    upload too; a ``ProcessingError`` with a message for the user when one is exceeded."""
     if info.duration is not None and info.duration > settings.PROCESSING_MAX_DURATION_SECONDS:
         limit = _human_duration(settings.PROCESSING_MAX_DURATION_SECONDS)
         raise ProcessingError(f"This file is {_human_duration(info.duration)} long; the limit is {limit}.")
@@ -205,15 +212,20 @@ def _inspect_media(*, path: Path, extension: str, demuxer: str, definition: Oper
             raise ProcessingError(
                 f"This video's picture ({video.width}×{video.height}) is larger than the 8K frames we can process."
             )
-    return info
+
+
+def check_image_limits(info: ImageInfo) -> None:
+    """The pixel cap on an image input, on the largest canvas any of its frames makes Pillow
+    decode (a GIF frame can reach beyond the size the header declares)."""
+    check_image_pixels(max(info.canvas_width, info.width), max(info.canvas_height, info.height))
 
 
 def check_image_pixels(width: int, height: int) -> None:
     if width * height > settings.PROCESSING_MAX_IMAGE_PIXELS:
-        raise ProcessingError(_too_many_pixels_message(width, height))
+        raise ProcessingError(too_many_pixels_message(width, height))
 
 
-def _too_many_pixels_message(width: int | None = None, height: int | None = None) -> str:
+def too_many_pixels_message(width: int | None = None, height: int | None = None) -> str:
     limit = settings.PROCESSING_MAX_IMAGE_PIXELS / 1_000_000
     size = f" ({width}×{height} pixels)" if width and height else ""
     return f"This image is too large to process{size}; the limit is {limit:g} megapixels."
@@ -264,6 +276,13 @@ def verify_output(*, result: ProcessingResult, input_info: MediaInfo | ImageInfo
     download it. A failed check is a permanent error with a message for the user."""
     if not result.path.is_file() or result.path.stat().st_size == 0:
         raise ProcessingError(_failed_check("no output was written"), operator_detail=str(result.path))
+    if result.path.stat().st_size >= settings.PROCESSING_MAX_OUTPUT_SIZE:
+        # FFmpeg stopped writing at the cap (-fs): what is there is a truncated result.
+        limit = settings.PROCESSING_MAX_OUTPUT_SIZE / 1024 / 1024
+        raise ProcessingError(
+            f"The result would be larger than {limit:,.0f} MB, the most Konvrt delivers, so it was not kept.",
+            operator_detail=f"output reached PROCESSING_MAX_OUTPUT_SIZE: {result.path.stat().st_size} bytes",
+        )
     if result.media_type == MediaType.IMAGE:
         try:
             return probe_image(result.path, allowed_formats=(PILLOW_FORMATS[result.extension],))

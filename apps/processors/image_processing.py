@@ -25,6 +25,7 @@ from PIL import Image, ImageOps
 from apps.operations.enums import MediaType
 from apps.processors.base_processor import ProcessingContext, ProcessingResult, check_image_pixels
 from apps.processors.exceptions import ProcessingError
+from apps.processors.utils.probe import ImageInfo
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ def convert_image(context: ProcessingContext) -> ProcessingResult:
         frames = getattr(image, "n_frames", 1)
         try:
             if frames > 1 and extension == "webp":
-                _save_animation(image, output, frames=frames, quality=quality)
+                _save_animation(image, output, info=context.image, quality=quality)
                 details: dict[str, Any] = {"animated": True, "frames": frames}
             else:
                 details = _first_frame_details(image)
@@ -148,11 +149,20 @@ def _save(image: Image.Image, path: Path, extension: str, *, quality: int) -> No
     image.save(path, SAVE_FORMATS[extension], **options)
 
 
-def _save_animation(image: Image.Image, path: Path, *, frames: int, quality: int) -> None:
-    limit = settings.PROCESSING_MAX_ANIMATION_FRAMES
+def _save_animation(image: Image.Image, path: Path, *, info: ImageInfo, quality: int) -> None:
+    frames, limit = info.frames, settings.PROCESSING_MAX_ANIMATION_FRAMES
     if frames > limit:
         raise ProcessingError(
             f"This animated GIF has {frames} frames; at most {limit} can be kept in an animated WebP. "
+            "Convert it to PNG or JPEG to keep its first frame."
+        )
+    # Every frame is decoded onto the whole canvas, so a few frames of a huge canvas cost as much
+    # as many small ones: the budget is on their product.
+    budget = settings.PROCESSING_MAX_ANIMATION_PIXELS
+    if info.decoded_pixels > budget:
+        raise ProcessingError(
+            f"This animation has {frames} frames of {info.canvas_pixels / 1_000_000:.1f} megapixels; converting it "
+            f"would decode more than the {budget / 1_000_000:g} megapixels allowed for an animated WebP. "
             "Convert it to PNG or JPEG to keep its first frame."
         )
     # Pillow's WebP writer walks the GIF's frames one at a time and reads each frame's duration

@@ -18,7 +18,7 @@ from apps.processors.base_processor import (
     ProcessingResult,
     can_copy_audio,
 )
-from apps.processors.utils.ffmpeg import input_args
+from apps.processors.utils.ffmpeg import input_args, output_args
 from apps.processors.utils.probe import MediaInfo
 
 logger = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ def _container(output_format: str, output: Path) -> list[str]:
     args = ["-map_metadata", "-1", "-map_chapters", "-1", "-max_muxing_queue_size", "1024"]
     if output_format in ("mp4", "mov"):
         args += ["-movflags", "+faststart"]
-    return [*args, "-f", _CONTAINERS[output_format], "-y", str(output)]
+    return [*args, *output_args(output, muxer=_CONTAINERS[output_format])]
 
 
 def _result(output: Path, extension: str, info: MediaInfo, details: dict[str, Any]) -> ProcessingResult:

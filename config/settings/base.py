@@ -266,6 +266,17 @@ PROCESSING_MAX_IMAGE_PIXELS = env_int("PROCESSING_MAX_IMAGE_PIXELS", 50_000_000,
 PROCESSING_MAX_VIDEO_PIXELS = env_int("PROCESSING_MAX_VIDEO_PIXELS", 7680 * 4320, minimum=1)
 PROCESSING_MAX_DURATION_SECONDS = env_int("PROCESSING_MAX_DURATION_SECONDS", 4 * 60 * 60, minimum=1)
 PROCESSING_MAX_ANIMATION_FRAMES = env_int("PROCESSING_MAX_ANIMATION_FRAMES", 500, minimum=1)
+# Frames × canvas pixels an animation may cost to convert (every frame is decoded onto the whole
+# canvas): 500 MP is 500 frames of 1000×1000.
+PROCESSING_MAX_ANIMATION_PIXELS = env_int("PROCESSING_MAX_ANIMATION_PIXELS", 500_000_000, minimum=1)
+# The largest result a job may write (FFmpeg's -fs); a larger one fails instead of filling the disk.
+PROCESSING_MAX_OUTPUT_SIZE = env_size("PROCESSING_MAX_OUTPUT_SIZE", 2 * 1024 * 1024 * 1024)
+# Each FFmpeg run's share of the machine: threads for decoding, filtering and encoding, and the
+# address space it may map (RLIMIT_AS, Linux; 0 = unlimited). Address space, not resident memory:
+# with 4 threads the bundled FFmpeg maps ~500 MB for audio, ~1.7 GB for a 4K and ~3.7 GB for an 8K
+# H.264 encode (the largest picture PROCESSING_MAX_VIDEO_PIXELS lets through).
+FFMPEG_THREADS = env_int("FFMPEG_THREADS", 4, minimum=1)
+FFMPEG_MEMORY_LIMIT_MB = env_int("FFMPEG_MEMORY_LIMIT_MB", 6144, minimum=0)
 
 # --- Logging --------------------------------------------------------------------------------
 LOG_LEVEL = (env_str("LOG_LEVEL") or "INFO").upper()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import itertools
 import logging
 import os
 import queue
@@ -30,6 +31,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from apps.processors.exceptions import FFmpegError, FFmpegTimeout, OperationStopped
+from apps.processors.utils.probe import local_url, safe_input_options
 
 logger = logging.getLogger(__name__)
 
@@ -82,9 +84,36 @@ class FFmpegResult:
 
 def input_args(path: Path, *, demuxer: str) -> list[str]:
     """Arguments that open one input: its demuxer pinned to the format the file was accepted
-    as, and only the ``file`` protocol, so a crafted file cannot make FFmpeg read anything else
-    (playlists, concat lists, network URLs)."""
-    return ["-f", demuxer, "-protocol_whitelist", "file", "-i", f"file:{path}"]
+    as, no other demuxer allowed on anything inside it, only the ``file`` protocol and the local
+    file's absolute path (see ``probe.safe_input_options``), so a crafted file cannot make FFmpeg
+    read anything else (playlists, concat lists, another upload, network URLs). Decoding uses at
+    most FFMPEG_THREADS threads."""
+    options = [[f"-{name}", value] for name, value in safe_input_options(demuxer).items()]
+    return [
+        "-threads",
+        str(settings.FFMPEG_THREADS),
+        "-f",
+        demuxer,
+        *itertools.chain.from_iterable(options),
+        "-i",
+        local_url(path),
+    ]
+
+
+def output_args(path: Path, *, muxer: str) -> list[str]:
+    """Arguments that end every command: the encoder's threads, a size cap (FFmpeg stops writing
+    at PROCESSING_MAX_OUTPUT_SIZE; ``base_processor.verify_output`` then refuses the result) and
+    the output file, overwritten if it exists."""
+    return [
+        "-threads",
+        str(settings.FFMPEG_THREADS),
+        "-fs",
+        str(settings.PROCESSING_MAX_OUTPUT_SIZE),
+        "-f",
+        muxer,
+        "-y",
+        str(Path(path).absolute()),
+    ]
 
 
 def run_ffmpeg(
@@ -112,6 +141,8 @@ def run_ffmpeg(
         "warning",
         "-progress",
         "pipe:1",
+        "-filter_threads",
+        str(settings.FFMPEG_THREADS),
         *args,
     ]
     logger.debug("Running %s", command)
@@ -125,7 +156,7 @@ def run_ffmpeg(
         text=True,
         encoding="utf-8",
         errors="replace",
-        **process_group_options(),
+        **process_group_options(memory_limit=settings.FFMPEG_MEMORY_LIMIT_MB * 1024 * 1024),
     )
     updates: queue.SimpleQueue[dict[str, str] | object] = queue.SimpleQueue()
     stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
@@ -269,6 +300,8 @@ def _describe_failure(stderr_tail: str) -> tuple[str, bool]:
 
 # --- stopping FFmpeg with its children ------------------------------------------------------------
 if sys.platform.startswith("linux"):
+    import resource
+
     _libc = ctypes.CDLL(None, use_errno=True)
     _PR_SET_PDEATHSIG = 1
 
@@ -282,14 +315,25 @@ if sys.platform.startswith("linux"):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-def process_group_options() -> dict[str, Any]:
+    def _prepare_child(parent_pid: int, memory_limit: int) -> None:
+        # Also between fork and exec, after subprocess has moved the child into its own process
+        # group: the limit binds FFmpeg alone, never the worker. An allocation beyond it fails
+        # inside FFmpeg ("Cannot allocate memory"), which reports it and exits: a bomb ends as a
+        # failed operation, not as the kernel's OOM killer choosing some process on the machine.
+        _die_with_parent(parent_pid)
+        if memory_limit:
+            resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+
+
+def process_group_options(*, memory_limit: int = 0) -> dict[str, Any]:
     """Popen options that start a process in a group of its own (and, on Linux, make the kernel
-    kill it when the process that started it dies)."""
+    kill it when the process that started it dies, and cap its address space at
+    ``memory_limit`` bytes when given)."""
     if os.name != "posix":
         return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
     options: dict[str, Any] = {"process_group": 0}
     if sys.platform.startswith("linux"):
-        options["preexec_fn"] = functools.partial(_die_with_parent, os.getpid())
+        options["preexec_fn"] = functools.partial(_prepare_child, os.getpid(), memory_limit)
     return options
 
 

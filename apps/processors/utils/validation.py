@@ -5,6 +5,13 @@ container, checks that it is a format the operation accepts, then probes the fil
 demuxer (or Pillow decoder) pinned to that format, so content sniffed as one format is never
 reinterpreted as another. It returns what to store the file as and its probed metadata, or raises
 ``UnsupportedMedia`` (415) with a sentence the uploader can act on.
+
+Only the containers below are ever accepted. Text formats that make FFmpeg follow references
+(HLS playlists, concat scripts, SDP session descriptions) and documents that would need another
+decoder (PostScript/EPS needs Ghostscript, SVG a renderer) have no signature here, so they are
+refused whatever their name; the ones an attacker would send are named in the message and logged.
+Media over the worker's caps (pixels, picture size, duration) is refused here too (400), with the
+same sentence the worker would fail it with, so that it is never stored.
 """
 
 from __future__ import annotations
@@ -14,12 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from apps.core.exceptions import UnsupportedMedia
+from apps.core.exceptions import UnsupportedMedia, ValidationFailed
 from apps.operations.enums import MediaType
 from apps.operations.services.file_manager import mime_type_for_extension
-from apps.processors.exceptions import ProbeError
+from apps.processors.base_processor import check_image_limits, check_media_limits, too_many_pixels_message
+from apps.processors.exceptions import ProbeError, ProcessingError
 from apps.processors.registry import OperationDefinition
-from apps.processors.utils.probe import probe_image, probe_media
+from apps.processors.utils.probe import ImageTooLarge, probe_image, probe_media
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +90,21 @@ WEBP = _image("webp", "a WebP image", "WEBP")
 BMP = _image("bmp", "a BMP image", "BMP")
 
 _ASF_GUID = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")
+
+# Formats refused like any unknown content, recognised only to say what they are. The first four
+# point FFmpeg at other files or at the network; the others need decoders Konvrt never runs.
+_REFERENCE_FORMATS = (
+    (b"#EXTM3U", "an HLS playlist"),
+    (b"ffconcat", "an FFmpeg concat script"),
+    (b"file '", "an FFmpeg concat script"),
+    (b"v=0", "an SDP session description"),
+)
+_DOCUMENT_FORMATS = (
+    (b"%!PS", "a PostScript (EPS) document"),
+    (b"\xc5\xd0\xd3\xc6", "an EPS document"),
+    (b"<?xml", "an XML (SVG) document"),
+    (b"<svg", "an SVG drawing"),
+)
 
 
 def sniff_formats(head: bytes) -> list[SniffedFormat]:
@@ -155,14 +178,16 @@ def inspect_upload(*, path: Path, definition: OperationDefinition) -> UploadInsp
     if sniffed is None and candidates:
         _reject(f"This file is {candidates[0].label}, but {definition.name} needs {_A_MEDIA[wanted]}.")
     if sniffed is None:
-        _reject(f"This file is not {_A_MEDIA[wanted]} Konvrt can read (accepted formats: {accepted}).")
+        _reject_unknown(head, wanted=wanted, accepted=accepted)
     if sniffed.extension not in definition.input_formats:
         _reject(f"{definition.name} does not accept {sniffed.label} (accepted formats: {accepted}).")
 
     try:
         if sniffed.media_type == MediaType.IMAGE:
             container = sniffed.pillow_format
-            metadata = probe_image(path, allowed_formats=(container,)).as_metadata()
+            image = probe_image(path, allowed_formats=(container,))
+            check_image_limits(image)
+            metadata = image.as_metadata()
         else:
             container = sniffed.demuxer
             media = probe_media(path, format_name=container)
@@ -171,10 +196,15 @@ def inspect_upload(*, path: Path, definition: OperationDefinition) -> UploadInsp
                 _reject(f"This file holds no {sniffed.media_type.label.lower()} stream to work on.")
             if sniffed.media_type == MediaType.AUDIO and media.video_streams:
                 _reject(f"This file is a video, but {definition.name} needs an audio file; use audio_extract.")
+            check_media_limits(media)
             metadata = media.as_metadata()
+    except ImageTooLarge as e:
+        _over_limit(too_many_pixels_message(), cause=e)
     except ProbeError as e:
         logger.info("Upload rejected: looked like %s but could not be read: %s", sniffed.extension, e)
         _reject(f"This file looks like {sniffed.label} but could not be read; it may be damaged.", cause=e)
+    except ProcessingError as e:
+        _over_limit(e.user_message, cause=e)
 
     return UploadInspection(
         media_type=sniffed.media_type,
@@ -188,5 +218,24 @@ def inspect_upload(*, path: Path, definition: OperationDefinition) -> UploadInsp
 _A_MEDIA = {MediaType.VIDEO: "a video", MediaType.IMAGE: "an image", MediaType.AUDIO: "an audio file"}
 
 
+def _reject_unknown(head: bytes, *, wanted: MediaType, accepted: str) -> NoReturn:
+    start = head.lstrip(b"\xef\xbb\xbf \t\r\n")  # a text file's BOM and leading blank lines
+    for signature, label in _REFERENCE_FORMATS:
+        if start.startswith(signature):
+            # Not a mistake a user makes by accident: worth an operator's attention.
+            logger.warning("Upload refused: %s (it makes FFmpeg open other files or URLs)", label)
+            _reject(f"This file is {label}, not {_A_MEDIA[wanted]}; upload the media file itself.")
+    for signature, label in _DOCUMENT_FORMATS:
+        if start.startswith(signature):
+            _reject(f"This file is {label}, not {_A_MEDIA[wanted]} Konvrt can read (accepted formats: {accepted}).")
+    _reject(f"This file is not {_A_MEDIA[wanted]} Konvrt can read (accepted formats: {accepted}).")
+
+
 def _reject(message: str, *, cause: Exception | None = None) -> NoReturn:
     raise UnsupportedMedia(message, details={"file": [message]}) from cause
+
+
+def _over_limit(message: str, *, cause: Exception) -> NoReturn:
+    # Readable media of an accepted type, only too big to process: a 400, not a 415.
+    logger.info("Upload refused over a processing cap: %s", message)
+    raise ValidationFailed(message, details={"file": [message]}) from cause
