@@ -145,22 +145,41 @@ def png_bomb(*, width: int, height: int, rgb: bool = False) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", data) + _png_chunk(b"IEND", b"")
 
 
-def gif_animation(*, screen: tuple[int, int], frames: int, frame_size: tuple[int, int] | None = None) -> bytes:
-    """A GIF89a of ``frames`` frames, each a ``frame_size`` rectangle (default: the screen) of one
-    colour, written by hand so that thousands of frames or a frame larger than the screen cost a
-    few bytes each. Pillow enlarges its canvas to a frame that does not fit the screen."""
-    screen_width, screen_height = screen
-    frame_width, frame_height = frame_size or screen
-    out = bytearray(b"GIF89a" + struct.pack("<HHBBB", screen_width, screen_height, 0x80, 0, 0))
-    out += b"\x00\x00\x00\xff\xff\xff"  # a 2-colour global palette
+def gif_animation(*, screen: tuple[int, int], frames: int, later_frames: tuple[int, int] | None = None) -> bytes:
+    """A GIF89a whose logical screen is ``screen``, with ``frames`` frames alternating between two
+    colours (so no encoder merges them), every one decodable: the first the size of the screen,
+    the others ``later_frames`` (default: the screen too). Pillow only learns that a later frame is
+    larger than the screen, and enlarges its canvas, when it reaches that frame. Each distinct
+    frame is encoded once and repeated, so a thousand frames cost two encodes."""
+    blocks: dict[tuple[tuple[int, int], int], bytes] = {}
+    header = palette = b""
+    for size, colour in [(screen, 0), (later_frames or screen, 1), (later_frames or screen, 0)]:
+        header, palette, blocks[(size, colour)] = _gif_frame(size, colour)
+    out = bytearray(b"GIF89a" + struct.pack("<HH", *screen) + header[10:13] + palette)
     out += b"\x21\xff\x0bNETSCAPE2.0\x03\x01\x00\x00\x00"  # loop forever
-    # One colour, LZW with a 2-bit minimum code size: clear, index 0, end of information.
-    pixels = b"\x02\x02\x44\x01\x00"
-    for _ in range(frames):
+    for index in range(frames):
+        size = screen if index == 0 else (later_frames or screen)
         out += b"\x21\xf9\x04\x04\x0a\x00\x00\x00"  # graphic control: 100 ms, keep the frame
-        out += b"\x2c" + struct.pack("<HHHHB", 0, 0, frame_width, frame_height, 0) + pixels
+        out += blocks[(size, index % 2)]
     out += b"\x3b"
     return bytes(out)
+
+
+def _gif_frame(size: tuple[int, int], colour: int) -> tuple[bytes, bytes, bytes]:
+    """(header, global palette, image block) of a one-frame GIF Pillow writes for a solid ``size``
+    of palette entry ``colour`` (0 black, 1 white)."""
+    image = Image.new("P", size, colour)
+    image.putpalette([0, 0, 0, 255, 255, 255])
+    encoded = BytesIO()
+    image.save(encoded, "GIF", optimize=False)
+    data = encoded.getvalue()
+    palette_end = 13 + _palette_size(data[10])
+    descriptor = data.index(b"\x2c", palette_end)
+    return data[:13], data[13:palette_end], data[descriptor:-1]  # the block without the trailer
+
+
+def _palette_size(flags: int) -> int:
+    return 3 << ((flags & 0x07) + 1) if flags & 0x80 else 0
 
 
 # --- privacy ----------------------------------------------------------------------------------------
