@@ -7,7 +7,7 @@ import re
 from django.conf import settings
 
 from apps.core.exceptions import FileTooLarge, UnsupportedMedia, ValidationFailed
-from apps.core.utils import file_extension
+from apps.core.utils import file_extension, human_size
 from apps.processors.registry import OPERATIONS, OperationDefinition
 
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
@@ -64,11 +64,3 @@ def upload_limit_for(file_name: str) -> int:
 
 def largest_upload_limit() -> int:
     return max(settings.MAX_FILE_SIZE.values())
-
-
-def human_size(size: int) -> str:
-    for unit, factor in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
-        if size >= factor:
-            value = size / factor
-            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
-    return f"{size} bytes"

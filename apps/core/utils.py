@@ -39,6 +39,15 @@ def file_extension(name: str) -> str:
     return extension.lower() if dot and stem else ""
 
 
+def human_size(size: int) -> str:
+    """A byte count as people read it: ``26214400`` → ``"25 MB"``."""
+    for unit, factor in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
+        if size >= factor:
+            value = size / factor
+            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
+    return f"{size} bytes"
+
+
 def client_ip(request) -> str:
     """The caller's address as the WSGI server saw it (the PaaS router sets REMOTE_ADDR)."""
     return request.META.get("REMOTE_ADDR", "") or "unknown"

@@ -20,7 +20,7 @@ from typing import Any
 from django.conf import settings
 from PIL import Image
 
-from apps.core.utils import sanitize_filename
+from apps.core.utils import human_size, sanitize_filename
 from apps.operations.enums import MediaType
 from apps.processors.exceptions import ProbeError, ProcessingError
 from apps.processors.registry import OperationDefinition
@@ -278,9 +278,9 @@ def verify_output(*, result: ProcessingResult, input_info: MediaInfo | ImageInfo
         raise ProcessingError(_failed_check("no output was written"), operator_detail=str(result.path))
     if result.path.stat().st_size >= settings.PROCESSING_MAX_OUTPUT_SIZE:
         # FFmpeg stopped writing at the cap (-fs): what is there is a truncated result.
-        limit = settings.PROCESSING_MAX_OUTPUT_SIZE / 1024 / 1024
+        limit = human_size(settings.PROCESSING_MAX_OUTPUT_SIZE)
         raise ProcessingError(
-            f"The result would be larger than {limit:,.0f} MB, the most Konvrt delivers, so it was not kept.",
+            f"The result would be larger than {limit}, the most Konvrt delivers, so it was not kept.",
             operator_detail=f"output reached PROCESSING_MAX_OUTPUT_SIZE: {result.path.stat().st_size} bytes",
         )
     if result.media_type == MediaType.IMAGE:

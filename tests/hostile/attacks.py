@@ -7,10 +7,14 @@ Nothing here is media a user would produce by accident.
 from __future__ import annotations
 
 import struct
+import subprocess
 import zlib
 from io import BytesIO
+from pathlib import Path
 
 from PIL import Image
+
+from apps.processors.utils.ffmpeg import resolve_ffmpeg_binary
 
 # --- files that make FFmpeg follow references ------------------------------------------------------
 
@@ -196,3 +200,13 @@ def jpeg_with_gps_and_comment(*, comment: bytes, latitude: tuple[int, int, int])
     buffer = BytesIO()
     image.save(buffer, "JPEG", exif=exif.tobytes(), comment=comment, quality=90)
     return buffer.getvalue()
+
+
+# --- resource bombs ---------------------------------------------------------------------------------
+def audio_with_cover(*, audio: Path, cover: Path, output: Path) -> Path:
+    """``audio`` with ``cover`` attached as its cover picture (ID3 APIC for MP3), stream-copied."""
+    command = [resolve_ffmpeg_binary(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
+    command += ["-i", str(audio), "-i", str(cover), "-map", "0:a", "-map", "1:v", "-c", "copy"]
+    command += ["-disposition:v", "attached_pic", "-id3v2_version", "3", str(output)]
+    subprocess.run(command, check=True, timeout=60)
+    return output
