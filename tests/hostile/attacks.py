@@ -210,3 +210,15 @@ def audio_with_cover(*, audio: Path, cover: Path, output: Path) -> Path:
     command += ["-disposition:v", "attached_pic", "-id3v2_version", "3", str(output)]
     subprocess.run(command, check=True, timeout=60)
     return output
+
+
+def with_tags(*, source: Path, output: Path, tags: dict[str, str]) -> Path:
+    """``source`` stream-copied into ``output`` with ``tags`` on the file and on every stream."""
+    command = [resolve_ffmpeg_binary(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", str(source)]
+    command += ["-map", "0", "-c", "copy"]
+    for key, value in tags.items():
+        command += ["-metadata", f"{key}={value}", "-metadata:s", f"{key}={value}"]
+    if output.suffix in (".mp4", ".mov", ".m4a"):
+        command += ["-movflags", "+use_metadata_tags"]  # keep arbitrary keys, not only iTunes ones
+    subprocess.run([*command, str(output)], check=True, timeout=60)
+    return output
