@@ -127,6 +127,11 @@ def test_damaged_media_that_passes_the_upload_checks_ends_cleanly_in_the_worker(
 
 
 # --- oversized bodies, over a real socket -----------------------------------------------------------
+# What the kernel buffers of the two ends of a local connection can hold while the server is not
+# reading: a client that got this far before the answer was not read to the end of its body.
+SOCKET_BUFFERS = 32 * 1024 * 1024
+
+
 @pytest.mark.django_db(transaction=True)
 def test_an_oversized_stream_gets_a_413_long_before_its_end_and_nothing_is_kept(live_server, settings, storage_root):
     settings.MAX_FILE_SIZE = {**settings.MAX_FILE_SIZE, "image": 1024 * 1024}
@@ -135,16 +140,16 @@ def test_an_oversized_stream_gets_a_413_long_before_its_end_and_nothing_is_kept(
     status, sent = _stream_upload(live_server.url, name="poster.png", operation="image_resize", file_size=declared)
 
     assert status == 413
-    assert sent < 16 * 1024 * 1024, f"the server read {sent} bytes before answering"
+    assert sent < SOCKET_BUFFERS, f"{sent} bytes were taken before the server answered"
     assert kept_files(storage_root) == []
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_body_declared_larger_than_any_limit_is_refused_before_it_is_read(live_server, storage_root):
+def test_a_body_declared_larger_than_any_limit_is_refused_without_reading_it(live_server, storage_root):
     status, sent = _stream_upload(live_server.url, name="film.mp4", operation="video_compress", file_size=10 * 1024**3)
 
     assert status == 413
-    assert sent < 16 * 1024 * 1024
+    assert sent < SOCKET_BUFFERS
     assert kept_files(storage_root) == []
 
 
