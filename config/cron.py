@@ -6,11 +6,14 @@ must be idempotent and safe when two schedulers (two machines) enqueue it at onc
 
 from __future__ import annotations
 
+from django.conf import settings
 from rq import cron
 
 from apps.operations.services.cleanup import cleanup_run
+from apps.operations.services.recovery import recovery_run
 
-HOUR = 60 * 60
+MINUTE = 60
+HOUR = 60 * MINUTE
 
 # Retention (apps/operations/services/cleanup.py), hourly: files expire after days, so an hour's
 # lateness is nothing, and abandoned temp files do not pile up for long.
@@ -28,4 +31,22 @@ cron.register(
     ttl=HOUR,
     result_ttl=24 * HOUR,
     name="konvrt-cleanup",
+)
+
+# Recovery (apps/operations/services/recovery.py), every RECOVERY_INTERVAL_SECONDS (30): pending
+# operations queued, vanished jobs queued again, interrupted work retried or failed.
+# - image_queue, for the same reasons as the cleanup: short jobs, two workers. A pass takes well
+#   under a second; it waits behind the image jobs queued before it.
+# - ttl 10 minutes: passes that no worker could take (every image worker busy or down) do not pile
+#   up beyond twenty; the first one to run does what all of them would have.
+# - result_ttl 10 minutes: a pass every 30 s would otherwise keep thousands of results a day.
+cron.register(
+    recovery_run,
+    "image_queue",
+    interval=settings.RECOVERY_INTERVAL_SECONDS,
+    job_timeout=5 * MINUTE,
+    ttl=10 * MINUTE,
+    result_ttl=10 * MINUTE,
+    failure_ttl=24 * HOUR,
+    name="konvrt-recovery",
 )

@@ -13,8 +13,10 @@ the guarded transitions in ``lifecycle.py``, and classifies whatever goes wrong:
 
 Failures that never reach the function's own handling (a worker killed mid-job and found by RQ's
 registry cleanup, a work-horse killed by the OOM killer) arrive in ``on_job_failure`` and
-``KonvrtWorker``. User messages go to ``error_message``; FFmpeg's stderr tail and exception text go
-to the logs and ``Operation.metadata`` for operators.
+``KonvrtWorker``; a job whose worker died with it, or whose failure could not be recorded (the
+database unreachable), is found by the recovery sweep (``apps/operations/services/recovery.py``)
+through its silent heartbeats. User messages go to ``error_message``; FFmpeg's stderr tail and
+exception text go to the logs and ``Operation.metadata`` for operators.
 
 Importing this module also imports Pillow, PyAV and every processor, so that a worker started with
 ``KonvrtWorker`` pays for those imports once in its parent process instead of in every job.
@@ -22,7 +24,9 @@ Importing this module also imports Pillow, PyAV and every processor, so that a w
 
 from __future__ import annotations
 
+import errno
 import logging
+import shutil
 import time
 import traceback
 import uuid
@@ -47,7 +51,7 @@ from apps.core.utils import file_extension
 from apps.operations.enums import FileType, OperationStatus, ProcessingPhase
 from apps.operations.models import Operation
 from apps.operations.services import lifecycle
-from apps.operations.services.file_manager import job_workspace, mime_type_for_extension
+from apps.operations.services.file_manager import job_workspace, jobs_temp_root, mime_type_for_extension
 from apps.operations.services.storage import get_storage
 
 # Preloaded in the worker parent (see the module docstring).
@@ -63,7 +67,7 @@ from apps.processors.base_processor import (
 from apps.processors.exceptions import FFmpegError, FFmpegTimeout, OperationStopped, ProcessingError
 from apps.processors.parameters import validate_parameters
 from apps.processors.registry import OperationDefinition, get_operation
-from apps.processors.utils.track_progress import ProgressTracker
+from apps.processors.utils.track_progress import Heartbeat, ProgressTracker
 
 logger = logging.getLogger(__name__)
 
@@ -104,8 +108,9 @@ def process_operation(operation_id: str) -> str:
     started = time.monotonic()
     tracker = ProgressTracker(operation_id=operation.id, attempt=operation.attempt)
     logger.info("Processing %s %s (attempt %s)", operation.operation, operation.id, operation.attempt)
+    _remove_earlier_workspaces(operation)
     try:
-        with job_workspace(operation.id) as workspace:
+        with Heartbeat(operation_id=operation.id, attempt=operation.attempt), job_workspace(operation.id) as workspace:
             _process(operation, definition, tracker, workspace, deadline=started + time_limit - margin)
     except OperationStopped:
         logger.info("Operation %s was cancelled, deleted or taken over; stopped its work", operation.id)
@@ -212,6 +217,14 @@ def _process(
         raise OperationStopped(f"Operation {operation.id} changed while its output was being stored.")
 
 
+def _remove_earlier_workspaces(operation: Operation) -> None:
+    """Remove what an earlier attempt of this operation left on this machine: it was killed before
+    its own cleanup ran (this attempt's claim proves it no longer works on it)."""
+    for leftover in jobs_temp_root().glob(f"{operation.id}-*"):
+        logger.info("Removing the workspace %s of an interrupted attempt of %s", leftover, operation.id)
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
 # --- classifying failures -------------------------------------------------------------------------
 _TRANSIENT = (db.OperationalError, db.InterfaceError, RedisError, ConnectionError, TimeoutError)
 
@@ -234,6 +247,8 @@ def classify_failure(error: BaseException) -> Failure:
         return Failure("A service Konvrt depends on did not answer in time.", True, repr(error))
     if isinstance(error, AbandonedJobError | WorkHorseKilled):
         return Failure("The worker processing this file stopped unexpectedly.", True, repr(error))
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return Failure("The server ran out of disk space while processing this file.", True, repr(error))
     if isinstance(error, OSError):
         return Failure("The worker could not read or write its working files.", True, repr(error))
     return Failure("Something went wrong on our side while processing this file.", False, repr(error))
@@ -321,8 +336,10 @@ def on_job_failure(job: Job, connection: Any, exc_type: type[BaseException], exc
         # Permanent: RQ reads retries_left right after this callback, so it will not run the job again.
         job.retries_left = 0
     message = _final(failure).message if failure.retryable else failure.message
+    # Only while the operation is still this job's: after the recovery sweep replaced a dead job,
+    # RQ's late word on the old one must not fail the new attempt.
     if lifecycle.operation_mark_failed(
-        operation_id=operation_id, message=message, metadata={"failure": {"detail": failure.detail}}
+        operation_id=operation_id, message=message, metadata={"failure": {"detail": failure.detail}}, job_id=job.id
     ):
         logger.warning("Operation %s failed after RQ gave up on job %s: %s", operation_id, job.id, failure.detail)
 
@@ -342,7 +359,7 @@ def on_work_horse_killed(job: Job, retpid: int, ret_val: int, rusage: Any) -> No
         if (rq_now() - job.started_at).total_seconds() >= job.timeout:
             job.retries_left = 0  # RQ reads this right after the handler: no retry of a timed-out job
             lifecycle.operation_mark_failed(
-                operation_id=operation_id, message=time_limit_message(definition, job.timeout)
+                operation_id=operation_id, message=time_limit_message(definition, job.timeout), job_id=job.id
             )
             return
     on_job_failure(job, None, WorkHorseKilled, WorkHorseKilled(f"work-horse exited with {ret_val}"), None)
@@ -365,6 +382,9 @@ class KonvrtWorker(Worker):
     - Database connections the parent opened (failure callbacks, registry cleanup) are closed
       before each fork, so a horse never shares a socket with its parent.
     - A work-horse killed without reporting goes through ``on_work_horse_killed``.
+    - While a job runs, the parent refreshes its RQ execution every ``JOB_HEARTBEAT_SECONDS``
+      (RQ's job monitoring interval, 30 s by default), the second sign of life the recovery sweep
+      reads.
     """
 
     def __init__(
@@ -375,6 +395,7 @@ class KonvrtWorker(Worker):
         work_horse_killed_handler: Any = None,
         **kwargs: Any,
     ) -> None:
+        kwargs.setdefault("job_monitoring_interval", settings.JOB_HEARTBEAT_SECONDS)
         super().__init__(
             queues,
             *args,

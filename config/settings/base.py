@@ -277,6 +277,27 @@ PROCESSING_MAX_OUTPUT_SIZE = env_size("PROCESSING_MAX_OUTPUT_SIZE", 2 * 1024 * 1
 # H.264 encode (the largest picture PROCESSING_MAX_VIDEO_PIXELS lets through).
 FFMPEG_THREADS = env_int("FFMPEG_THREADS", 4, minimum=1)
 FFMPEG_MEMORY_LIMIT_MB = env_int("FFMPEG_MEMORY_LIMIT_MB", 6144, minimum=0)
+# An FFmpeg run whose output has not advanced for this long, while FFmpeg is still running, is
+# stopped as stalled and the job retried (then failed): a hung encoder never holds a worker until
+# its queue's time limit.
+STALL_TIMEOUT_SECONDS = env_int("STALL_TIMEOUT_SECONDS", 120, minimum=1)
+
+# --- Recovery (apps/operations/services/recovery.py) -----------------------------------------
+# A running job refreshes its operation's heartbeat in the database, and its RQ worker the job's
+# execution in Redis, this often.
+JOB_HEARTBEAT_SECONDS = env_int("JOB_HEARTBEAT_SECONDS", 10, minimum=1)
+# A processing operation whose two heartbeats are both older than this has lost its worker (killed,
+# machine gone): the recovery sweep queues it again, or fails it after RECOVERY_MAX_ATTEMPTS
+# interrupted attempts. RQ alone notices a dead worker only after its maintenance interval (10 min).
+RECOVERY_STALE_SECONDS = env_int("RECOVERY_STALE_SECONDS", 45, minimum=1)
+RECOVERY_INTERVAL_SECONDS = env_int("RECOVERY_INTERVAL_SECONDS", 30, minimum=1)
+RECOVERY_MAX_ATTEMPTS = env_int("RECOVERY_MAX_ATTEMPTS", 3, minimum=1)
+if RECOVERY_STALE_SECONDS < 3 * JOB_HEARTBEAT_SECONDS:
+    # Fewer than three missed beats would take a slow database write for a dead worker.
+    raise ImproperlyConfigured(
+        f"RECOVERY_STALE_SECONDS ({RECOVERY_STALE_SECONDS}) must be at least three times "
+        f"JOB_HEARTBEAT_SECONDS ({JOB_HEARTBEAT_SECONDS})."
+    )
 
 # --- Logging --------------------------------------------------------------------------------
 LOG_LEVEL = (env_str("LOG_LEVEL") or "INFO").upper()

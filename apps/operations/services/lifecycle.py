@@ -10,6 +10,10 @@ raise ``InvalidState`` (409) or ``Expired`` (410).
        │          │  ▲          │ └──────▶ failed ──┐
        │          │  └─ retry ──┘                   │ user retry ──▶ pending
        └──────────┴──────────┴──▶ cancelled ────────┘
+
+The recovery sweep (``recovery.py``) moves only through the same guarded functions: a queued
+operation whose RQ job vanished is queued again (``operation_mark_requeued``), an interrupted
+attempt goes back to queued (``operation_requeue_interrupted``) or fails.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from apps.core.exceptions import Expired, InvalidState
@@ -34,8 +38,13 @@ def _expiry(now):
     return now + timedelta(days=settings.FILE_RETENTION_DAYS)
 
 
-def _live(operation_id: uuid.UUID, *statuses: OperationStatus):
+def _live(operation_id: uuid.UUID, *statuses: OperationStatus) -> QuerySet[Operation]:
     return Operation.objects.filter(id=operation_id, is_deleted=False, status__in=statuses)
+
+
+def _silent_since(rows: QuerySet[Operation], heartbeat_before: datetime) -> QuerySet[Operation]:
+    """Rows whose worker has not been heard from since ``heartbeat_before``."""
+    return rows.filter(Q(heartbeat_at__lt=heartbeat_before) | Q(heartbeat_at__isnull=True))
 
 
 # --- queueing -------------------------------------------------------------------------------------
@@ -50,6 +59,15 @@ def operation_mark_queued(*, operation_id: uuid.UUID, job_id: str) -> bool:
 def operation_mark_pending(*, operation_id: uuid.UUID, job_id: str) -> bool:
     """queued → pending, when putting the job on the queue failed (Redis unreachable)."""
     return _live(operation_id, S.QUEUED).filter(job_id=job_id).update(status=S.PENDING, queued_at=None) == 1
+
+
+def operation_mark_requeued(*, operation_id: uuid.UUID, job_id: str, queued_at: datetime | None) -> bool:
+    """queued → queued again, for a queued operation whose RQ job vanished (Redis restarted
+    without its data, or flushed). ``queued_at`` as read is the token: of two sweeps that saw the
+    same vanished job, only one wins, so only one puts it back on the queue."""
+    return (
+        _live(operation_id, S.QUEUED).filter(job_id=job_id, queued_at=queued_at).update(queued_at=timezone.now()) == 1
+    )
 
 
 # --- a worker's transitions -----------------------------------------------------------------------
@@ -119,18 +137,30 @@ def operation_mark_completed(
 
 
 def operation_mark_failed(
-    *, operation_id: uuid.UUID, message: str, attempt: int | None = None, metadata: dict[str, Any] | None = None
+    *,
+    operation_id: uuid.UUID,
+    message: str,
+    attempt: int | None = None,
+    metadata: dict[str, Any] | None = None,
+    job_id: str | None = None,
+    heartbeat_before: datetime | None = None,
 ) -> bool:
     """→ failed with a message for the end user.
 
     With ``attempt`` (a worker's own failure) it applies only to that processing attempt; without
-    (retries exhausted, a recovery sweep) it applies to any operation that is still active.
+    (retries exhausted) it applies to any operation that is still active. ``job_id`` limits it to
+    the operation's current RQ job (RQ giving up on a job the recovery sweep has since replaced
+    must not fail the replacement), ``heartbeat_before`` to an attempt not heard from since then.
     """
     now = timezone.now()
     with transaction.atomic():
         rows = _live(operation_id, S.PROCESSING) if attempt is not None else _live(operation_id, *S.active())
         if attempt is not None:
             rows = rows.filter(attempt=attempt)
+        if job_id is not None:
+            rows = rows.filter(job_id=job_id)
+        if heartbeat_before is not None:
+            rows = _silent_since(rows, heartbeat_before)
         operation = rows.select_for_update().first()
         if operation is None:
             return False
@@ -152,6 +182,40 @@ def operation_mark_retrying(*, operation_id: uuid.UUID, attempt: int, message: s
         .update(status=S.QUEUED, phase="", progress=0, error_message=message, queued_at=timezone.now())
         == 1
     )
+
+
+def operation_requeue_interrupted(
+    *, operation_id: uuid.UUID, attempt: int, heartbeat_before: datetime, job_id: str, message: str
+) -> bool:
+    """processing → queued under a new RQ job, for an attempt whose worker is gone (not heard from
+    since ``heartbeat_before``). Counts the interruption (see ``operation_interruptions``)."""
+    with transaction.atomic():
+        rows = _silent_since(_live(operation_id, S.PROCESSING).filter(attempt=attempt), heartbeat_before)
+        operation = rows.select_for_update().first()
+        if operation is None:
+            return False
+        count = operation_interruptions(operation) + 1
+        operation.status = S.QUEUED
+        operation.job_id = job_id
+        operation.queued_at = timezone.now()
+        operation.phase = ""
+        operation.progress = 0
+        operation.error_message = message
+        operation.metadata = {
+            **operation.metadata,
+            "interruptions": {"retry_count": operation.retry_count, "count": count},
+        }
+        operation.save(
+            update_fields=["status", "job_id", "queued_at", "phase", "progress", "error_message", "metadata"]
+        )
+    return True
+
+
+def operation_interruptions(operation: Operation) -> int:
+    """How many attempts of the operation's current run (since it was created or last retried by
+    its user) the recovery sweep found interrupted."""
+    recorded = operation.metadata.get("interruptions") or {}
+    return recorded.get("count", 0) if recorded.get("retry_count") == operation.retry_count else 0
 
 
 # --- a user's transitions -------------------------------------------------------------------------

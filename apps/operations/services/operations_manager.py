@@ -30,7 +30,7 @@ from apps.operations import selectors
 from apps.operations.enums import FileType, MediaType, OperationStatus
 from apps.operations.models import File, Operation
 from apps.operations.services import lifecycle
-from apps.operations.services.queue_manager import enqueue_on_commit
+from apps.operations.services.queue_manager import dequeue_operation, enqueue_on_commit
 from apps.operations.services.storage import DownloadTarget, StorageBackend, get_storage
 from apps.processors.registry import OperationDefinition, get_operation
 from apps.processors.utils.validation import inspect_upload
@@ -184,16 +184,20 @@ def operation_retry(*, operation: Operation) -> Operation:
 
 
 def operation_cancel(*, operation: Operation) -> Operation:
-    """Cancel a pending, queued or processing operation. A queued job is skipped when a worker
-    takes it (the claim needs ``queued``); a running one stops at its next progress write."""
-    return lifecycle.operation_cancel(operation=operation)
+    """Cancel a pending, queued or processing operation. A queued job is withdrawn from its queue
+    (and skipped by a worker that took it meanwhile: the claim needs ``queued``); a running one
+    stops at its next progress check."""
+    operation = lifecycle.operation_cancel(operation=operation)
+    transaction.on_commit(lambda: dequeue_operation(operation=operation))
+    return operation
 
 
 def operation_delete(*, operation: Operation) -> None:
     """Soft-delete the operation (cancelling its work) and remove its files once that is committed."""
     files = list(operation.files.all())
     definition = get_operation(operation.operation)
-    lifecycle.operation_mark_deleted(operation=operation)
+    deleted = lifecycle.operation_mark_deleted(operation=operation)
+    transaction.on_commit(lambda: dequeue_operation(operation=deleted))
     transaction.on_commit(lambda: _remove_files(files, definition))
 
 

@@ -76,6 +76,17 @@ _EOF = object()
 ProgressCallback = Callable[[float | None], bool]
 
 
+class FFmpegStalled(FFmpegError):
+    """FFmpeg kept running, but its output stopped advancing for ``STALL_TIMEOUT_SECONDS``; it has
+    been stopped. Retryable: a hang says more about the machine at that moment (a stuck disk, a
+    starved CPU) than about the file, and RQ's retries bound how often it is tried."""
+
+    default_message = "Processing stalled: the encoder stopped making progress."
+
+    def __init__(self, message: str | None = None, *, stderr_tail: str = "") -> None:
+        super().__init__(message, permanent=False, stderr_tail=stderr_tail)
+
+
 @dataclass(frozen=True)
 class FFmpegResult:
     stderr_tail: str
@@ -122,6 +133,7 @@ def run_ffmpeg(
     duration: float | None,
     timeout: float,
     on_progress: ProgressCallback | None = None,
+    stall_timeout: float | None = None,
 ) -> FFmpegResult:
     """Run FFmpeg with ``args`` (inputs, filters, outputs) and supervise it to the end.
 
@@ -129,9 +141,11 @@ def run_ffmpeg(
     called at least every ``POLL_SECONDS``; when it returns False FFmpeg is stopped and
     ``OperationStopped`` raised. FFmpeg runs in a process group of its own and is stopped with
     its children (SIGTERM, then SIGKILL after a grace period) however this function is left:
-    an error, ``timeout`` (``FFmpegTimeout``), a cancel, or an exception raised into the job
-    (RQ's JobTimeoutException, SystemExit on a cold shutdown).
+    an error, ``timeout`` (``FFmpegTimeout``), output that stopped advancing for
+    ``stall_timeout`` seconds (``FFmpegStalled``; default ``STALL_TIMEOUT_SECONDS``), a cancel, or
+    an exception raised into the job (RQ's JobTimeoutException, SystemExit on a cold shutdown).
     """
+    stall_timeout = settings.STALL_TIMEOUT_SECONDS if stall_timeout is None else stall_timeout
     command = [
         resolve_ffmpeg_binary(),
         "-nostdin",
@@ -167,10 +181,20 @@ def run_ffmpeg(
     for reader in readers:
         reader.start()
     try:
-        _supervise(process, updates, duration=duration, deadline=deadline, timeout=timeout, on_progress=on_progress)
+        _supervise(
+            process,
+            updates,
+            duration=duration,
+            deadline=deadline,
+            timeout=timeout,
+            stall_timeout=stall_timeout,
+            on_progress=on_progress,
+        )
         returncode = process.wait(timeout=max(0.1, deadline - time.monotonic()))
     except subprocess.TimeoutExpired as e:
         raise FFmpegTimeout(stderr_tail="\n".join(stderr_tail)) from e
+    except FFmpegStalled as e:
+        raise FFmpegStalled(stderr_tail="\n".join(stderr_tail)) from e
     finally:
         if process.poll() is None:
             stop_process(process)
@@ -193,8 +217,13 @@ def _supervise(
     duration: float | None,
     deadline: float,
     timeout: float,
+    stall_timeout: float,
     on_progress: ProgressCallback | None,
 ) -> None:
+    # The stall watchdog: how far the output got (out_time, bytes written) and when it last moved.
+    # FFmpeg blocked on its input or stuck in an encoder reports nothing, or the same position.
+    furthest = (-1, -1)
+    advanced_at = time.monotonic()
     while True:
         try:
             update = updates.get(timeout=POLL_SECONDS)
@@ -206,9 +235,30 @@ def _supervise(
         if on_progress is not None and not on_progress(percent):
             stop_process(process)
             raise OperationStopped("The operation no longer wants this work.")
-        if time.monotonic() > deadline:
+        now = time.monotonic()
+        if now > deadline:
             stop_process(process)
             raise FFmpegTimeout(f"FFmpeg was stopped after the {timeout:.0f} seconds it was given.")
+        if update is not None:
+            position = _output_position(update)
+            if position[0] > furthest[0] or position[1] > furthest[1]:
+                furthest = (max(position[0], furthest[0]), max(position[1], furthest[1]))
+                advanced_at = now
+        if now - advanced_at > stall_timeout and process.poll() is None:
+            logger.warning("FFmpeg's output has not advanced for %.0f seconds; stopping it", now - advanced_at)
+            stop_process(process)
+            raise FFmpegStalled()
+
+
+def _output_position(update: dict[str, str]) -> tuple[int, int]:
+    """(microseconds of output written, bytes of output written), -1 where FFmpeg says N/A."""
+    position = []
+    for key in ("out_time_us", "total_size"):
+        try:
+            position.append(int(update.get(key, "")))
+        except ValueError:
+            position.append(-1)
+    return position[0], position[1]
 
 
 def _percent(update: dict[str, str], duration: float | None) -> float | None:
@@ -259,7 +309,7 @@ def _read_stderr(stream: IO[str], tail: deque[str]) -> None:
 _FAILURES: tuple[tuple[tuple[str, ...], str, bool], ...] = (
     (
         ("No space left on device",),
-        "The server ran out of disk space while processing. It will be tried again.",
+        "The server ran out of disk space while processing this file.",
         False,
     ),
     (
@@ -313,7 +363,6 @@ if sys.platform.startswith("linux"):
         _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != parent_pid:  # the parent died before prctl took effect
             os.kill(os.getpid(), signal.SIGKILL)
-
 
     def _prepare_child(parent_pid: int, memory_limit: int) -> None:
         # Also between fork and exec, after subprocess has moved the child into its own process

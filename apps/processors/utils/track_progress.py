@@ -21,15 +21,25 @@ The percentage never goes backwards and stays at most 99 while the job runs: 100
 ``operation_mark_completed``, once the output is stored. The API derives the ETA from it and
 ``started_at`` (``apps.operations.selectors.operation_eta_seconds``), so a truthful percentage is a
 truthful ETA.
+
+``Heartbeat`` is the job's sign of life for the recovery sweep: a thread of its own refreshes the
+attempt's heartbeat every ``JOB_HEARTBEAT_SECONDS`` (10) whatever the job is doing, FFmpeg or not
+(fetching a large input, Pillow, storing the result), so that only a job whose process is gone
+falls silent.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 import uuid
 from collections.abc import Callable
+from types import TracebackType
+
+from django import db
+from django.conf import settings
 
 from apps.operations.enums import ProcessingPhase
 from apps.operations.services.lifecycle import operation_is_current, operation_record_progress
@@ -91,3 +101,44 @@ class ProgressTracker:
     def raise_if_stopped(self) -> None:
         if not self._current:
             raise OperationStopped(f"Operation {self.operation_id} attempt {self.attempt} is no longer current.")
+
+
+class Heartbeat:
+    """Refreshes an attempt's heartbeat from a thread while the job runs (a context manager).
+
+    A write that fails (the database unreachable for a moment) is logged and tried again at the
+    next beat: the heartbeat going quiet is exactly what should tell the recovery sweep, through
+    ``RECOVERY_STALE_SECONDS``, that something is wrong. It stops beating once the operation no
+    longer wants this attempt; the job itself notices that at its next progress check or phase.
+    """
+
+    def __init__(self, *, operation_id: uuid.UUID, attempt: int, interval: float | None = None) -> None:
+        self.operation_id = operation_id
+        self.attempt = attempt
+        self.interval = interval if interval is not None else settings.JOB_HEARTBEAT_SECONDS
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{operation_id}", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self._stopped.set()
+        # A beat in flight finishes its one UPDATE first; a daemon thread never holds up the job.
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        try:
+            while not self._stopped.wait(self.interval):
+                try:
+                    if not operation_record_progress(operation_id=self.operation_id, attempt=self.attempt):
+                        return
+                except db.DatabaseError as e:
+                    logger.warning("Could not refresh the heartbeat of operation %s: %s", self.operation_id, e)
+                    db.connection.close()  # a fresh connection for the next beat
+        finally:
+            # This thread's own connection: nobody else would ever close it.
+            db.connection.close()

@@ -176,3 +176,120 @@ def test_retention_does_not_mark_an_operation_before_it_expires():
     operation = make(status=S.COMPLETED, expires_at=now + timedelta(seconds=1))
 
     assert lifecycle.operation_mark_files_expired(operation_id=operation.id, now=now) is False
+
+
+# --- recovery's transitions -----------------------------------------------------------------------
+def silent_attempt(seconds: float = 60) -> Operation:
+    """A claimed operation whose worker has not been heard from for ``seconds``."""
+    operation = make(job_id="operation-x-0")
+    lifecycle.operation_claim(operation_id=operation.id)
+    Operation.objects.filter(id=operation.id).update(heartbeat_at=timezone.now() - timedelta(seconds=seconds))
+    operation.refresh_from_db()
+    return operation
+
+
+def test_a_vanished_job_is_requeued_by_one_of_two_sweeps_that_saw_it():
+    operation = make(job_id="operation-x-0", queued_at=timezone.now() - timedelta(minutes=5))
+    seen = operation.queued_at
+
+    assert lifecycle.operation_mark_requeued(operation_id=operation.id, job_id=operation.job_id, queued_at=seen)
+    assert (
+        lifecycle.operation_mark_requeued(operation_id=operation.id, job_id=operation.job_id, queued_at=seen) is False
+    )
+    operation.refresh_from_db()
+    assert operation.status == S.QUEUED and operation.queued_at > seen
+
+
+@pytest.mark.parametrize("status", [S.PENDING, S.PROCESSING, S.CANCELLED])
+def test_only_a_queued_operation_is_requeued(status):
+    operation = make(status=status, job_id="operation-x-0")
+
+    assert lifecycle.operation_mark_requeued(operation_id=operation.id, job_id="operation-x-0", queued_at=None) is False
+
+
+def test_an_interrupted_attempt_goes_back_to_queued_under_its_new_job_and_is_counted():
+    operation = silent_attempt()
+    before = timezone.now() - timedelta(seconds=45)
+
+    assert lifecycle.operation_requeue_interrupted(
+        operation_id=operation.id, attempt=1, heartbeat_before=before, job_id="operation-x-0-after-1", message="Again."
+    )
+
+    operation.refresh_from_db()
+    assert (operation.status, operation.job_id, operation.error_message) == (
+        S.QUEUED,
+        "operation-x-0-after-1",
+        "Again.",
+    )
+    assert (operation.progress, operation.phase) == (0, "")
+    assert lifecycle.operation_interruptions(operation) == 1
+    assert lifecycle.operation_claim(operation_id=operation.id).attempt == 2
+
+
+def test_an_attempt_heard_from_since_the_bound_is_not_taken_for_interrupted():
+    operation = silent_attempt(seconds=10)
+
+    assert (
+        lifecycle.operation_requeue_interrupted(
+            operation_id=operation.id,
+            attempt=1,
+            heartbeat_before=timezone.now() - timedelta(seconds=45),
+            job_id="operation-x-0-after-1",
+            message="Again.",
+        )
+        is False
+    )
+    operation.refresh_from_db()
+    assert operation.status == S.PROCESSING and operation.job_id == "operation-x-0"
+
+
+def test_an_interrupted_attempt_is_requeued_once_even_if_two_sweeps_saw_it():
+    operation = silent_attempt()
+    arguments = {
+        "operation_id": operation.id,
+        "attempt": 1,
+        "heartbeat_before": timezone.now() - timedelta(seconds=45),
+        "job_id": "operation-x-0-after-1",
+        "message": "Again.",
+    }
+
+    assert lifecycle.operation_requeue_interrupted(**arguments) is True
+    assert lifecycle.operation_requeue_interrupted(**arguments) is False
+    operation.refresh_from_db()
+    assert lifecycle.operation_interruptions(operation) == 1
+
+
+def test_interruptions_are_counted_per_run_so_a_users_retry_starts_afresh():
+    operation = silent_attempt()
+    lifecycle.operation_requeue_interrupted(
+        operation_id=operation.id,
+        attempt=1,
+        heartbeat_before=timezone.now(),
+        job_id="operation-x-0-after-1",
+        message="Again.",
+    )
+    lifecycle.operation_cancel(operation=operation)
+    retried = lifecycle.operation_reset_for_retry(operation=operation)
+
+    assert lifecycle.operation_interruptions(retried) == 0
+
+
+def test_rq_giving_up_on_a_replaced_job_does_not_fail_the_operation():
+    operation = make(job_id="operation-x-0-after-1")
+
+    assert (
+        lifecycle.operation_mark_failed(operation_id=operation.id, message="Gave up.", job_id="operation-x-0") is False
+    )
+    assert lifecycle.operation_mark_failed(operation_id=operation.id, message="Gave up.", job_id=operation.job_id)
+
+
+def test_a_sweep_fails_only_an_attempt_still_silent():
+    operation = silent_attempt(seconds=10)
+    before = timezone.now() - timedelta(seconds=45)
+
+    assert (
+        lifecycle.operation_mark_failed(operation_id=operation.id, attempt=1, heartbeat_before=before, message="x")
+        is False
+    )
+    Operation.objects.filter(id=operation.id).update(heartbeat_at=before - timedelta(seconds=1))
+    assert lifecycle.operation_mark_failed(operation_id=operation.id, attempt=1, heartbeat_before=before, message="x")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django_rq import get_queue
+from rq.job import Job, JobStatus
 
 from apps.core.exceptions import StorageError, UnsupportedMedia
 from apps.operations.enums import OperationStatus
@@ -112,3 +114,19 @@ def test_result_file_names(original, operation, stored_name, expected):
     assert operations_manager.result_file_name(original=original, operation=operation, stored_name=stored_name) == (
         expected
     )
+
+
+@pytest.mark.parametrize("action", ["cancel", "delete"])
+def test_cancelling_or_deleting_a_queued_operation_withdraws_its_job_from_the_queue(media, action):
+    first = create(media).operation
+    second = create(media).operation
+    queue = get_queue("image_queue")
+    assert queue.job_ids == [first.job_id, second.job_id]
+
+    if action == "cancel":
+        operations_manager.operation_cancel(operation=first)
+    else:
+        operations_manager.operation_delete(operation=first)
+
+    assert queue.job_ids == [second.job_id]  # the second is now next in line
+    assert Job.fetch(first.job_id, connection=queue.connection).get_status() == JobStatus.CANCELED

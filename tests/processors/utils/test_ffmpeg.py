@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import imageio_ffmpeg
@@ -229,3 +230,60 @@ def test_ffmpeg_dies_with_the_process_that_started_it_when_that_is_killed():
     finally:
         if horse.poll() is None:
             horse.kill()
+
+
+# --- the stall watchdog ---------------------------------------------------------------------------
+@pytest.fixture
+def starved_input(tmp_path):
+    """A named pipe that gets one second of audio and is then held open without another byte:
+    FFmpeg reading it stays alive and waits forever, as on a stuck disk or a hung decoder."""
+    fifo = tmp_path / "input.pcm"
+    os.mkfifo(fifo)
+    release = threading.Event()
+
+    def feed() -> None:
+        with open(fifo, "wb") as pipe:
+            pipe.write(b"\0" * 8000 * 2)  # 1 s of 8 kHz mono s16le
+            pipe.flush()
+            release.wait(60)
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    yield ["-f", "s16le", "-ar", "8000", "-ac", "1", "-i", str(fifo)]
+    release.set()
+    feeder.join(timeout=5)
+
+
+def test_an_ffmpeg_whose_output_stops_advancing_is_stopped_as_stalled(starved_input, tmp_path):
+    log = ProgressLog()
+
+    with pytest.raises(ffmpeg.FFmpegStalled) as raised:
+        ffmpeg.run_ffmpeg(
+            [*starved_input, "-c:a", "pcm_s16le", "-f", "wav", "-y", str(tmp_path / "out.wav")],
+            duration=10,
+            timeout=60,
+            stall_timeout=1.5,
+            on_progress=log,
+        )
+
+    assert raised.value.user_message == "Processing stalled: the encoder stopped making progress."
+    assert raised.value.permanent is False  # retried, within RQ's retries
+    assert log.ffmpeg_pids
+    assert not any(is_alive(pid) for pid in log.ffmpeg_pids)
+
+
+def test_the_stall_timeout_defaults_to_the_setting(starved_input, tmp_path, settings):
+    settings.STALL_TIMEOUT_SECONDS = 1
+
+    with pytest.raises(ffmpeg.FFmpegStalled):
+        ffmpeg.run_ffmpeg([*starved_input, "-f", "null", "-"], duration=10, timeout=60)
+
+
+def test_a_slow_but_advancing_encode_is_never_taken_for_stalled(tmp_path):
+    # -re: read in real time, so the output advances at one second per second, in small steps.
+    args = ["-re", "-f", "lavfi", "-i", "sine=frequency=440:duration=3", "-f", "wav", "-y", str(tmp_path / "out.wav")]
+
+    result = ffmpeg.run_ffmpeg(args, duration=3, timeout=60, stall_timeout=1.5)
+
+    assert result.elapsed_seconds > 1.5  # longer than the stall timeout, and not stopped
+    assert (tmp_path / "out.wav").stat().st_size > 3 * 44100

@@ -3,15 +3,20 @@ percentages, and a cancel noticed within a second."""
 
 from __future__ import annotations
 
+import time
+from datetime import timedelta
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from apps.operations.enums import OperationStatus, ProcessingPhase
 from apps.operations.models import Operation
 from apps.operations.services import lifecycle
 from apps.processors.exceptions import OperationStopped
-from apps.processors.utils.track_progress import HEARTBEAT_SECONDS, ProgressTracker
+from apps.processors.utils.track_progress import HEARTBEAT_SECONDS, Heartbeat, ProgressTracker
+from tests.processors.processes import wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -123,3 +128,34 @@ def test_entering_a_phase_records_it_and_stops_a_cancelled_job(tracker, claimed)
     lifecycle.operation_cancel(operation=claimed)
     with pytest.raises(OperationStopped):
         tracker.enter_phase(ProcessingPhase.PROCESSING)
+
+
+# --- the job's heartbeat thread -------------------------------------------------------------------
+def heartbeat_of(operation: Operation):
+    return Operation.objects.values_list("heartbeat_at", flat=True).get(id=operation.id)
+
+
+@pytest.mark.django_db(transaction=True)  # the thread has a connection of its own: rows must be committed
+def test_the_heartbeat_thread_beats_whatever_the_job_is_doing_and_stops_with_it(claimed):
+    long_ago = timezone.now() - timedelta(minutes=5)
+    Operation.objects.filter(id=claimed.id).update(heartbeat_at=long_ago)
+
+    with Heartbeat(operation_id=claimed.id, attempt=claimed.attempt, interval=0.1) as heartbeat:
+        # The job is busy elsewhere (a long download, Pillow): it writes nothing itself.
+        assert wait_until(lambda: heartbeat_of(claimed) > long_ago, timeout=10)
+
+    assert not heartbeat._thread.is_alive()
+    stopped_at = heartbeat_of(claimed)
+    time.sleep(0.3)
+    assert heartbeat_of(claimed) == stopped_at
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_heartbeat_never_revives_an_operation_that_no_longer_wants_the_attempt(claimed):
+    lifecycle.operation_cancel(operation=claimed)
+    cancelled = Operation.objects.get(id=claimed.id)
+
+    with Heartbeat(operation_id=claimed.id, attempt=claimed.attempt, interval=0.1) as heartbeat:
+        assert wait_until(lambda: not heartbeat._thread.is_alive(), timeout=10)  # it gave up by itself
+
+    assert Operation.objects.get(id=claimed.id).heartbeat_at == cancelled.heartbeat_at
