@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from apps.core.exceptions import UnsupportedMedia
+from apps.core.exceptions import UnsupportedMedia, ValidationFailed
 from apps.operations.enums import MediaType
 from apps.processors.registry import OPERATIONS
 from apps.processors.utils.validation import inspect_upload, sniff_formats
+from tests.hostile.attacks import gif_animation
 
 
 @pytest.mark.parametrize(
@@ -145,3 +148,75 @@ def test_the_demuxer_is_pinned_to_the_sniffed_format(media, tmp_path):
 )
 def test_magic_bytes(head, extensions):
     assert [candidate.extension for candidate in sniff_formats(head)] == extensions
+
+
+# --- formats that follow references or need another decoder, named in the refusal -----------------
+@pytest.mark.parametrize(
+    ("content", "label"),
+    [
+        (b"#EXTM3U\n#EXTINF:1,\nhttp://127.0.0.1:9/a.ts\n", "an HLS playlist"),
+        (b"\xef\xbb\xbf\n#EXTM3U\n", "an HLS playlist"),
+        (b"ffconcat version 1.0\nfile other.mp4\n", "an FFmpeg concat script"),
+        (b"file '/etc/passwd'\n", "an FFmpeg concat script"),
+        (b"v=0\no=- 0 0 IN IP4 127.0.0.1\n", "an SDP session description"),
+    ],
+)
+def test_reference_formats_are_refused_by_name(tmp_path, content, label):
+    path = tmp_path / "movie.mp4"
+    path.write_bytes(content)
+
+    with pytest.raises(UnsupportedMedia) as refusal:
+        inspect_upload(path=path, definition=OPERATIONS["video_compress"])
+
+    assert refusal.value.message == f"This file is {label}, not a video; upload the media file itself."
+
+
+@pytest.mark.parametrize(
+    ("content", "label"),
+    [
+        (b"%!PS-Adobe-3.0 EPSF-3.0\n", "a PostScript (EPS) document"),
+        (b"\xc5\xd0\xd3\xc6" + b"\x00" * 28, "an EPS document"),
+        (b'<?xml version="1.0"?><svg/>', "an XML (SVG) document"),
+        (b"<svg xmlns='http://www.w3.org/2000/svg'/>", "an SVG drawing"),
+    ],
+)
+def test_documents_needing_another_decoder_are_refused_by_name(tmp_path, content, label):
+    path = tmp_path / "photo.png"
+    path.write_bytes(content)
+
+    with pytest.raises(UnsupportedMedia, match=re.escape(f"This file is {label}, not an image Konvrt can read")):
+        inspect_upload(path=path, definition=OPERATIONS["image_resize"])
+
+
+# --- the worker's caps, applied at upload -----------------------------------------------------------
+def test_an_image_over_the_pixel_cap_is_a_validation_error_not_a_damaged_file(media, settings):
+    settings.PROCESSING_MAX_IMAGE_PIXELS = 1000
+
+    with pytest.raises(ValidationFailed) as refusal:
+        inspect_upload(path=media.png(width=64, height=64), definition=OPERATIONS["image_resize"])
+
+    assert refusal.value.message == "This image is too large to process (64×64 pixels); the limit is 0.001 megapixels."
+    assert refusal.value.details == {"file": [refusal.value.message]}
+
+
+def test_a_gif_is_measured_by_the_largest_canvas_its_frames_make(tmp_path, settings):
+    settings.PROCESSING_MAX_IMAGE_PIXELS = 100 * 100
+    growing = tmp_path / "sticker.gif"
+    growing.write_bytes(gif_animation(screen=(16, 16), frames=2, later_frames=(200, 100)))
+
+    with pytest.raises(ValidationFailed, match=r"\(200×100 pixels\)"):
+        inspect_upload(path=growing, definition=OPERATIONS["image_convert"])
+
+
+def test_media_over_the_duration_cap_is_a_validation_error(media, settings):
+    settings.PROCESSING_MAX_DURATION_SECONDS = 1
+
+    with pytest.raises(ValidationFailed, match="This file is 2 seconds long; the limit is 1 second."):
+        inspect_upload(path=media.audio(duration=2), definition=OPERATIONS["audio_convert"])
+
+
+def test_a_video_over_the_picture_cap_is_a_validation_error(media, settings):
+    settings.PROCESSING_MAX_VIDEO_PIXELS = 100 * 100
+
+    with pytest.raises(ValidationFailed, match=r"\(320×240\)"):
+        inspect_upload(path=media.video(duration=0.5), definition=OPERATIONS["video_compress"])
