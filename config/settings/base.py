@@ -38,12 +38,14 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
-    "django_rq",
     "apps.core",
     "apps.operations",
     "apps.processors",
     "apps.api",
     "apps.web",
+    # After Konvrt's apps, whose management commands win: apps.operations' ``rqcron`` is
+    # django-rq's with a scheduler that survives a Redis outage.
+    "django_rq",
 ]
 
 MIDDLEWARE = [
