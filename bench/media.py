@@ -28,7 +28,7 @@ class Sizes:
 
 SCALES = {
     "full": Sizes(
-        video=(1920, 1080, 6.0),
+        video=(1920, 1080, 3.0),
         small_video=(640, 360, 2.0),
         audio_seconds=30.0,
         jpeg=(6000, 4000),

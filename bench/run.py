@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller inputs, fewer repeats")
     parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated subset of: {', '.join(CASES)}")
     parser.add_argument("--scale", choices=("full", "quick", "smoke"), help=argparse.SUPPRESS)
-    parser.add_argument("--repeats", type=int, default=None, help="A/B pairs per case (default 3, quick 2)")
+    parser.add_argument("--repeats", type=int, default=None, help="A/B pairs per case (default 2)")
     parser.add_argument("--output", type=Path, default=REPO / "bench" / "results" / "latest.json")
     parser.add_argument("--work", type=Path, default=REPO / "bench" / "results" / "work")
     parser.add_argument(
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         database_url=os.environ["DATABASE_URL"],
         redis_url=os.environ["REDIS_URL"],
         scale=options.scale or ("quick" if options.quick else "full"),
-        repeats=options.repeats or (2 if options.quick else 3),
+        repeats=options.repeats or 2,
     )
     # This process is a Konvrt process too (it creates operations, enqueues, probes).
     os.environ.update({k: v for k, v in bench.env().items() if k not in ("PYTHONPATH",)})
