@@ -138,10 +138,13 @@ def _first_frame_details(image: Image.Image) -> dict[str, Any]:
 
 def _save(image: Image.Image, path: Path, extension: str, *, quality: int) -> None:
     image = _for_format(image, extension)
-    # Only the colour profile travels: EXIF (GPS, camera serials), XMP and comments do not.
-    icc_profile = image.info.get("icc_profile")
+    # Only the colour profile and a palette's transparent index travel: EXIF (GPS, camera
+    # serials), XMP and comments do not.
+    icc_profile, transparency = image.info.get("icc_profile"), image.info.get("transparency")
     image.info = {}
     options: dict[str, Any] = {"icc_profile": icc_profile} if icc_profile else {}
+    if extension == "png" and transparency is not None:
+        options["transparency"] = transparency
     if extension == "jpg":
         options.update(quality=quality, optimize=True)
     elif extension == "webp":

@@ -56,6 +56,19 @@ def test_photos_lose_gps_serial_numbers_and_comments(
         assert "comment" not in image.info and "exif" not in image.info and "xmp" not in image.info
 
 
+def test_stripping_private_data_keeps_a_palette_images_transparency(tmp_path, run_operation, output_path):
+    source = tmp_path / "icon.png"
+    icon = Image.new("P", (8, 8), 0)
+    icon.putpalette([0, 0, 0, 255, 255, 255])
+    icon.save(source, "PNG", transparency=0)
+
+    done = run_operation("image_convert", source, {"output_format": "png"})
+
+    with Image.open(output_path(done), formats=["PNG"]) as result:
+        assert result.has_transparency_data
+        assert result.convert("RGBA").getpixel((0, 0))[3] == 0
+
+
 @pytest.fixture(scope="module")
 def tagged(tmp_path_factory, media) -> dict[str, Path]:
     directory = tmp_path_factory.mktemp("tagged")
