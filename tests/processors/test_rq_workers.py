@@ -3,6 +3,7 @@ failures fail at once and which go back through RQ's Retry."""
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -384,6 +385,20 @@ def test_the_worker_takes_its_ttl_from_worker_config(settings):
         rq_workers.KonvrtWorker(["video_queue"], connection=django_rq.get_connection("video_queue")).worker_ttl == 600
     )
     assert rq_workers.worker_ttl_for(["image_queue", "audio_queue"]) == 360
+
+
+def test_the_worker_refreshes_a_running_jobs_rq_heartbeat_every_job_heartbeat_seconds(settings):
+    # The recovery sweep reads it as the worker's sign of life: RQ's own default is 30 s.
+    settings.JOB_HEARTBEAT_SECONDS = 7
+    worker = rq_workers.KonvrtWorker(["video_queue"], connection=django_rq.get_connection("video_queue"))
+    assert worker.job_monitoring_interval == 7
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT])
+def test_a_full_disk_is_a_temporary_failure_with_a_plain_message(code):
+    failure = rq_workers.classify_failure(OSError(code, os.strerror(code)))
+    assert failure.retryable is True
+    assert failure.message == "The server ran out of disk space while processing this file."
 
 
 def start_forking_worker(queue: str, storage_root: Path) -> subprocess.Popen:
