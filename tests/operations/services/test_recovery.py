@@ -291,6 +291,9 @@ def test_rq_reporting_the_replaced_job_abandoned_later_leaves_the_new_attempt_al
 
 @pytest.mark.django_db(transaction=True)
 def test_two_sweeps_at_once_act_on_each_operation_once(image_job, redis_connection):
+    if db.connection.vendor != "postgresql":
+        # The in-memory SQLite test database fails a second writer at once instead of waiting.
+        pytest.skip("Concurrent sweeps are tested on PostgreSQL, where two writers take turns.")
     pending = [image_job(enqueue=False) for _ in range(3)]
     vanished = image_job()
     redis_connection.delete(queue_of(vanished).key)
