@@ -22,6 +22,7 @@ from rq.utils import now as rq_now
 
 from apps.core.exceptions import StorageError
 from apps.operations.enums import FileType, OperationStatus, ProcessingPhase
+from apps.operations.models import Operation
 from apps.operations.services import lifecycle
 from apps.operations.services.local_storage import LocalStorage
 from apps.processors import rq_workers
@@ -140,6 +141,32 @@ def test_an_operation_cancelled_while_queued_is_skipped(media, submit, run_worke
     assert not operation.files.filter(file_type=FileType.OUTPUT).exists()
     assert rq_job(operation).return_value() == "skipped"
     assert list((storage_root / "outputs").iterdir()) == []
+
+
+class CancelledWhileStoring(LocalStorage):
+    """Local storage during whose save_output the operation's user cancels: the moment between the
+    output being stored and the operation being completed, which no real timing can hit."""
+
+    def save_output(self, *, operation_id, **kwargs):
+        stored = super().save_output(operation_id=operation_id, **kwargs)
+        lifecycle.operation_cancel(operation=Operation.objects.get(id=operation_id))
+        return stored
+
+
+@pytest.mark.django_db
+def test_an_output_stored_for_an_operation_cancelled_meanwhile_is_deleted_again(
+    media, submit, run_worker, monkeypatch, settings, storage_root
+):
+    monkeypatch.setattr(rq_workers, "get_storage", lambda: CancelledWhileStoring(root=Path(settings.STORAGE_ROOT)))
+    operation = submit("image_convert", media.png(), {"output_format": "jpg"})
+
+    run_worker()
+
+    operation.refresh_from_db()
+    assert operation.status == S.CANCELLED
+    assert not operation.files.filter(file_type=FileType.OUTPUT).exists()
+    assert [path for path in (storage_root / "outputs").rglob("*") if path.is_file()] == []
+    assert rq_job(operation).return_value() == "stopped"
 
 
 # --- permanent failures ---------------------------------------------------------------------------
