@@ -1,5 +1,7 @@
-"""A worker SIGKILLed in the middle of a video, work-horse and parent together (the OOM killer, a
-lost machine): nothing reports it to RQ, so only the recovery sweep can take the operation over."""
+"""A worker stopped in the middle of a video without a word to RQ: SIGKILLed with its work-horse
+(kill -9, a lost machine), or stopped cold (RQ's second SIGTERM, as ``start_workers.sh stop`` sends
+after its grace period: the worker kills its horse and exits). Only the recovery sweep can take
+the operation over."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import os
 import signal
 import time
 
+import pytest
 from django.conf import settings
 
 from apps.operations.enums import FileType
@@ -19,8 +22,9 @@ from tests.processors.processes import ffmpeg_processes_under, is_alive, parent_
 pytestmark = FAULT_TEST
 
 
-def test_a_worker_killed_mid_video_is_recovered_and_the_operation_completes_once(
-    fleet, media, submit, storage_root, fault_timings
+@pytest.mark.parametrize("stop", ["SIGKILL", "cold stop"])
+def test_a_worker_stopped_mid_video_is_recovered_and_the_operation_completes_once(
+    fleet, media, submit, storage_root, fault_timings, stop
 ):
     fleet.start_cron()
     fleet.start_pool("image_queue")  # where the recovery sweep runs
@@ -34,8 +38,13 @@ def test_a_worker_killed_mid_video_is_recovered_and_the_operation_completes_once
     worker = parent_of(horse)
     assert parent_of(worker) == video_pool.pid
 
-    os.kill(worker, signal.SIGKILL)  # first, so that it cannot report the horse's death
-    os.kill(horse, signal.SIGKILL)
+    if stop == "SIGKILL":
+        os.kill(worker, signal.SIGKILL)  # first, so that it cannot report the horse's death
+        os.kill(horse, signal.SIGKILL)
+    else:
+        os.kill(worker, signal.SIGTERM)  # warm: finish the job first...
+        time.sleep(1.5)  # (RQ ignores a second signal within a second of the first)
+        os.kill(worker, signal.SIGTERM)  # ...cold: now
     killed = time.monotonic()
 
     assert wait_until(lambda: not is_alive(encoder), timeout=10)  # FFmpeg dies with its horse
@@ -44,8 +53,8 @@ def test_a_worker_killed_mid_video_is_recovered_and_the_operation_completes_once
     recovered_in = time.monotonic() - killed
     wait_for_status(operation, "completed", "failed", fleet=fleet)
     completed_in = time.monotonic() - killed
-    fault_timings("SIGKILL → queued again", recovered_in)
-    fault_timings("SIGKILL → completed on the pool's new worker", completed_in)
+    fault_timings(f"{stop} → queued again", recovered_in)
+    fault_timings(f"{stop} → completed on the pool's new worker", completed_in)
 
     # The bound: silence for RECOVERY_STALE_SECONDS, then the next sweep (generous slack for CI).
     bound = int(FAST_RECOVERY["RECOVERY_STALE_SECONDS"]) + int(FAST_RECOVERY["RECOVERY_INTERVAL_SECONDS"])
