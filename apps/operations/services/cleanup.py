@@ -139,6 +139,11 @@ def _remove_files_of(*, operation_id: uuid.UUID, storage: StorageBackend, now: d
         if operation is None:
             return None
         files = list(operation.files.all())
+        if not files:
+            # A concurrent run committed while this one waited for the lock: PostgreSQL rechecks
+            # the locked row but evaluates the EXISTS(files) condition on the old snapshot, so
+            # the row can come back with its files already gone. Nothing left to remove.
+            return None
         definition = get_operation(operation.operation)
         for file in files:
             media_type = _media_type_of(file, definition.media_type if definition else MediaType.VIDEO)
