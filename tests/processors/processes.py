@@ -79,8 +79,12 @@ def wait_until(condition, *, timeout: float, interval: float = 0.1) -> bool:
 def worker_environment(storage_root: Path) -> dict[str, str]:
     """The environment for a worker process of our own that must see this test's database (a
     transactional test's, so that rows are committed), its storage and its Redis database."""
+    import pytest
     from django.db import connection
 
+    if connection.vendor != "postgresql":
+        # SQLite's test database lives in this process's memory: no other process can see it.
+        pytest.skip("Worker processes share the test database only on PostgreSQL: set DATABASE_URL.")
     database = connection.settings_dict
     credentials = database["USER"] + (f":{database['PASSWORD']}" if database["PASSWORD"] else "")
     return {
