@@ -14,13 +14,13 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from django.conf import settings
 from PIL import Image
 
-from apps.core.utils import human_size, sanitize_filename
+from apps.core.utils import MAX_FILENAME_LENGTH, human_size, sanitize_filename
 from apps.operations.enums import MediaType
 from apps.processors.exceptions import ProbeError, ProcessingError
 from apps.processors.registry import OperationDefinition
@@ -133,10 +133,14 @@ Processor = Callable[[ProcessingContext], ProcessingResult]
 
 
 def output_file_name(*, original_name: str, operation: str, extension: str) -> str:
-    """The name the output is downloaded as, derived from the client's original name."""
-    stem, dot, _ = original_name.rpartition(".")
-    stem = (stem if dot else original_name).strip() or "file"
-    return sanitize_filename(f"{stem}_{OUTPUT_NAME_SUFFIXES.get(operation, 'processed')}.{extension}")
+    """The name the output is downloaded as, derived from the client's original name:
+    ``holiday.mov`` → ``holiday_compressed.mp4``. It is stored on the output File and is the one
+    name the download uses. A long stem is shortened so that what was done stays visible."""
+    base = PurePosixPath(original_name.replace("\\", "/")).name
+    stem, dot, _ = base.rpartition(".")
+    stem = sanitize_filename(stem if dot else base, fallback="file")
+    ending = f"_{OUTPUT_NAME_SUFFIXES.get(operation, 'processed')}.{extension}"
+    return sanitize_filename(stem[: MAX_FILENAME_LENGTH - len(ending)].rstrip() + ending)
 
 
 # --- the input ------------------------------------------------------------------------------------

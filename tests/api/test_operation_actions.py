@@ -40,7 +40,7 @@ def test_download_streams_the_result_as_an_attachment_named_after_the_original(c
         ("song.flac", "audio_extract", 'attachment; filename="song_audio.mp3"'),
         ("día de playa.mov", "video_compress", "attachment; filename*=utf-8''d%C3%ADa%20de%20playa_compressed.mp4"),
         ('a"b\r\nX-Injected: 1.mov', "video_compress", 'attachment; filename="a_bX-Injected_ 1_compressed.mp4"'),
-        ("", "video_convert", 'attachment; filename="result_converted.mp4"'),
+        ("", "video_convert", 'attachment; filename="file_converted.mp4"'),
     ],
 )
 def test_download_names_are_derived_and_safe(client, make_operation, original, operation, disposition):

@@ -27,10 +27,20 @@ from apps.processors.utils.probe import StreamInfo, probe_media
         ("talk.mp4", "audio_extract", "mp3", "talk_audio.mp3"),
         ("noextension", "audio_convert", "flac", "noextension_converted.flac"),
         (".mp3", "audio_convert", "wav", "file_converted.wav"),
+        ("../../etc/passwd", "image_convert", "jpg", "passwd_converted.jpg"),
+        ("C:\\Users\\me\\clip.avi", "video_convert", "mp4", "clip_converted.mp4"),
+        ("-vf evil.wav", "audio_convert", "mp3", "vf evil_converted.mp3"),
+        ("", "audio_convert", "flac", "file_converted.flac"),
     ],
 )
 def test_output_names_derive_from_the_original_name(original, operation, extension, expected):
     assert output_file_name(original_name=original, operation=operation, extension=extension) == expected
+
+
+def test_a_long_original_name_is_shortened_but_keeps_what_was_done():
+    name = output_file_name(original_name="a" * 400 + ".mov", operation="video_compress", extension="mp4")
+    assert len(name) <= 200
+    assert name.endswith("a_compressed.mp4")
 
 
 def aac(bit_rate, **extra) -> StreamInfo:

@@ -38,15 +38,6 @@ from apps.processors.utils.validation import inspect_upload
 logger = logging.getLogger(__name__)
 
 IDEMPOTENCY_WINDOW_HOURS = 24
-# The name a result is downloaded under: "holiday.mov" compressed is "holiday_compressed.mp4".
-RESULT_SUFFIXES = {
-    "video_compress": "compressed",
-    "video_convert": "converted",
-    "image_resize": "resized",
-    "image_convert": "converted",
-    "audio_convert": "converted",
-    "audio_extract": "audio",
-}
 
 
 @dataclass(frozen=True)
@@ -234,20 +225,9 @@ def operation_download(*, operation: Operation) -> OperationDownload:
             raise
         logger.warning("The result %s of operation %s is missing from storage", output.file_path, operation.id)
         raise Expired("The result of this operation is no longer stored; run the operation again.") from e
-    input_file = next((file for file in operation.files.all() if file.file_type == FileType.INPUT), None)
     return OperationDownload(
         target=target,
-        file_name=result_file_name(
-            original=input_file.file_name if input_file else "",
-            operation=operation.operation,
-            stored_name=output.file_path,
-        ),
+        # Named by the worker when it stored the result (holiday.mov → holiday_compressed.mp4).
+        file_name=output.file_name or f"result{Path(output.file_path).suffix.lower()}",
         mime_type=output.mime_type or "application/octet-stream",
     )
-
-
-def result_file_name(*, original: str, operation: str, stored_name: str) -> str:
-    """The download name: the original's stem, what was done, the result's extension."""
-    extension = Path(stored_name).suffix.lower()
-    stem = Path(sanitize_filename(original, fallback="result")).stem or "result"
-    return sanitize_filename(f"{stem}_{RESULT_SUFFIXES.get(operation, 'processed')}{extension}")

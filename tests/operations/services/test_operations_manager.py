@@ -99,23 +99,6 @@ def test_delete_keeps_going_when_storage_cannot_remove_a_file(media, storage_roo
     assert "Could not remove" in caplog.text
 
 
-@pytest.mark.parametrize(
-    ("original", "operation", "stored_name", "expected"),
-    [
-        ("holiday.mov", "video_compress", "outputs/x/output.mp4", "holiday_compressed.mp4"),
-        ("holiday.mov", "video_convert", "outputs/x/output.webm", "holiday_converted.webm"),
-        ("scan.PNG", "image_resize", "outputs/x/output.png", "scan_resized.png"),
-        ("interview.mp4", "audio_extract", "outputs/x/output.mp3", "interview_audio.mp3"),
-        ("../../etc/passwd", "image_convert", "outputs/x/output.jpg", "passwd_converted.jpg"),
-        ("", "audio_convert", "outputs/x/output.flac", "result_converted.flac"),
-    ],
-)
-def test_result_file_names(original, operation, stored_name, expected):
-    assert operations_manager.result_file_name(original=original, operation=operation, stored_name=stored_name) == (
-        expected
-    )
-
-
 @pytest.mark.parametrize("action", ["cancel", "delete"])
 def test_cancelling_or_deleting_a_queued_operation_withdraws_its_job_from_the_queue(media, action):
     first = create(media).operation
