@@ -29,4 +29,6 @@ def get_connection(name: str) -> Redis:
 
 @functools.lru_cache(maxsize=32)
 def _client(url: str) -> Redis:
-    return Redis.from_url(url)
+    # A Redis that stopped answering (a host gone, packets dropped) fails a connect in seconds
+    # instead of hanging the request; no read timeout, since workers block on BLPOP through it.
+    return Redis.from_url(url, socket_connect_timeout=5)

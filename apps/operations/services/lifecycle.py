@@ -48,12 +48,11 @@ def _silent_since(rows: QuerySet[Operation], heartbeat_before: datetime) -> Quer
 
 
 # --- queueing -------------------------------------------------------------------------------------
-def operation_mark_queued(*, operation_id: uuid.UUID, job_id: str) -> bool:
+def operation_mark_queued(*, operation_id: uuid.UUID, job_id: str, queued_at: datetime | None = None) -> bool:
     """pending → queued, before the job is put on the queue. Only one caller can win this, so only
     one caller enqueues."""
-    return (
-        _live(operation_id, S.PENDING).update(status=S.QUEUED, job_id=job_id, queued_at=timezone.now(), phase="") == 1
-    )
+    queued_at = queued_at or timezone.now()
+    return _live(operation_id, S.PENDING).update(status=S.QUEUED, job_id=job_id, queued_at=queued_at, phase="") == 1
 
 
 def operation_mark_pending(*, operation_id: uuid.UUID, job_id: str) -> bool:

@@ -18,14 +18,16 @@ import logging
 import uuid
 from datetime import datetime
 
-import django_rq
 from django.db import transaction
+from django.utils import timezone
 from redis.exceptions import RedisError
 from rq import Callback, Retry
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 
+from apps.core import queues
+from apps.operations.enums import OperationStatus as S
 from apps.operations.models import Operation
 from apps.operations.services.lifecycle import (
     operation_mark_pending,
@@ -60,7 +62,8 @@ def enqueue_operation(*, operation: Operation) -> bool:
     recovery sweep) when Redis cannot be reached or another caller already queued it."""
     definition = get_operation(operation.operation)
     job_id = job_id_for(operation)
-    if not operation_mark_queued(operation_id=operation.id, job_id=job_id):
+    queued_at = timezone.now()
+    if not operation_mark_queued(operation_id=operation.id, job_id=job_id, queued_at=queued_at):
         return False
     try:
         _put_on_queue(operation, definition, job_id)
@@ -68,7 +71,8 @@ def enqueue_operation(*, operation: Operation) -> bool:
         logger.warning("Could not queue operation %s, leaving it pending: %s", operation.id, e)
         operation_mark_pending(operation_id=operation.id, job_id=job_id)
         return False
-    operation.refresh_from_db(fields=["status", "job_id", "queued_at"])
+    # What the compare-and-set wrote, without reading the row back.
+    operation.status, operation.job_id, operation.queued_at, operation.phase = S.QUEUED, job_id, queued_at, ""
     return True
 
 
@@ -171,13 +175,13 @@ def _forget_executions(job: Job) -> None:
 
 def _fetch_job(job_id: str, queue_name: str) -> Job | None:
     try:
-        return Job.fetch(job_id, connection=django_rq.get_connection(queue_name))
+        return Job.fetch(job_id, connection=queues.get_connection(queue_name))
     except NoSuchJobError:
         return None
 
 
 def _put_on_queue(operation: Operation, definition: OperationDefinition, job_id: str) -> None:
-    django_rq.get_queue(definition.queue).enqueue(
+    queues.get_queue(definition.queue).enqueue(
         JOB_FUNCTION,
         str(operation.id),
         job_id=job_id,

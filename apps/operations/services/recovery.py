@@ -38,7 +38,6 @@ import logging
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
-import django_rq
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
@@ -48,6 +47,7 @@ from rq.executions import Execution, ExecutionRegistry
 from rq.job import Job, JobStatus
 from rq.registry import ScheduledJobRegistry
 
+from apps.core import queues
 from apps.operations.enums import OperationStatus
 from apps.operations.models import Operation
 from apps.operations.services import lifecycle
@@ -132,7 +132,7 @@ def job_in_live_hands(*, job_id: str, queue_name: str, heartbeat_before: datetim
     execution records (a record whose own TTL ran out belongs to a dead worker)."""
     if not job_id:
         return False
-    connection = django_rq.get_connection(queue_name)
+    connection = queues.get_connection(queue_name)
     for execution_id in ExecutionRegistry(job_id, connection=connection).get_execution_ids():
         try:
             execution = Execution.fetch(id=execution_id, job_id=job_id, connection=connection)
@@ -166,7 +166,7 @@ def job_will_run(*, job_id: str, queue_name: str, heartbeat_before: datetime) ->
     (a retry's delay), deferred, or being executed by a live worker."""
     if not job_id:
         return False
-    connection = django_rq.get_connection(queue_name)
+    connection = queues.get_connection(queue_name)
     try:
         job = Job.fetch(job_id, connection=connection)
     except NoSuchJobError:
