@@ -185,7 +185,13 @@ def _process(
     tracker.enter_phase(ProcessingPhase.STORING)
     output_size = result.path.stat().st_size
     compression_ratio = round(output_size / input_size, 4) if input_size else None
-    file_metadata = {**output_info.as_metadata(), **result.details, "compression_ratio": compression_ratio}
+    file_metadata = {
+        **output_info.as_metadata(),
+        # The format as people name it ("mp4"), not FFmpeg's demuxer for it ("mov").
+        "format": result.extension,
+        **result.details,
+        "compression_ratio": compression_ratio,
+    }
     stored = storage.save_output(
         operation_id=operation.id, local_path=result.path, extension=result.extension, media_type=result.media_type
     )

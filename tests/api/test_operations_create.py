@@ -19,6 +19,14 @@ from tests.api.conftest import API, session_key_of, stored_files, upload
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+def test_an_mp4_upload_is_described_as_mp4_not_by_ffmpegs_demuxer_name(client, media):
+    response = upload(client, media.video(extension="mp4", duration=0.5), operation="video_compress", name="clip.mp4")
+
+    assert response.status_code == 201
+    metadata = response.json()["data"]["input_file"]["metadata"]
+    assert (metadata["format"], metadata["container"]) == ("mp4", "mov")
+
+
 def test_upload_is_stored_recorded_and_queued(client, media, storage_root, redis_connection):
     response = upload(
         client, media.video(extension="mov", duration=0.5), operation="video_compress", name="holiday.mov"
@@ -34,6 +42,7 @@ def test_upload_is_stored_recorded_and_queued(client, media, storage_root, redis
     assert data["input_file"]["file_name"] == "holiday.mov"
     assert data["input_file"]["mime_type"] == "video/quicktime"
     assert data["input_file"]["metadata"]["width"] == 320
+    assert data["input_file"]["metadata"]["format"] == "mov"
     assert data["output_file"] is None
 
     operation = Operation.objects.get(id=data["id"])

@@ -260,6 +260,7 @@ def test_every_operation_end_to_end_through_the_api(client, media, run_worker, t
     output = detail["output_file"]
     assert (output["file_name"], output["mime_type"]) == (case.output_name, case.mime_type)
     assert output["metadata"]["compression_ratio"] > 0
+    assert output["metadata"]["format"] == case.output_name.rsplit(".", 1)[1]
     assert detail["expires_at"] is not None
     response = client.get(f"{API}/operations/{created['id']}/download/")
     assert response.status_code == 200

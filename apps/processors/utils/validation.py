@@ -211,7 +211,8 @@ def inspect_upload(*, path: Path, definition: OperationDefinition) -> UploadInsp
         container=container,
         extension=sniffed.extension,
         mime_type=mime_type_for_extension(sniffed.extension),
-        metadata=metadata,
+        # The format as people name it ("mp4"), not FFmpeg's demuxer for it ("mov").
+        metadata={**metadata, "format": sniffed.extension},
     )
 
 
