@@ -5,13 +5,23 @@ from __future__ import annotations
 from typing import Any
 
 from rest_framework.pagination import PageNumberPagination
+from rest_framework.request import Request
 from rest_framework.response import Response
+
+from apps.core.exceptions import ValidationFailed
 
 
 class EnvelopePagination(PageNumberPagination):
     page_size = 20
     page_size_query_param = "page_size"
     max_page_size = 100
+
+    def paginate_queryset(self, queryset: Any, request: Request, view: Any = None) -> list[Any] | None:
+        # A page that is not a number is a bad request (400); a number past the end stays DRF's 404.
+        page = request.query_params.get(self.page_query_param)
+        if page is not None and page not in self.last_page_strings and not (page.isdigit() and int(page) > 0):
+            raise ValidationFailed("The page is not valid.", details={"page": ["Must be a whole number from 1."]})
+        return super().paginate_queryset(queryset, request, view)
 
     def get_paginated_response(self, data: list[Any]) -> Response:
         page = self.page

@@ -50,12 +50,19 @@ def _parse_json_object(text: str | None) -> Any:
     if not text:
         return {}
     try:
-        return json.loads(text)
+        parsed = json.loads(text)
     except json.JSONDecodeError as e:
         raise ValidationFailed(
             "The parameters are not valid JSON.",
             details={"parameters": [f"Not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})."]},
         ) from e
+    if parsed is None:
+        # Omitting the field means the defaults; an explicit null is a mistake worth naming.
+        raise ValidationFailed(
+            "Parameters must be a JSON object.",
+            details={"parameters": ['Expected a JSON object such as {"quality": 23}, or no parameters at all.']},
+        )
+    return parsed
 
 
 class OperationListQuerySerializer(serializers.Serializer):

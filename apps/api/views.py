@@ -24,7 +24,7 @@ from apps.api.exceptions import error_body
 from apps.api.pagination import EnvelopePagination
 from apps.api.parsers import UploadParser
 from apps.api.throttling import DEFAULT_THROTTLES, HEALTH_THROTTLES, STATUS_THROTTLES, UPLOAD_THROTTLES
-from apps.api.utils import IgnoreAcceptNegotiation, session_key, success
+from apps.api.utils import IgnoreAcceptNegotiation, attachment_disposition, session_key, success
 from apps.api.validators import IDEMPOTENCY_KEY_HEADER, validate_idempotency_key
 from apps.core.exceptions import NotFound
 from apps.core.health import run_health_checks
@@ -177,6 +177,7 @@ class OperationViewSet(viewsets.GenericViewSet):
         response = FileResponse(
             download.target.stream, as_attachment=True, filename=download.file_name, content_type=download.mime_type
         )
+        response["Content-Disposition"] = attachment_disposition(download.file_name)
         response["X-Content-Type-Options"] = "nosniff"
         return response
 

@@ -38,7 +38,17 @@ def test_download_streams_the_result_as_an_attachment_named_after_the_original(c
     ("original", "operation", "disposition"),
     [
         ("song.flac", "audio_extract", 'attachment; filename="song_audio.mp3"'),
-        ("día de playa.mov", "video_compress", "attachment; filename*=utf-8''d%C3%ADa%20de%20playa_compressed.mp4"),
+        (
+            "día de playa.mov",
+            "video_compress",
+            'attachment; filename="dia de playa_compressed.mp4"; '
+            "filename*=utf-8''d%C3%ADa%20de%20playa_compressed.mp4",
+        ),
+        (
+            "写真.png",
+            "image_convert",
+            "attachment; filename=\"_converted.jpg\"; filename*=utf-8''%E5%86%99%E7%9C%9F_converted.jpg",
+        ),
         ('a"b\r\nX-Injected: 1.mov', "video_compress", 'attachment; filename="a_bX-Injected_ 1_compressed.mp4"'),
         ("", "video_convert", 'attachment; filename="file_converted.mp4"'),
     ],

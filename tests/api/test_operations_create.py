@@ -101,6 +101,7 @@ def test_hostile_filename_is_kept_only_sanitised(client, media, storage_root):
     [
         ("{not json", "parameters", "Not valid JSON"),
         ("[1, 2]", "parameters", "JSON object"),
+        ("null", "parameters", "JSON object"),
         ({"quality": 40}, "quality", "Must be at most 28."),
         ({"quality": 10}, "quality", "Must be at least 18."),
         ({"quality": "high"}, "quality", "Must be of type integer."),

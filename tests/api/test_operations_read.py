@@ -58,6 +58,15 @@ def test_list_pages_and_caps_the_page_size(client):
     assert capped["pagination"]["page_size"] == 100
 
 
+@pytest.mark.parametrize("page", ["abc", "0", "-1", "1.5"])
+def test_a_page_that_is_not_a_number_is_a_400(client, page):
+    response = client.get(f"{API}/operations/", {"page": page})
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "validation_error"
+    assert "page" in response.json()["error"]["details"]
+
+
 def test_list_filters_by_status_and_operation(client):
     key = session_key_of(client)
     Operation.objects.create(session_key=key, operation="image_resize", status=S.FAILED)
