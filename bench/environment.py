@@ -25,7 +25,7 @@ RAISED_THROTTLES = {
     "THROTTLE_UPLOADS": "100000000/hour",
     "THROTTLE_STATUS_CHECKS": "100000000/minute",
 }
-WORKER_CLASS = "apps.processors.rq_workers.KonvrtWorker"
+WORKER_CLASS = "apps.operations.worker.KonvrtWorker"
 
 
 def free_port() -> int:

@@ -12,7 +12,6 @@ import json
 import os
 import sys
 import time
-import uuid
 from pathlib import Path
 
 from bench.procfs import peak_rss_mb, rss_mb
@@ -28,10 +27,10 @@ def konvrt(operation: str, source: Path, output: Path):
 
     django.setup()
     from apps.core.utils import file_extension
-    from apps.processors.base_processor import ProcessingContext, input_decoder, inspect_input
+    from apps.processors.contract import ProcessingContext
+    from apps.processors.inspection import input_decoder, inspect_input
     from apps.processors.parameters import validate_parameters
     from apps.processors.registry import get_operation
-    from apps.processors.utils.track_progress import ProgressTracker
 
     definition = get_operation(operation)
     parameters = {"width": FIT, "height": FIT} if operation == "image_resize" else {"output_format": "webp"}
@@ -40,15 +39,14 @@ def konvrt(operation: str, source: Path, output: Path):
         extension = file_extension(source.name)
         decoder = input_decoder(extension=extension, media_type=definition.media_type, recorded=None)
         context = ProcessingContext(
-            operation_id=uuid.uuid4(),
-            definition=definition,
+            operation=definition.name,
+            media_type=definition.media_type,
             parameters=validate_parameters(definition, parameters),
             input_path=source,
             input_extension=extension,
             input_format=decoder,
             input_info=inspect_input(path=source, extension=extension, definition=definition, input_format=decoder),
             workspace=output.parent,
-            tracker=ProgressTracker(operation_id=uuid.uuid4(), attempt=1),
             deadline=time.monotonic() + definition.timeout,
         )
         definition.load_processor()(context)

@@ -23,13 +23,14 @@ from apps.core.utils import file_extension
 from apps.operations.enums import FileType, OperationStatus
 from apps.operations.models import File, Operation
 from apps.operations.services import lifecycle
-from apps.operations.services.file_manager import mime_type_for_extension
-from apps.operations.services.storage import get_storage
-from apps.processors.base_processor import ProcessingContext, input_decoder, inspect_input
+from apps.operations.services.progress import ProgressTracker
+from apps.processors import ffmpeg
+from apps.processors.contract import ProcessingContext
+from apps.processors.formats import mime_type_for_extension
+from apps.processors.inspection import input_decoder, inspect_input
 from apps.processors.parameters import validate_parameters
 from apps.processors.registry import get_operation
-from apps.processors.utils import ffmpeg
-from apps.processors.utils.track_progress import ProgressTracker
+from apps.storage.backend import get_storage
 
 BENCH_SESSION = "bench" + "0" * 27
 
@@ -115,16 +116,16 @@ def run_processor(*, operation: str, input_path: str, parameters: dict[str, Any]
     workspace = Path(workdir) / str(claimed.id)
     workspace.mkdir(parents=True)
     context = ProcessingContext(
-        operation_id=claimed.id,
-        definition=definition,
+        operation=definition.name,
+        media_type=definition.media_type,
         parameters=validate_parameters(definition, parameters),
         input_path=path,
         input_extension=extension,
         input_format=input_format,
         input_info=info,
         workspace=workspace,
-        tracker=ProgressTracker(operation_id=claimed.id, attempt=claimed.attempt),
         deadline=time.monotonic() + definition.timeout,
+        report_progress=ProgressTracker(operation_id=claimed.id, attempt=claimed.attempt).report,
     )
     with captured_ffmpeg_commands() as commands:
         own_before = resource.getrusage(resource.RUSAGE_SELF)
@@ -158,7 +159,7 @@ def run_processor(*, operation: str, input_path: str, parameters: dict[str, Any]
 
 def probe_seconds(*, input_path: str, demuxer: str) -> float:
     """One probe of a file, as a client calling FFmpeg itself would make before its command."""
-    from apps.processors.utils.probe import probe_media
+    from apps.processors.probe import probe_media
 
     started = time.perf_counter()
     probe_media(Path(input_path), format_name=demuxer)
@@ -180,8 +181,8 @@ class _WriteCounter:
 def count_job_writes(*, operation: str, input_path: str, parameters: dict[str, Any]) -> dict[str, Any]:
     """Run one whole job (``process_operation``, as RQ would call it) on a queued operation and count
     the database writes it makes, progress writes apart."""
+    from apps.operations.jobs import process_operation
     from apps.operations.services.queue_manager import job_id_for
-    from apps.processors.rq_workers import process_operation
 
     created = create_operation(operation=operation, parameters=parameters, input_path=input_path)
     lifecycle.operation_mark_queued(operation_id=created.id, job_id=job_id_for(created))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from apps.processors.utils.ffmpeg import resolve_ffmpeg_binary
+from apps.processors.ffmpeg import resolve_ffmpeg_binary
 
 
 @dataclass(frozen=True)

@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
 
     django_rq.get_connection("video_queue").flushdb()
 
-    from apps.processors.utils.ffmpeg import resolve_ffmpeg_binary
+    from apps.processors.ffmpeg import resolve_ffmpeg_binary
 
     other = options.other_ffmpeg
     if other and Path(other).is_file() and Path(other).resolve() != Path(resolve_ffmpeg_binary()).resolve():

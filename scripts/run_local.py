@@ -25,8 +25,8 @@ def manage(*args: str) -> list[str]:
 
 
 # Konvrt's forking worker: worker_ttl from WORKER_CONFIG, heavy imports preloaded, killed
-# work-horses handled (see apps/processors/rq_workers.py).
-FORKING_WORKER = "apps.processors.rq_workers.KonvrtWorker"
+# work-horses handled (see apps/operations/worker.py).
+FORKING_WORKER = "apps.operations.worker.KonvrtWorker"
 CRON_CONFIG = "config/cron.py"
 
 

@@ -11,7 +11,7 @@
 #   scripts/start_workers.sh run                  all, in the foreground until SIGTERM (Procfile)
 #
 # Each pool is `manage.py rqworker-pool <queue> --num-workers N` with Konvrt's forking worker class
-# (apps.processors.rq_workers.KonvrtWorker): RQ's WorkerPool replaces a worker that dies and runs
+# (apps.operations.worker.KonvrtWorker): RQ's WorkerPool replaces a worker that dies and runs
 # RQ's scheduler (retry delays) in its workers; the worker class takes its worker_ttl from
 # WORKER_CONFIG, since rqworker-pool has no --worker-ttl. Each job's timeout is its queue's, set
 # when it is enqueued.
@@ -30,7 +30,7 @@ fi
 RUN_DIR="${WORKER_RUN_DIR:-$ROOT/storage/workers}"
 GRACE="${WORKER_STOP_GRACE:-60}"
 WORKER_GROUPS=(video image audio)
-FORKING_WORKER=apps.processors.rq_workers.KonvrtWorker
+FORKING_WORKER=apps.operations.worker.KonvrtWorker
 
 usage() {
   sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
@@ -156,7 +156,7 @@ status() {
     fi
   done
   echo
-  "$PYTHON" manage.py shell --no-imports -c "from apps.processors.rq_workers import fleet_status; print(fleet_status())" ||
+  "$PYTHON" manage.py shell --no-imports -c "from apps.operations.worker import fleet_status; print(fleet_status())" ||
     echo "(RQ's view is unavailable: is Redis reachable at REDIS_URL?)"
   return "$all_running"
 }

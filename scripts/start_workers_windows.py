@@ -169,7 +169,7 @@ def status() -> int:
             print(f"  {name}: pid {pid}")
     print()
     command = manage(
-        "shell", "--no-imports", "-c", "from apps.processors.rq_workers import fleet_status; print(fleet_status())"
+        "shell", "--no-imports", "-c", "from apps.operations.worker import fleet_status; print(fleet_status())"
     )
     if subprocess.call(command, cwd=ROOT) != 0:
         print("(RQ's view is unavailable: is Redis reachable at REDIS_URL?)")

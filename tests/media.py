@@ -13,7 +13,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from apps.processors.utils.ffmpeg import resolve_ffmpeg_binary
+from apps.processors.ffmpeg import resolve_ffmpeg_binary
 
 # (video codec args, audio codec args) per container.
 _VIDEO_CODECS: dict[str, tuple[list[str], list[str]]] = {

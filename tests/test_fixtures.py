@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import django_rq
 
-from apps.processors.utils.probe import probe_image, probe_media
+from apps.processors.probe import probe_image, probe_media
 
 
 def test_run_worker_processes_a_real_job_from_redis(run_worker, tmp_path):

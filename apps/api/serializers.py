@@ -11,11 +11,12 @@ from rest_framework import serializers
 
 from apps.api.validators import validate_extension, validate_size
 from apps.core.exceptions import ValidationFailed
-from apps.operations.enums import FileType, MediaType, OperationStatus, ProcessingPhase
+from apps.operations.enums import FileType, OperationStatus, ProcessingPhase
 from apps.operations.models import File, Operation
 from apps.operations.selectors import operation_eta_seconds
+from apps.processors.formats import MediaType
 from apps.processors.parameters import validate_parameters
-from apps.processors.registry import OPERATIONS, OperationDefinition, get_operation
+from apps.processors.registry import OPERATIONS, OperationDefinition
 
 
 # --- requests -------------------------------------------------------------------------------------
@@ -30,7 +31,7 @@ class OperationCreateSerializer(serializers.Serializer):
     file = serializers.FileField(allow_empty_file=False, use_url=False, help_text="The media file to process.")
 
     def validate_operation(self, value: str) -> OperationDefinition:
-        definition = get_operation(value)
+        definition = OPERATIONS.get(value)
         if definition is None:
             raise serializers.ValidationError(
                 f"Unknown operation {value!r}. Available operations: {', '.join(sorted(OPERATIONS))}."

@@ -27,12 +27,12 @@ from apps.api.throttling import DEFAULT_THROTTLES, HEALTH_THROTTLES, STATUS_THRO
 from apps.api.utils import IgnoreAcceptNegotiation, attachment_disposition, session_key, success
 from apps.api.validators import IDEMPOTENCY_KEY_HEADER, validate_idempotency_key
 from apps.core.exceptions import NotFound
-from apps.core.health import run_health_checks
 from apps.operations import selectors
 from apps.operations.enums import OperationStatus
 from apps.operations.models import Operation
 from apps.operations.services import operations_manager
-from apps.processors.registry import OPERATIONS, get_operation
+from apps.operations.services.health import run_health_checks
+from apps.processors.registry import OPERATIONS
 
 
 def _errors(*codes: int) -> dict[int, OpenApiResponse]:
@@ -233,7 +233,7 @@ class OperationDefinitionDetailView(APIView):
         responses={200: s.OperationDefinitionEnvelope, **_errors(404, 429)},
     )
     def get(self, request: Request, name: str) -> Response:
-        definition = get_operation(name)
+        definition = OPERATIONS.get(name)
         if definition is None:
             raise NotFound(f"There is no operation named {name!r}.")
         return success(s.OperationDefinitionSerializer(definition).data)

@@ -60,12 +60,13 @@ class ServiceUnavailable(KonvrtError):
 
 
 class StorageError(KonvrtError):
-    """A storage backend failed. ``retryable`` tells a job whether trying again may help."""
+    """A storage backend failed. ``permanent`` tells a job that trying again cannot help (a missing
+    file, a refused key); otherwise (a timeout, a 5xx) it may."""
 
     status_code = 503
     default_code = "service_unavailable"
     default_detail = "File storage is unavailable; please try again shortly."
 
-    def __init__(self, message: str | None = None, *, retryable: bool = True, **kwargs: Any) -> None:
+    def __init__(self, message: str | None = None, *, permanent: bool = False, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
-        self.retryable = retryable
+        self.permanent = permanent

@@ -31,7 +31,7 @@ from apps.core.exceptions import NotFound, ServiceUnavailable
 from apps.core.queues import get_queue
 from apps.operations.enums import OperationStatus
 from apps.operations.models import Operation
-from apps.processors.registry import get_operation
+from apps.processors.registry import OPERATIONS
 
 logger = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ def _waiting(operation: Operation) -> tuple[int | None, str | None]:
         return None, "The job queue could not be reached; the operation will be queued automatically."
     if operation.status != S.QUEUED:
         return None, None
-    definition = get_operation(operation.operation)
+    definition = OPERATIONS.get(operation.operation)
     if definition is None:
         return None, None
     try:

@@ -159,7 +159,7 @@ BUILD_CASES = {
 def run_ffmpeg_builds(bench: Bench) -> list[Result]:
     """The FFmpeg Konvrt resolved (konvrt column) against another build (baseline column), on the
     commands the processing cases captured. Reported, not judged."""
-    from apps.processors.utils.ffmpeg import resolve_ffmpeg_binary
+    from apps.processors.ffmpeg import resolve_ffmpeg_binary
 
     if not bench.other_ffmpeg:
         return []

@@ -21,10 +21,9 @@ from openapi_core.testing import MockRequest, MockResponse
 
 from apps.operations.enums import FileType, OperationStatus
 from apps.operations.models import File, Operation
-from apps.operations.services.file_manager import mime_type_for_extension
-from apps.operations.services.storage import get_storage
-from apps.processors.base_processor import output_file_name
+from apps.processors.formats import mime_type_for_extension
 from apps.processors.registry import get_operation
+from apps.storage.backend import get_storage
 from scripts.embedded_redis import free_port, start_redis_server
 
 API = "/api/v1"
@@ -111,9 +110,7 @@ def make_operation(media, storage_root, tmp_path) -> Callable[..., Operation]:
                 file_type=FileType.OUTPUT,
                 file_path=stored_output.key,
                 # Named the way the worker names a result.
-                file_name=output_file_name(
-                    original_name=original_name, operation=definition.name, extension=output_extension
-                ),
+                file_name=definition.output_file_name(original_name=original_name, extension=output_extension),
                 file_size=stored_output.size,
                 mime_type=mime_type_for_extension(output_extension),
             )

@@ -14,7 +14,7 @@ from apps.core.exceptions import StorageError
 from apps.operations.enums import OperationStatus
 from apps.operations.models import Operation
 from apps.operations.services import operations_manager
-from apps.operations.services.local_storage import LocalStorage
+from apps.storage.local import LocalStorage
 from tests.api.conftest import API, session_key_of, upload
 from tests.api.test_operation_actions import UrlStorage
 

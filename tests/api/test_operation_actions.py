@@ -12,8 +12,8 @@ from django.utils import timezone
 from apps.operations.enums import FileType, OperationStatus
 from apps.operations.models import Operation
 from apps.operations.services import operations_manager
-from apps.operations.services.local_storage import LocalStorage
-from apps.operations.services.storage import DownloadTarget
+from apps.storage.backend import DownloadTarget
+from apps.storage.local import LocalStorage
 from tests.api.conftest import API, session_key_of, stored_files
 
 pytestmark = pytest.mark.django_db

@@ -55,7 +55,7 @@ def test_upload_is_stored_recorded_and_queued(client, media, storage_root, redis
 
     job = Job.fetch(operation.job_id, connection=redis_connection)
     assert django_rq.get_queue("video_queue").job_ids == [operation.job_id]
-    assert job.func_name == "apps.processors.rq_workers.process_operation"
+    assert job.func_name == "apps.operations.jobs.process_operation"
     assert job.args == (str(operation.id),)
     assert job.timeout == 1800
 

@@ -8,11 +8,12 @@ import pytest
 from django.utils import timezone
 from rq.cron import CronScheduler
 
-from apps.operations.enums import FileType, MediaType, OperationStatus
+from apps.operations.enums import FileType, OperationStatus
 from apps.operations.models import File, Operation
 from apps.operations.services.cleanup import CleanupReport, cleanup_run
 from apps.operations.services.recovery import RecoveryReport, recovery_run
-from apps.operations.services.storage import get_storage
+from apps.processors.formats import MediaType
+from apps.storage.backend import get_storage
 
 
 @pytest.mark.django_db

@@ -37,7 +37,7 @@ from tests.processors.conftest import submit  # noqa: F401  (a fixture, register
 from tests.processors.processes import descendants, is_alive, worker_environment
 
 ROOT = Path(__file__).resolve().parents[2]
-FORKING_WORKER = "apps.processors.rq_workers.KonvrtWorker"
+FORKING_WORKER = "apps.operations.worker.KonvrtWorker"
 # Figures small enough for a test to watch a recovery happen, in the same ratio as the defaults'
 # (10 s heartbeat, 45 s bound, 30 s sweep).
 FAST_RECOVERY = {

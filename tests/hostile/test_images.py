@@ -20,7 +20,7 @@ from PIL import EpsImagePlugin, Image
 
 from apps.operations.enums import OperationStatus
 from apps.operations.models import Operation
-from apps.processors.utils.probe import probe_image
+from apps.processors.probe import probe_image
 from tests.api.conftest import upload
 from tests.hostile import attacks
 

@@ -40,7 +40,7 @@ HOSTILE_NAMES = [
 def test_hostile_filenames_are_stored_under_generated_keys_and_downloaded_under_safe_names(
     client, media, storage_root, run_worker, django_capture_on_commit_callbacks, name, caplog
 ):
-    caplog.set_level(logging.DEBUG, logger="apps.processors.utils.ffmpeg")
+    caplog.set_level(logging.DEBUG, logger="apps.processors.ffmpeg")
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(
             f"{API}/operations/",
@@ -77,7 +77,7 @@ def test_hostile_filenames_are_stored_under_generated_keys_and_downloaded_under_
 def test_a_filename_is_never_part_of_an_ffmpeg_command(
     client, media, run_worker, django_capture_on_commit_callbacks, caplog
 ):
-    caplog.set_level(logging.DEBUG, logger="apps.processors.utils.ffmpeg")
+    caplog.set_level(logging.DEBUG, logger="apps.processors.ffmpeg")
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(
             f"{API}/operations/",

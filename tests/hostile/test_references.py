@@ -22,10 +22,10 @@ from PIL import Image
 
 from apps.operations.enums import FileType, OperationStatus
 from apps.operations.models import Operation
-from apps.operations.services.storage import object_key
 from apps.processors.exceptions import FFmpegError, ProbeError
-from apps.processors.utils.ffmpeg import input_args, resolve_ffmpeg_binary, run_ffmpeg
-from apps.processors.utils.probe import probe_media, safe_input_options
+from apps.processors.ffmpeg import input_args, resolve_ffmpeg_binary, run_ffmpeg
+from apps.processors.probe import probe_media, safe_input_options
+from apps.storage.backend import object_key
 from tests.api.conftest import API, upload
 from tests.hostile import attacks
 from tests.hostile.conftest import Tripwire, everything_kept

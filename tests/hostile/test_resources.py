@@ -10,8 +10,8 @@ import pytest
 
 from apps.operations.enums import OperationStatus
 from apps.processors.exceptions import FFmpegError
-from apps.processors.utils.ffmpeg import input_args, run_ffmpeg
-from apps.processors.utils.probe import probe_media
+from apps.processors.ffmpeg import input_args, run_ffmpeg
+from apps.processors.probe import probe_media
 from tests.api.conftest import upload
 from tests.hostile import attacks
 
@@ -60,7 +60,7 @@ def test_audio_operations_never_decode_a_huge_cover(
 
 def test_every_ffmpeg_run_is_pinned_and_bounded(run_operation, media, settings, caplog):
     settings.FFMPEG_THREADS = 2
-    caplog.set_level(logging.DEBUG, logger="apps.processors.utils.ffmpeg")
+    caplog.set_level(logging.DEBUG, logger="apps.processors.ffmpeg")
 
     run_operation("video_compress", media.video(duration=0.5), {"preset": "ultrafast"})
     run_operation("audio_convert", media.audio(duration=0.5), {"output_format": "mp3"})

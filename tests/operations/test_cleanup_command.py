@@ -12,9 +12,10 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from apps.operations.enums import FileType, MediaType, OperationStatus
+from apps.operations.enums import FileType, OperationStatus
 from apps.operations.models import File, Operation
-from apps.operations.services.storage import get_storage
+from apps.processors.formats import MediaType
+from apps.storage.backend import get_storage
 
 pytestmark = pytest.mark.django_db
 

@@ -27,8 +27,8 @@ from rq.utils import now as rq_now
 from apps.operations.enums import FileType, OperationStatus
 from apps.operations.models import File, Operation
 from apps.operations.services.cleanup import cleanup_run
+from apps.processors.probe import probe_image, probe_media
 from apps.processors.registry import get_operation
-from apps.processors.utils.probe import probe_image, probe_media
 from tests.cloudinary_standin import CloudinaryStandIn
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -9,11 +9,11 @@ import pytest
 
 from apps.operations.enums import FileType
 from apps.operations.models import File, Operation
-from apps.operations.services.file_manager import mime_type_for_extension
 from apps.operations.services.queue_manager import enqueue_operation
-from apps.operations.services.storage import get_storage
+from apps.processors.formats import mime_type_for_extension
 from apps.processors.parameters import validate_parameters
 from apps.processors.registry import get_operation
+from apps.storage.backend import get_storage
 
 SESSION = "s" * 32
 

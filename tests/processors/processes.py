@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from apps.processors.utils.ffmpeg import resolve_ffmpeg_binary
+from apps.processors.ffmpeg import resolve_ffmpeg_binary
 
 
 def parent_of(pid: int) -> int | None:

@@ -17,7 +17,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from PIL import Image
 
-from apps.processors.utils.probe import MediaInfo, probe_media
+from apps.processors.probe import MediaInfo, probe_media
 from tests.processors.processes import ffmpeg_processes_under, is_alive, wait_until, worker_environment
 
 API = "/api/v1"
@@ -308,7 +308,7 @@ def test_progress_eta_and_cancel_through_the_api_while_a_forking_worker_encodes(
             "video_queue",
             "--burst",
             "--worker-class",
-            "apps.processors.rq_workers.KonvrtWorker",
+            "apps.operations.worker.KonvrtWorker",
         ],
         cwd=ROOT,
         env=worker_environment(storage_root),

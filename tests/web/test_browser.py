@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from apps.processors.utils.probe import probe_image, probe_media
+from apps.processors.probe import probe_image, probe_media
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed.")
 expect = sync_api.expect

@@ -36,12 +36,13 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from apps.core.exceptions import StorageError
-from apps.operations.enums import MediaType, OperationStatus
+from apps.operations.enums import OperationStatus
 from apps.operations.models import File, Operation
 from apps.operations.services import lifecycle
-from apps.operations.services.file_manager import jobs_temp_root
-from apps.operations.services.storage import StorageBackend, get_storage
-from apps.processors.registry import get_operation
+from apps.operations.services.workspace import jobs_temp_root
+from apps.processors.formats import MediaType
+from apps.processors.registry import OPERATIONS
+from apps.storage.backend import StorageBackend, get_storage
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +145,7 @@ def _remove_files_of(*, operation_id: uuid.UUID, storage: StorageBackend, now: d
             # the locked row but evaluates the EXISTS(files) condition on the old snapshot, so
             # the row can come back with its files already gone. Nothing left to remove.
             return None
-        definition = get_operation(operation.operation)
+        definition = OPERATIONS.get(operation.operation)
         for file in files:
             media_type = _media_type_of(file, definition.media_type if definition else MediaType.VIDEO)
             storage.delete(key=file.file_path, media_type=media_type)

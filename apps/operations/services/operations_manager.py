@@ -27,13 +27,14 @@ from django.utils import timezone
 from apps.core.exceptions import Expired, InvalidState, StorageError
 from apps.core.utils import sanitize_filename
 from apps.operations import selectors
-from apps.operations.enums import FileType, MediaType, OperationStatus
+from apps.operations.enums import FileType, OperationStatus
 from apps.operations.models import File, Operation
 from apps.operations.services import lifecycle
 from apps.operations.services.queue_manager import dequeue_operation, enqueue_on_commit
-from apps.operations.services.storage import DownloadTarget, StorageBackend, get_storage
-from apps.processors.registry import OperationDefinition, get_operation
-from apps.processors.utils.validation import inspect_upload
+from apps.processors.formats import MediaType
+from apps.processors.registry import OPERATIONS, OperationDefinition
+from apps.processors.sniffing import inspect_upload
+from apps.storage.backend import DownloadTarget, StorageBackend, get_storage
 
 logger = logging.getLogger(__name__)
 
@@ -186,7 +187,7 @@ def operation_cancel(*, operation: Operation) -> Operation:
 def operation_delete(*, operation: Operation) -> None:
     """Soft-delete the operation (cancelling its work) and remove its files once that is committed."""
     files = list(operation.files.all())
-    definition = get_operation(operation.operation)
+    definition = OPERATIONS.get(operation.operation)
     deleted = lifecycle.operation_mark_deleted(operation=operation)
     transaction.on_commit(lambda: dequeue_operation(operation=deleted))
     transaction.on_commit(lambda: _remove_files(files, definition))
@@ -217,11 +218,11 @@ def operation_download(*, operation: Operation) -> OperationDownload:
     output = next((file for file in operation.files.all() if file.file_type == FileType.OUTPUT), None)
     if output is None or (operation.expires_at is not None and operation.expires_at <= timezone.now()):
         raise Expired("The result of this operation has expired; run the operation again.")
-    definition = get_operation(operation.operation)
+    definition = OPERATIONS.get(operation.operation)
     try:
         target = get_storage().open_for_download(key=output.file_path, media_type=_media_type_of(output, definition))
     except StorageError as e:
-        if e.retryable:
+        if not e.permanent:
             raise
         logger.warning("The result %s of operation %s is missing from storage", output.file_path, operation.id)
         raise Expired("The result of this operation is no longer stored; run the operation again.") from e

@@ -35,12 +35,12 @@ from apps.operations.services.lifecycle import (
     operation_mark_requeued,
     operation_requeue_interrupted,
 )
-from apps.processors.registry import OperationDefinition, get_operation
+from apps.processors.registry import OPERATIONS, OperationDefinition, get_operation
 
 logger = logging.getLogger(__name__)
 
-JOB_FUNCTION = "apps.processors.rq_workers.process_operation"
-FAILURE_CALLBACK = "apps.processors.rq_workers.on_job_failure"
+JOB_FUNCTION = "apps.operations.jobs.process_operation"
+FAILURE_CALLBACK = "apps.operations.jobs.on_job_failure"
 RETRY_INTERVALS = [60, 300]
 # Keep RQ's own job records long enough to debug, not forever: the database is the record.
 RESULT_TTL = 24 * 60 * 60
@@ -148,7 +148,7 @@ def dequeue_operation(*, operation: Operation) -> None:
     """Withdraw a cancelled or deleted operation's waiting job, so that it no longer counts in
     queue positions. Best effort: when Redis cannot be reached, the worker that takes the job
     skips it (its claim needs ``queued``); a running job stops at its next progress check."""
-    definition = get_operation(operation.operation)
+    definition = OPERATIONS.get(operation.operation)
     if definition is None:
         return
     try:

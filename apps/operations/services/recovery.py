@@ -57,7 +57,7 @@ from apps.operations.services.queue_manager import (
     requeue_interrupted,
     requeue_operation,
 )
-from apps.processors.registry import get_operation
+from apps.processors.registry import OPERATIONS
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ def _recover_interrupted(*, heartbeat_before: datetime, limit: int, report: Reco
         Q(heartbeat_at__lt=heartbeat_before) | Q(heartbeat_at__isnull=True)
     )
     for operation in silent.order_by("heartbeat_at")[:limit]:
-        definition = get_operation(operation.operation)
+        definition = OPERATIONS.get(operation.operation)
         queue_name = definition.queue if definition is not None else _any_queue_name()
         if job_in_live_hands(job_id=operation.job_id, queue_name=queue_name, heartbeat_before=heartbeat_before):
             continue  # its worker still watches it (and perhaps cannot reach the database)
@@ -151,7 +151,7 @@ def _requeue_vanished(
         Q(queued_at__lt=queued_before) | Q(queued_at__isnull=True)
     )
     for operation in waiting.order_by("queued_at")[:limit]:
-        definition = get_operation(operation.operation)
+        definition = OPERATIONS.get(operation.operation)
         if definition is None:
             lifecycle.operation_mark_failed(operation_id=operation.id, message=NO_LONGER_OFFERED_MESSAGE)
             continue
@@ -188,6 +188,10 @@ def job_will_run(*, job_id: str, queue_name: str, heartbeat_before: datetime) ->
 def _queue_pending(*, limit: int, report: RecoveryReport) -> None:
     pending = Operation.objects.filter(status=S.PENDING, is_deleted=False).order_by("created_at")[:limit]
     for operation in pending:
+        if operation.operation not in OPERATIONS:
+            # Queueing it would fail (no queue to route it to) and stop the sweep here.
+            lifecycle.operation_mark_failed(operation_id=operation.id, message=NO_LONGER_OFFERED_MESSAGE)
+            continue
         if enqueue_operation(operation=operation):
             report.pending_queued += 1
 

@@ -17,12 +17,13 @@ from django.db import connection
 from django.utils import timezone
 
 from apps.core.exceptions import Expired
-from apps.operations.enums import FileType, MediaType, OperationStatus
+from apps.operations.enums import FileType, OperationStatus
 from apps.operations.models import File, Operation
 from apps.operations.services.cleanup import CleanupReport, cleanup_run
-from apps.operations.services.file_manager import jobs_temp_root
 from apps.operations.services.operations_manager import operation_download, operation_retry
-from apps.operations.services.storage import StorageBackend, get_storage
+from apps.operations.services.workspace import jobs_temp_root
+from apps.processors.formats import MediaType
+from apps.storage.backend import StorageBackend, get_storage
 
 S = OperationStatus
 SESSION = "s" * 32

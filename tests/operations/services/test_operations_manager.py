@@ -11,8 +11,8 @@ from apps.core.exceptions import StorageError, UnsupportedMedia
 from apps.operations.enums import OperationStatus
 from apps.operations.models import Operation
 from apps.operations.services import operations_manager
-from apps.operations.services.local_storage import LocalStorage
 from apps.processors.registry import OPERATIONS
+from apps.storage.local import LocalStorage
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

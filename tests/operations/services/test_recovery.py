@@ -16,6 +16,7 @@ from rq.exceptions import AbandonedJobError
 from rq.executions import Execution
 from rq.job import Job, JobStatus
 
+from apps.operations import jobs
 from apps.operations.enums import FileType, OperationStatus
 from apps.operations.models import Operation
 from apps.operations.services import lifecycle
@@ -25,7 +26,6 @@ from apps.operations.services.recovery import (
     RecoveryReport,
     recovery_run,
 )
-from apps.processors import rq_workers
 from apps.processors.registry import get_operation
 from tests.processors import conftest as processing
 from tests.processors.conftest import assert_completed
@@ -282,7 +282,7 @@ def test_rq_reporting_the_replaced_job_abandoned_later_leaves_the_new_attempt_al
     recovery_run()
     old_job.retries_left = retries_left
 
-    rq_workers.on_job_failure(old_job, old_job.connection, AbandonedJobError, AbandonedJobError(), None)
+    jobs.on_job_failure(old_job, old_job.connection, AbandonedJobError, AbandonedJobError(), None)
 
     operation.refresh_from_db()
     assert operation.status == S.QUEUED

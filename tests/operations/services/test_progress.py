@@ -14,8 +14,8 @@ from django.utils import timezone
 from apps.operations.enums import OperationStatus, ProcessingPhase
 from apps.operations.models import Operation
 from apps.operations.services import lifecycle
+from apps.operations.services.progress import HEARTBEAT_SECONDS, Heartbeat, ProgressTracker
 from apps.processors.exceptions import OperationStopped
-from apps.processors.utils.track_progress import HEARTBEAT_SECONDS, Heartbeat, ProgressTracker
 from tests.processors.processes import wait_until
 
 pytestmark = pytest.mark.django_db

@@ -21,26 +21,7 @@ import av
 from PIL import Image
 
 from apps.processors.exceptions import ProbeError
-
-# The FFmpeg demuxer that each accepted audio/video extension is opened with, and Pillow's format
-# for each image extension: content is only ever decoded as the format it was accepted as.
-DEMUXERS = {
-    "mp4": "mov",
-    "mov": "mov",
-    "m4a": "mov",
-    "mkv": "matroska",
-    "webm": "matroska",
-    "avi": "avi",
-    "wmv": "asf",
-    "flv": "flv",
-    "mp3": "mp3",
-    "wav": "wav",
-    "aac": "aac",
-    "ogg": "ogg",
-    "opus": "ogg",
-    "flac": "flac",
-}
-PILLOW_FORMATS = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "gif": "GIF", "bmp": "BMP"}
+from apps.processors.formats import MediaType, decoders
 
 # Options FFmpeg's defaults already give, pinned so that a different FFmpeg build (FFMPEG_BINARY,
 # an older distribution package) cannot quietly turn them back on: QuickTime "data references"
@@ -61,7 +42,7 @@ def safe_input_options(demuxer: str | None) -> dict[str, str]:
     None of the accepted demuxers needs a nested demuxer for the streams Konvrt processes (an
     AVI's subtitle track is dropped, never decoded), so the whitelist is the pinned demuxer alone.
     """
-    allowed = demuxer or ",".join(sorted(set(DEMUXERS.values())))
+    allowed = demuxer or ",".join(sorted(set(decoders(MediaType.VIDEO).values())))
     return {"protocol_whitelist": "file", "format_whitelist": allowed, **_DEMUXER_HARDENING.get(demuxer or "", {})}
 
 

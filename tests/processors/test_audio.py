@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from apps.operations.enums import FileType
-from apps.processors.utils.probe import probe_media
+from apps.processors.probe import probe_media
 from tests.processors.conftest import assert_completed, assert_failed_keeping_input
 
 pytestmark = pytest.mark.django_db

@@ -22,17 +22,22 @@ from typing import Any
 from django.conf import settings
 from PIL import Image, ImageOps
 
-from apps.operations.enums import MediaType
-from apps.processors.base_processor import ProcessingContext, ProcessingResult, check_image_pixels
+from apps.processors.contract import ProcessingContext, ProcessingResult
 from apps.processors.exceptions import ProcessingError
-from apps.processors.utils.probe import ImageInfo
+from apps.processors.formats import FORMATS, MediaType, get_format
+from apps.processors.inspection import check_image_pixels
+from apps.processors.probe import ImageInfo
 
 logger = logging.getLogger(__name__)
 
 # image_resize keeps these formats; anything else (GIF, BMP) becomes PNG.
-RESIZE_KEEPS = {"jpg": "jpg", "jpeg": "jpg", "png": "png", "webp": "webp"}
+# A resized image keeps its input's format when Konvrt writes it ("jpeg" is written as "jpg").
+RESIZE_KEEPS = {
+    entry.extension: entry.alias_of or entry.extension
+    for entry in FORMATS.values()
+    if entry.media_type == MediaType.IMAGE and get_format(entry.alias_of or entry.extension).writable
+}
 RESIZE_QUALITY = 90
-SAVE_FORMATS = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
 _EXIF_ORIENTATION = 0x0112
 # Orientations 5-8 rotate by 90°: the stored picture is the displayed one turned on its side.
 _SIDEWAYS = {5, 6, 7, 8}
@@ -149,7 +154,7 @@ def _save(image: Image.Image, path: Path, extension: str, *, quality: int) -> No
         options.update(quality=quality, optimize=True)
     elif extension == "webp":
         options.update(quality=quality, method=4)
-    image.save(path, SAVE_FORMATS[extension], **options)
+    image.save(path, get_format(extension).encoder, **options)
 
 
 def _save_animation(image: Image.Image, path: Path, *, info: ImageInfo, quality: int) -> None:

@@ -10,9 +10,10 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile, TemporaryUploadedFile
 
 from apps.core.exceptions import StorageError
-from apps.operations.enums import FileType, MediaType
-from apps.operations.services.local_storage import LocalStorage
-from apps.operations.services.storage import get_storage, object_key
+from apps.operations.enums import FileType
+from apps.processors.formats import MediaType
+from apps.storage.local import LocalStorage
+from apps.storage.backend import get_storage, object_key
 
 
 @pytest.fixture
@@ -53,7 +54,7 @@ def test_save_upload_from_a_small_upload_and_fetch_it_back(storage, storage_root
     assert stored.size == len(b"video bytes")
     assert (storage_root / stored.key).read_bytes() == b"video bytes"
     assert not (storage_root.parent / "x.mp4").exists()
-    fetched = storage.fetch_to_path(key=stored.key, destination=tmp_path / "job" / "source.mp4")
+    fetched = storage.fetch_to_path(key=stored.key, destination=tmp_path / "job" / "source.mp4", media_type=MediaType.VIDEO)
     assert fetched.read_bytes() == b"video bytes"
 
 
@@ -116,14 +117,14 @@ def test_delete_removes_file_and_empty_folder_and_is_idempotent(storage, storage
 
 def test_fetch_of_a_missing_object_is_a_permanent_storage_error(storage, tmp_path):
     with pytest.raises(StorageError) as caught:
-        storage.fetch_to_path(key=f"uploads/{uuid.uuid4()}/input.mp4", destination=tmp_path / "x.mp4")
-    assert caught.value.retryable is False
+        storage.fetch_to_path(key=f"uploads/{uuid.uuid4()}/input.mp4", destination=tmp_path / "x.mp4", media_type=MediaType.VIDEO)
+    assert caught.value.permanent is True
 
 
 @pytest.mark.parametrize("key", ["../outside.mp4", "uploads/../../outside.mp4", "/etc/passwd", ""])
 def test_keys_that_escape_the_root_are_refused(storage, key, tmp_path):
     with pytest.raises(StorageError, match="outside the storage root"):
-        storage.fetch_to_path(key=key, destination=tmp_path / "x")
+        storage.fetch_to_path(key=key, destination=tmp_path / "x", media_type=MediaType.VIDEO)
     with pytest.raises(StorageError, match="outside the storage root"):
         storage.delete(key=key, media_type=MediaType.VIDEO)
 

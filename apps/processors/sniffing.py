@@ -22,12 +22,11 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from apps.core.exceptions import UnsupportedMedia, ValidationFailed
-from apps.operations.enums import MediaType
-from apps.operations.services.file_manager import mime_type_for_extension
-from apps.processors.base_processor import check_image_limits, check_media_limits, too_many_pixels_message
 from apps.processors.exceptions import ProbeError, ProcessingError
+from apps.processors.formats import FORMATS, Format, MediaType
+from apps.processors.inspection import check_image_limits, check_media_limits, too_many_pixels_message
+from apps.processors.probe import ImageTooLarge, probe_image, probe_media
 from apps.processors.registry import OperationDefinition
-from apps.processors.utils.probe import ImageTooLarge, probe_image, probe_media
 
 logger = logging.getLogger(__name__)
 
@@ -35,17 +34,6 @@ logger = logging.getLogger(__name__)
 SNIFF_BYTES = 4096
 # An ID3v2 tag in front of MP3/AAC/FLAC data can be large (cover art); we look past it.
 ID3_HEADER_SIZE = 10
-
-
-@dataclass(frozen=True)
-class SniffedFormat:
-    """A container recognised from its magic bytes."""
-
-    extension: str  # the extension the file is stored under
-    media_type: MediaType
-    label: str  # for messages: "an MP4 video"
-    demuxer: str = ""  # FFmpeg demuxer for audio and video
-    pillow_format: str = ""  # Pillow decoder for images
 
 
 @dataclass(frozen=True)
@@ -57,37 +45,11 @@ class UploadInspection:
     metadata: dict[str, Any]
 
 
-def _video(extension: str, label: str, demuxer: str) -> SniffedFormat:
-    return SniffedFormat(extension, MediaType.VIDEO, label, demuxer=demuxer)
-
-
-def _audio(extension: str, label: str, demuxer: str) -> SniffedFormat:
-    return SniffedFormat(extension, MediaType.AUDIO, label, demuxer=demuxer)
-
-
-def _image(extension: str, label: str, pillow_format: str) -> SniffedFormat:
-    return SniffedFormat(extension, MediaType.IMAGE, label, pillow_format=pillow_format)
-
-
-MP4 = _video("mp4", "an MP4 video", "mov")
-MOV = _video("mov", "a QuickTime (MOV) video", "mov")
-M4A = _audio("m4a", "an M4A audio file", "mov")
-WEBM = _video("webm", "a WebM video", "matroska")
-MKV = _video("mkv", "a Matroska (MKV) video", "matroska")
-AVI = _video("avi", "an AVI video", "avi")
-WMV = _video("wmv", "a Windows Media (WMV) video", "asf")
-FLV = _video("flv", "a Flash (FLV) video", "flv")
-MP3 = _audio("mp3", "an MP3 audio file", "mp3")
-AAC = _audio("aac", "an AAC audio file", "aac")
-WAV = _audio("wav", "a WAV audio file", "wav")
-OGG = _audio("ogg", "an Ogg Vorbis audio file", "ogg")
-OPUS = _audio("opus", "an Opus audio file", "ogg")
-FLAC = _audio("flac", "a FLAC audio file", "flac")
-JPEG = _image("jpg", "a JPEG image", "JPEG")
-PNG = _image("png", "a PNG image", "PNG")
-GIF = _image("gif", "a GIF image", "GIF")
-WEBP = _image("webp", "a WebP image", "WEBP")
-BMP = _image("bmp", "a BMP image", "BMP")
+# The formats a signature below can name, from the catalog.
+MP4, MOV, M4A = FORMATS["mp4"], FORMATS["mov"], FORMATS["m4a"]
+WEBM, MKV, AVI, WMV, FLV = FORMATS["webm"], FORMATS["mkv"], FORMATS["avi"], FORMATS["wmv"], FORMATS["flv"]
+MP3, AAC, WAV, OGG, OPUS, FLAC = (FORMATS[name] for name in ("mp3", "aac", "wav", "ogg", "opus", "flac"))
+JPEG, PNG, GIF, WEBP, BMP = FORMATS["jpg"], FORMATS["png"], FORMATS["gif"], FORMATS["webp"], FORMATS["bmp"]
 
 _ASF_GUID = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")
 
@@ -107,7 +69,7 @@ _DOCUMENT_FORMATS = (
 )
 
 
-def sniff_formats(head: bytes) -> list[SniffedFormat]:
+def sniff_formats(head: bytes) -> list[Format]:
     """Every format the first bytes of a file can be, most likely first (``[]``: none we accept).
 
     One container can carry several media types (an MP4 file holds video or only audio), so the
@@ -145,7 +107,7 @@ def sniff_formats(head: bytes) -> list[SniffedFormat]:
     return _mpeg_audio(head)
 
 
-def _after_id3(head: bytes) -> list[SniffedFormat]:
+def _after_id3(head: bytes) -> list[Format]:
     # The tag's size is four 7-bit bytes ("synchsafe"); what follows it is the real stream.
     size = 0
     for byte in head[6:10]:
@@ -157,7 +119,7 @@ def _after_id3(head: bytes) -> list[SniffedFormat]:
     return _mpeg_audio(rest) if rest else [MP3]
 
 
-def _mpeg_audio(head: bytes) -> list[SniffedFormat]:
+def _mpeg_audio(head: bytes) -> list[Format]:
     if len(head) < 2 or head[0] != 0xFF:
         return []
     if head[1] & 0xF6 == 0xF0:  # 12-bit sync, layer bits 00: an ADTS AAC frame
@@ -210,7 +172,7 @@ def inspect_upload(*, path: Path, definition: OperationDefinition) -> UploadInsp
         media_type=sniffed.media_type,
         container=container,
         extension=sniffed.extension,
-        mime_type=mime_type_for_extension(sniffed.extension),
+        mime_type=sniffed.mime_type,
         # The format as people name it ("mp4"), not FFmpeg's demuxer for it ("mov").
         metadata={**metadata, "format": sniffed.extension},
     )

@@ -8,8 +8,8 @@ import av
 import pytest
 
 from apps.operations.enums import FileType
-from apps.processors.utils.ffmpeg import resolve_ffmpeg_binary
-from apps.processors.utils.probe import probe_media
+from apps.processors.ffmpeg import resolve_ffmpeg_binary
+from apps.processors.probe import probe_media
 from tests.processors.conftest import assert_completed, assert_failed_keeping_input
 
 pytestmark = pytest.mark.django_db

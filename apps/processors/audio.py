@@ -10,35 +10,16 @@ re-encoded: faster, and without a second generation of lossy compression.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
-from apps.operations.enums import MediaType
-from apps.processors.base_processor import (
-    ProcessingContext,
-    ProcessingResult,
-    can_copy_audio,
-)
-from apps.processors.utils.ffmpeg import input_args, output_args
-from apps.processors.utils.probe import StreamInfo
+from apps.processors.audio_codecs import can_copy_audio
+from apps.processors.contract import ProcessingContext, ProcessingResult
+from apps.processors.ffmpeg import input_args, output_args
+from apps.processors.formats import Format, MediaType, get_format
+from apps.processors.probe import StreamInfo
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class AudioFormat:
-    codec: str  # the codec's canonical name, as the probe reports it
-    encoder: str
-    muxer: str
-    lossless: bool
-
-
-AUDIO_FORMATS = {
-    "mp3": AudioFormat(codec="mp3", encoder="libmp3lame", muxer="mp3", lossless=False),
-    "wav": AudioFormat(codec="pcm_s16le", encoder="pcm_s16le", muxer="wav", lossless=True),
-    "aac": AudioFormat(codec="aac", encoder="aac", muxer="adts", lossless=False),
-    "ogg": AudioFormat(codec="vorbis", encoder="libvorbis", muxer="ogg", lossless=False),
-    "flac": AudioFormat(codec="flac", encoder="flac", muxer="flac", lossless=True),
-}
 # The sample rates MPEG audio layer 3 can carry; anything else is resampled for MP3.
 MP3_SAMPLE_RATES = frozenset({8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000})
 # libvorbis refuses an average bitrate its tuning tables lack (320k at 22 kHz, anything in mono at
@@ -73,11 +54,11 @@ def _encode_audio(
 ) -> ProcessingResult:
     info = context.media
     stream = info.audio  # inspect_input has made sure there is one
-    target = AUDIO_FORMATS[output_format]
+    target = get_format(output_format)
     output = context.output_path(output_format)
     copied = can_copy_audio(
         stream,
-        codec=target.codec,
+        codec=target.audio_codec,
         bitrate=None if target.lossless else bitrate,
         sample_rate=sample_rate,
         channels=channels,
@@ -95,7 +76,7 @@ def _encode_audio(
         "-1",
         "-map_chapters",
         "-1",
-        *output_args(output, muxer=target.muxer),
+        *output_args(output, muxer=target.encoder),
     ]
     duration = stream.duration or info.duration
     context.run_ffmpeg(args, duration=duration)
@@ -111,19 +92,19 @@ def _encode_audio(
 
 
 def _encoder_args(
-    target: AudioFormat, stream: StreamInfo, bitrate: str, sample_rate: int | None, channels: int | None
+    target: Format, stream: StreamInfo, bitrate: str, sample_rate: int | None, channels: int | None
 ) -> list[str]:
-    args = ["-c:a", target.encoder]
-    if target.codec == "vorbis":
+    args = ["-c:a", target.audio_encoder]
+    if target.audio_codec == "vorbis":
         args += ["-q:a", str(VORBIS_QUALITY[bitrate])]
     elif not target.lossless:
         args += ["-b:a", bitrate]
-    if sample_rate is None and target.codec == "mp3" and stream.sample_rate not in MP3_SAMPLE_RATES:
+    if sample_rate is None and target.audio_codec == "mp3" and stream.sample_rate not in MP3_SAMPLE_RATES:
         # e.g. 96 kHz studio WAV: LAME refuses it, so pick the nearest rate MP3 can carry.
         sample_rate = 48000 if (stream.sample_rate or 0) > 48000 else 44100
     if sample_rate is not None:
         args += ["-ar", str(sample_rate)]
-    if channels is None and target.codec == "mp3" and (stream.channels or 0) > 2:
+    if channels is None and target.audio_codec == "mp3" and (stream.channels or 0) > 2:
         channels = 2  # MP3 is mono or stereo only: surround is downmixed
     if channels is not None:
         args += ["-ac", str(channels)]

@@ -1,8 +1,10 @@
-"""The storage service: one interface for every place files can live.
+"""The storage integration: one interface for every place files can live.
 
 Keys are generated from operation ids (``uploads/<operation id>/input.mp4``), never from a
-client's filename. Backends: the local filesystem (``local_storage.py``) and Cloudinary
-(``cloudinary_storage.py``), chosen by ``USE_CLOUDINARY``.
+client's filename. Every call that touches a stored object names its media type, so that a backend
+never has to guess it (Cloudinary keeps images apart from video and audio) and never needs to know
+which operations or formats exist. Backends: the local filesystem (``local.py``) and Cloudinary
+(``cloudinary.py``), chosen by ``USE_CLOUDINARY``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import BinaryIO, Protocol
 
 from django.conf import settings
 
-from apps.operations.enums import FileType, MediaType
+from apps.processors.formats import MediaType
 
 _EXTENSION = re.compile(r"^[a-z0-9]{1,8}$")
 
@@ -50,7 +52,7 @@ class StorageBackend(Protocol):
     ) -> StoredObject:
         """Store a processed file from the worker's temp directory."""
 
-    def fetch_to_path(self, *, key: str, destination: Path) -> Path:
+    def fetch_to_path(self, *, key: str, destination: Path, media_type: MediaType) -> Path:
         """Bring a stored object into a local file for processing; returns ``destination``."""
 
     def open_for_download(self, *, key: str, media_type: MediaType) -> DownloadTarget:
@@ -65,11 +67,17 @@ class StorageBackend(Protocol):
         """Raise ``StorageError`` when the backend cannot be used (for the health check)."""
 
 
-def object_key(*, operation_id: uuid.UUID, file_type: FileType, extension: str) -> str:
+# The two roles a stored file has (the values of ``apps.operations.enums.FileType``).
+INPUT, OUTPUT = "input", "output"
+
+
+def object_key(*, operation_id: uuid.UUID, file_type: str, extension: str) -> str:
     """The storage key of an operation's input or output: generated, never client-chosen."""
     if not _EXTENSION.match(extension):
         raise ValueError(f"Refusing to build a storage key with extension {extension!r}.")
-    folder = "uploads" if file_type == FileType.INPUT else "outputs"
+    if file_type not in (INPUT, OUTPUT):
+        raise ValueError(f"Refusing to build a storage key for a {file_type!r} file.")
+    folder = "uploads" if file_type == INPUT else "outputs"
     return f"{folder}/{uuid.UUID(str(operation_id))}/{file_type}.{extension}"
 
 
@@ -77,9 +85,9 @@ def get_storage() -> StorageBackend:
     """The configured backend. Cheap to build, and read from settings on every call so that a
     test's settings override takes effect."""
     if settings.USE_CLOUDINARY:
-        from apps.operations.services.cloudinary_storage import CloudinaryStorage
+        from apps.storage.cloudinary import CloudinaryStorage
 
         return CloudinaryStorage()
-    from apps.operations.services.local_storage import LocalStorage
+    from apps.storage.local import LocalStorage
 
     return LocalStorage(root=Path(settings.STORAGE_ROOT))

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import connection
 
 from apps.core.exceptions import StorageError
-from apps.operations.services.storage import get_storage
+from apps.storage.backend import get_storage
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from apps.core import health
+from apps.operations.services import health
 from apps.core.exceptions import StorageError
 
 pytestmark = pytest.mark.django_db

@@ -15,9 +15,9 @@ from django.conf import settings as django_settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from apps.core.exceptions import StorageError
-from apps.operations.enums import MediaType
-from apps.operations.services.cloudinary_storage import CloudinaryStorage, public_id_for_key
-from apps.operations.services.storage import get_storage
+from apps.processors.formats import MediaType
+from apps.storage.cloudinary import CloudinaryStorage, public_id_for_key
+from apps.storage.backend import get_storage
 from tests.cloudinary_standin import CloudinaryStandIn
 
 ROOT = "mediaprocessor"
@@ -161,7 +161,7 @@ def test_a_wrong_api_secret_is_a_permanent_error(settings, cloudinary_standin, m
             operation_id=uuid.uuid4(), source=media.png(), extension="png", media_type=MediaType.IMAGE
         )
 
-    assert raised.value.retryable is False
+    assert raised.value.permanent is True
     assert "credentials" in raised.value.message
     assert cloudinary_standin.assets == {}
 
@@ -193,7 +193,7 @@ def test_fetch_streams_the_delivered_bytes_to_the_destination(storage, cloudinar
     stored = storage.save_upload(operation_id=operation_id, source=source, extension="mov", media_type=MediaType.VIDEO)
     destination = tmp_path / "job" / "input.mov"
 
-    assert storage.fetch_to_path(key=stored.key, destination=destination) == destination
+    assert storage.fetch_to_path(key=stored.key, destination=destination, media_type=MediaType.VIDEO) == destination
 
     assert destination.read_bytes() == source.read_bytes()
     assert [path.name for path in destination.parent.iterdir()] == ["input.mov"]
@@ -205,7 +205,7 @@ def test_fetch_of_an_image_asks_for_the_image_resource(storage, cloudinary_stand
     source = media.webp()
     stored = storage.save_upload(operation_id=uuid.uuid4(), source=source, extension="webp", media_type=MediaType.IMAGE)
 
-    storage.fetch_to_path(key=stored.key, destination=tmp_path / "input.webp")
+    storage.fetch_to_path(key=stored.key, destination=tmp_path / "input.webp", media_type=MediaType.IMAGE)
 
     assert (tmp_path / "input.webp").read_bytes() == source.read_bytes()
 
@@ -214,9 +214,9 @@ def test_fetch_of_a_missing_resource_is_a_clear_permanent_error_and_leaves_no_fi
     destination = tmp_path / "job" / "input.mp4"
 
     with pytest.raises(StorageError) as raised:
-        storage.fetch_to_path(key=f"uploads/{uuid.uuid4()}/input.mp4", destination=destination)
+        storage.fetch_to_path(key=f"uploads/{uuid.uuid4()}/input.mp4", destination=destination, media_type=MediaType.VIDEO)
 
-    assert raised.value.retryable is False
+    assert raised.value.permanent is True
     assert raised.value.message == "The stored file is missing from Cloudinary; it may have expired or been deleted."
     assert list(destination.parent.iterdir()) == []
 
@@ -255,7 +255,7 @@ def test_keys_konvrt_did_not_generate_are_refused():
     for key in ("../../etc/passwd", "uploads/not-a-uuid/input.mp4", f"elsewhere/{uuid.uuid4()}/input.mp4"):
         with pytest.raises(StorageError) as raised:
             public_id_for_key(key)
-        assert raised.value.retryable is False
+        assert raised.value.permanent is True
 
 
 # --- failures -------------------------------------------------------------------------------------
@@ -268,7 +268,7 @@ def test_a_timeout_or_5xx_on_upload_is_retryable_and_the_next_attempt_succeeds(
 
     with pytest.raises(StorageError) as raised:
         storage.save_upload(operation_id=operation_id, source=media.png(), extension="png", media_type=MediaType.IMAGE)
-    assert raised.value.retryable is True
+    assert raised.value.permanent is False
 
     storage.save_upload(operation_id=operation_id, source=media.png(), extension="png", media_type=MediaType.IMAGE)
     assert cloudinary_standin.asset(input_public_id(operation_id), "image") is not None
@@ -285,11 +285,11 @@ def test_a_timeout_or_5xx_on_download_is_retryable_and_leaves_no_partial_file(
     destination = tmp_path / "job" / "input.mp4"
 
     with pytest.raises(StorageError) as raised:
-        storage.fetch_to_path(key=stored.key, destination=destination)
-    assert raised.value.retryable is True
+        storage.fetch_to_path(key=stored.key, destination=destination, media_type=MediaType.VIDEO)
+    assert raised.value.permanent is False
     assert list(destination.parent.iterdir()) == []
 
-    storage.fetch_to_path(key=stored.key, destination=destination)
+    storage.fetch_to_path(key=stored.key, destination=destination, media_type=MediaType.VIDEO)
     assert destination.read_bytes() == media.video().read_bytes()
 
 
@@ -302,7 +302,7 @@ def test_a_failing_destroy_is_retryable(storage, cloudinary_standin, media):
     with pytest.raises(StorageError) as raised:
         storage.delete(key=stored.key, media_type=MediaType.IMAGE)
 
-    assert raised.value.retryable is True
+    assert raised.value.permanent is False
     assert cloudinary_standin.asset(stored.public_id, "image") is not None
 
 

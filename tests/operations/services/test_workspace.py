@@ -4,7 +4,8 @@ import uuid
 
 import pytest
 
-from apps.operations.services.file_manager import job_workspace, mime_type_for_extension
+from apps.operations.services.workspace import job_workspace
+from apps.processors.formats import mime_type_for_extension
 
 
 def test_job_workspace_is_removed_after_success(storage_root):

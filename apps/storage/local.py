@@ -12,8 +12,8 @@ from django.core.files.move import file_move_safe
 from django.core.files.uploadedfile import TemporaryUploadedFile
 
 from apps.core.exceptions import StorageError
-from apps.operations.enums import FileType, MediaType
-from apps.operations.services.storage import DownloadTarget, StoredObject, object_key
+from apps.processors.formats import MediaType
+from apps.storage.backend import INPUT, OUTPUT, DownloadTarget, StoredObject, object_key
 
 COPY_CHUNK_SIZE = 1024 * 1024
 
@@ -28,7 +28,7 @@ class LocalStorage:
     def save_upload(
         self, *, operation_id: uuid.UUID, source: BinaryIO | Path, extension: str, media_type: MediaType
     ) -> StoredObject:
-        key = object_key(operation_id=operation_id, file_type=FileType.INPUT, extension=extension)
+        key = object_key(operation_id=operation_id, file_type=INPUT, extension=extension)
         destination = self._path(key)
         if isinstance(source, TemporaryUploadedFile):
             # Large uploads already sit in a temp file on this filesystem: move, don't copy.
@@ -43,16 +43,16 @@ class LocalStorage:
     def save_output(
         self, *, operation_id: uuid.UUID, local_path: Path, extension: str, media_type: MediaType
     ) -> StoredObject:
-        key = object_key(operation_id=operation_id, file_type=FileType.OUTPUT, extension=extension)
+        key = object_key(operation_id=operation_id, file_type=OUTPUT, extension=extension)
         destination = self._path(key)
         self._prepare_directory(destination)
         file_move_safe(str(local_path), str(destination), allow_overwrite=True)
         return StoredObject(key=key, size=destination.stat().st_size)
 
-    def fetch_to_path(self, *, key: str, destination: Path) -> Path:
+    def fetch_to_path(self, *, key: str, destination: Path, media_type: MediaType) -> Path:
         source = self._path(key)
         if not source.is_file():
-            raise StorageError("The stored input file is missing.", retryable=False)
+            raise StorageError("The stored input file is missing.", permanent=True)
         destination.parent.mkdir(parents=True, exist_ok=True)
         try:
             # A hard link costs nothing and the job still gets a file of its own to name.
@@ -66,7 +66,7 @@ class LocalStorage:
         try:
             stream = path.open("rb")
         except FileNotFoundError as e:
-            raise StorageError("The stored file is missing.", retryable=False) from e
+            raise StorageError("The stored file is missing.", permanent=True) from e
         return DownloadTarget(stream=stream, size=path.stat().st_size)
 
     def delete(self, *, key: str, media_type: MediaType) -> None:
@@ -94,7 +94,7 @@ class LocalStorage:
     def _path(self, key: str) -> Path:
         path = (self.root / key).resolve()
         if not path.is_relative_to(self.root) or path == self.root:
-            raise StorageError(f"Refusing a storage key outside the storage root: {key!r}.", retryable=False)
+            raise StorageError(f"Refusing a storage key outside the storage root: {key!r}.", permanent=True)
         return path
 
     @staticmethod

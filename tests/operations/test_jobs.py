@@ -21,13 +21,13 @@ from rq.timeouts import JobTimeoutException
 from rq.utils import now as rq_now
 
 from apps.core.exceptions import StorageError
+from apps.operations import jobs
+from apps.operations import worker as konvrt_worker
 from apps.operations.enums import FileType, OperationStatus, ProcessingPhase
 from apps.operations.models import Operation
-from apps.operations.services import lifecycle
-from apps.operations.services.local_storage import LocalStorage
-from apps.processors import rq_workers
+from apps.operations.services import failures, lifecycle, processing, progress
 from apps.processors.registry import get_operation
-from apps.processors.utils import track_progress
+from apps.storage.local import LocalStorage
 from tests.processors.conftest import assert_completed, assert_failed_keeping_input
 from tests.processors.processes import ffmpeg_processes_under, is_alive, parent_of, wait_until, worker_environment
 
@@ -59,13 +59,13 @@ def jobs_workspaces(storage_root: Path) -> list[Path]:
 def progress_writes(monkeypatch) -> list[tuple[float, dict]]:
     """Every progress/phase write the tracker makes, with when it made it (a spy that still writes)."""
     writes: list[tuple[float, dict]] = []
-    real = track_progress.operation_record_progress
+    real = progress.operation_record_progress
 
     def recording(**kwargs):
         writes.append((time.monotonic(), kwargs))
         return real(**kwargs)
 
-    monkeypatch.setattr(track_progress, "operation_record_progress", recording)
+    monkeypatch.setattr(progress, "operation_record_progress", recording)
     return writes
 
 
@@ -74,15 +74,15 @@ class FlakyStorage(LocalStorage):
 
     failures = 0
 
-    def fetch_to_path(self, *, key, destination):
+    def fetch_to_path(self, *, key, destination, media_type):
         if FlakyStorage.failures > 0:
             FlakyStorage.failures -= 1
-            raise StorageError("Timed out reading from the object store.", retryable=True)
-        return super().fetch_to_path(key=key, destination=destination)
+            raise StorageError("Timed out reading from the object store.", permanent=False)
+        return super().fetch_to_path(key=key, destination=destination, media_type=media_type)
 
 
 class HangingStorage(LocalStorage):
-    def fetch_to_path(self, *, key, destination):
+    def fetch_to_path(self, *, key, destination, media_type):
         time.sleep(30)
         raise AssertionError("RQ's job timeout should have interrupted the fetch")
 
@@ -90,7 +90,7 @@ class HangingStorage(LocalStorage):
 @pytest.fixture
 def flaky_storage(monkeypatch, settings):
     # Patched where the job looks it up: the one kind of patch these tests allow.
-    monkeypatch.setattr(rq_workers, "get_storage", lambda: FlakyStorage(root=Path(settings.STORAGE_ROOT)))
+    monkeypatch.setattr(processing, "get_storage", lambda: FlakyStorage(root=Path(settings.STORAGE_ROOT)))
     return FlakyStorage
 
 
@@ -157,7 +157,7 @@ class CancelledWhileStoring(LocalStorage):
 def test_an_output_stored_for_an_operation_cancelled_meanwhile_is_deleted_again(
     media, submit, run_worker, monkeypatch, settings, storage_root
 ):
-    monkeypatch.setattr(rq_workers, "get_storage", lambda: CancelledWhileStoring(root=Path(settings.STORAGE_ROOT)))
+    monkeypatch.setattr(processing, "get_storage", lambda: CancelledWhileStoring(root=Path(settings.STORAGE_ROOT)))
     operation = submit("image_convert", media.png(), {"output_format": "jpg"})
 
     run_worker()
@@ -212,7 +212,7 @@ def test_an_unexpected_error_fails_with_a_plain_message_and_keeps_the_traceback(
     def broken(**kwargs):
         raise KeyError("width")  # a bug, as it would surface
 
-    monkeypatch.setattr(rq_workers, "verify_output", broken)
+    monkeypatch.setattr(processing, "verify_output", broken)
     operation = submit("image_convert", media.png(), {"output_format": "jpg"})
 
     run_worker()
@@ -298,7 +298,7 @@ def test_rq_giving_up_on_an_abandoned_job_fails_the_operation(media, submit):
     job = rq_job(operation)
     job.retries_left = 0
 
-    rq_workers.on_job_failure(job, job.connection, AbandonedJobError, AbandonedJobError(), None)
+    jobs.on_job_failure(job, job.connection, AbandonedJobError, AbandonedJobError(), None)
 
     operation.refresh_from_db()
     assert operation.status == S.FAILED
@@ -313,7 +313,7 @@ def test_a_permanent_failure_reaching_rq_fails_the_operation_and_cancels_rqs_ret
     assert job.retries_left == 2
     error = JobTimeoutException("Task exceeded maximum timeout value (1800 seconds)")
 
-    rq_workers.on_job_failure(job, job.connection, JobTimeoutException, error, None)
+    jobs.on_job_failure(job, job.connection, JobTimeoutException, error, None)
 
     operation.refresh_from_db()
     assert operation.status == S.FAILED
@@ -329,7 +329,7 @@ def test_a_work_horse_killed_past_the_time_limit_fails_and_is_not_retried(media,
     job.timeout = 1800
     job.started_at = rq_now() - timedelta(seconds=1900)
 
-    rq_workers.on_work_horse_killed(job, 123, signal.SIGKILL, None)
+    jobs.on_work_horse_killed(job, 123, signal.SIGKILL, None)
 
     operation.refresh_from_db()
     assert operation.status == S.FAILED
@@ -365,7 +365,7 @@ def test_a_job_past_its_time_limit_fails_with_a_clear_message_and_stops_ffmpeg(
 def test_rqs_own_job_timeout_fails_the_operation_instead_of_retrying_it(
     media, submit, run_worker, short_limits, monkeypatch, settings, storage_root
 ):
-    monkeypatch.setattr(rq_workers, "get_storage", lambda: HangingStorage(root=Path(settings.STORAGE_ROOT)))
+    monkeypatch.setattr(processing, "get_storage", lambda: HangingStorage(root=Path(settings.STORAGE_ROOT)))
     operation = submit("image_convert", media.png(), {"output_format": "jpg"})
 
     run_worker()
@@ -385,7 +385,7 @@ def test_rqs_own_job_timeout_fails_the_operation_instead_of_retrying_it(
     ],
 )
 def test_time_limit_messages_name_the_limit_and_the_kind_of_file(operation, seconds, message):
-    assert rq_workers.time_limit_message(get_operation(operation), seconds) == message
+    assert failures.time_limit_message(get_operation(operation), seconds) == message
 
 
 # --- progress -------------------------------------------------------------------------------------
@@ -408,23 +408,22 @@ def test_progress_rises_between_0_and_100_with_at_most_one_write_per_second(medi
 
 # --- the worker -----------------------------------------------------------------------------------
 def test_the_worker_takes_its_ttl_from_worker_config(settings):
-    assert (
-        rq_workers.KonvrtWorker(["video_queue"], connection=django_rq.get_connection("video_queue")).worker_ttl == 600
-    )
-    assert rq_workers.worker_ttl_for(["image_queue", "audio_queue"]) == 360
+    video_worker = konvrt_worker.KonvrtWorker(["video_queue"], connection=django_rq.get_connection("video_queue"))
+    assert video_worker.worker_ttl == 600
+    assert konvrt_worker.worker_ttl_for(["image_queue", "audio_queue"]) == 360
 
 
 def test_the_worker_refreshes_a_running_jobs_rq_heartbeat_every_job_heartbeat_seconds(settings):
     # The recovery sweep reads it as the worker's sign of life: RQ's own default is 30 s.
     settings.JOB_HEARTBEAT_SECONDS = 7
-    worker = rq_workers.KonvrtWorker(["video_queue"], connection=django_rq.get_connection("video_queue"))
+    worker = konvrt_worker.KonvrtWorker(["video_queue"], connection=django_rq.get_connection("video_queue"))
     assert worker.job_monitoring_interval == 7
 
 
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT])
 def test_a_full_disk_is_a_temporary_failure_with_a_plain_message(code):
-    failure = rq_workers.classify_failure(OSError(code, os.strerror(code)))
-    assert failure.retryable is True
+    failure = failures.classify_failure(OSError(code, os.strerror(code)))
+    assert failure.permanent is False
     assert failure.message == "The server ran out of disk space while processing this file."
 
 
@@ -438,7 +437,7 @@ def start_forking_worker(queue: str, storage_root: Path) -> subprocess.Popen:
             queue,
             "--burst",
             "--worker-class",
-            "apps.processors.rq_workers.KonvrtWorker",
+            "apps.operations.konvrt_worker.KonvrtWorker",
         ],
         cwd=ROOT,
         env=worker_environment(storage_root),

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from apps.operations.enums import FileType
-from apps.processors.image_processing import target_size
+from apps.processors.image import target_size
 from tests.processors.conftest import assert_completed, assert_failed_keeping_input
 
 pytestmark = pytest.mark.django_db

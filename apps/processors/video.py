@@ -12,14 +12,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from apps.operations.enums import MediaType
-from apps.processors.base_processor import (
-    ProcessingContext,
-    ProcessingResult,
-    can_copy_audio,
-)
-from apps.processors.utils.ffmpeg import input_args, output_args
-from apps.processors.utils.probe import MediaInfo
+from apps.processors.audio_codecs import can_copy_audio
+from apps.processors.contract import ProcessingContext, ProcessingResult
+from apps.processors.ffmpeg import input_args, output_args
+from apps.processors.formats import MediaType, get_format
+from apps.processors.probe import MediaInfo
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +32,6 @@ VP9_CRF_PER_QUALITY = 1.4
 # "good" with cpu-used 4 and row multithreading is libvpx's recommended speed/quality balance for
 # file encodes; the default (cpu-used 0/1) is several times slower for little gain.
 VP9_SPEED = ["-deadline", "good", "-cpu-used", "4", "-row-mt", "1"]
-
-_CONTAINERS = {"mp4": "mp4", "mov": "mov", "webm": "webm"}
 
 
 def compress_video(context: ProcessingContext) -> ProcessingResult:
@@ -131,7 +126,7 @@ def _container(output_format: str, output: Path) -> list[str]:
     args = ["-map_metadata", "-1", "-map_chapters", "-1", "-max_muxing_queue_size", "1024"]
     if output_format in ("mp4", "mov"):
         args += ["-movflags", "+faststart"]
-    return [*args, *output_args(output, muxer=_CONTAINERS[output_format])]
+    return [*args, *output_args(output, muxer=get_format(output_format).encoder)]
 
 
 def _result(output: Path, extension: str, info: MediaInfo, details: dict[str, Any]) -> ProcessingResult:

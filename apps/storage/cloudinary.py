@@ -31,16 +31,14 @@ import urllib3
 from django.conf import settings
 
 from apps.core.exceptions import StorageError
-from apps.operations.enums import FileType, MediaType
-from apps.operations.services.storage import DownloadTarget, StoredObject, object_key
-from apps.processors.registry import IMAGE_INPUT_FORMATS, IMAGE_OUTPUT_FORMATS
+from apps.processors.formats import MediaType
+from apps.storage.backend import INPUT, OUTPUT, DownloadTarget, StoredObject, object_key
 
 logger = logging.getLogger(__name__)
 
 DOWNLOAD_CHUNK_SIZE = 1024 * 1024
 # The health check must answer quickly even when the configured timeout is generous.
 CHECK_TIMEOUT = 5.0
-_IMAGE_EXTENSIONS = frozenset(IMAGE_INPUT_FORMATS) | frozenset(IMAGE_OUTPUT_FORMATS)
 _KEY = re.compile(
     r"^(?P<folder>uploads|outputs)/(?P<operation_id>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
     r"/(?P<name>input|output)\.(?P<extension>[a-z0-9]{1,8})$"
@@ -65,7 +63,7 @@ def public_id_for_key(key: str) -> CloudinaryLocation:
     """Where a storage key lives in Cloudinary. Only keys made by ``object_key`` are accepted."""
     match = _KEY.match(key)
     if match is None:
-        raise StorageError(f"Refusing a storage key that Konvrt did not generate: {key!r}.", retryable=False)
+        raise StorageError(f"Refusing a storage key that Konvrt did not generate: {key!r}.", permanent=True)
     folders = settings.CLOUDINARY_STORAGE
     folder = folders["UPLOADS_FOLDER"] if match["folder"] == "uploads" else folders["OUTPUTS_FOLDER"]
     parts = [folders["ROOT_FOLDER"].strip("/"), folder.strip("/"), match["operation_id"], match["name"]]
@@ -76,9 +74,6 @@ def resource_type_for(media_type: MediaType) -> str:
     # Cloudinary keeps audio with video; "raw" would lose the media handling of its delivery.
     return "image" if media_type == MediaType.IMAGE else "video"
 
-
-def _resource_type_for_extension(extension: str) -> str:
-    return "image" if extension in _IMAGE_EXTENSIONS else "video"
 
 
 # --- configuring the SDK --------------------------------------------------------------------------
@@ -129,19 +124,19 @@ def _sdk_error(error: Exception, *, action: str, key: str) -> StorageError:
     logger.warning("Cloudinary %s of %s failed: %r", action, key, error)
     if isinstance(error, cloudinary.exceptions.NotFound):
         return StorageError(
-            "The stored file is missing from Cloudinary; it may have expired or been deleted.", retryable=False
+            "The stored file is missing from Cloudinary; it may have expired or been deleted.", permanent=True
         )
     if isinstance(error, cloudinary.exceptions.AuthorizationRequired | cloudinary.exceptions.NotAllowed):
         return StorageError(
             "Cloudinary refused the request: check the Cloudinary credentials and the account's limits.",
-            retryable=False,
+            permanent=True,
         )
     if isinstance(error, cloudinary.exceptions.BadRequest | cloudinary.exceptions.AlreadyExists):
-        return StorageError(f"Cloudinary rejected the file: {error}", retryable=False)
+        return StorageError(f"Cloudinary rejected the file: {error}", permanent=True)
     # RateLimited, GeneralError (Cloudinary's 5xx) and the base Error, which the SDK raises for
     # timeouts, refused connections and answers that are not JSON (a gateway's error page).
     return StorageError(
-        "Cloudinary could not be reached or had a temporary problem; please try again shortly.", retryable=True
+        "Cloudinary could not be reached or had a temporary problem; please try again shortly.", permanent=False
     )
 
 
@@ -149,19 +144,19 @@ def _status_error(status: int, *, action: str, key: str) -> StorageError:
     logger.warning("Cloudinary %s of %s answered HTTP %s", action, key, status)
     if status in (404, 410):
         return StorageError(
-            "The stored file is missing from Cloudinary; it may have expired or been deleted.", retryable=False
+            "The stored file is missing from Cloudinary; it may have expired or been deleted.", permanent=True
         )
     if status in (408, 420, 429) or status >= 500:
         return StorageError(
-            "Cloudinary could not be reached or had a temporary problem; please try again shortly.", retryable=True
+            "Cloudinary could not be reached or had a temporary problem; please try again shortly.", permanent=False
         )
-    return StorageError(f"Cloudinary refused to deliver the stored file (HTTP {status}).", retryable=False)
+    return StorageError(f"Cloudinary refused to deliver the stored file (HTTP {status}).", permanent=True)
 
 
 def _network_error(error: Exception, *, action: str, key: str) -> StorageError:
     logger.warning("Cloudinary %s of %s failed: %r", action, key, error)
     return StorageError(
-        "Cloudinary could not be reached or had a temporary problem; please try again shortly.", retryable=True
+        "Cloudinary could not be reached or had a temporary problem; please try again shortly.", permanent=False
     )
 
 
@@ -201,7 +196,7 @@ class CloudinaryStorage:
     def save_upload(
         self, *, operation_id: uuid.UUID, source: BinaryIO | Path, extension: str, media_type: MediaType
     ) -> StoredObject:
-        key = object_key(operation_id=operation_id, file_type=FileType.INPUT, extension=extension)
+        key = object_key(operation_id=operation_id, file_type=INPUT, extension=extension)
         if hasattr(source, "temporary_file_path"):
             # A large Django upload already sits in a temp file: let the SDK read it from disk.
             source = Path(source.temporary_file_path())
@@ -213,16 +208,15 @@ class CloudinaryStorage:
     def save_output(
         self, *, operation_id: uuid.UUID, local_path: Path, extension: str, media_type: MediaType
     ) -> StoredObject:
-        key = object_key(operation_id=operation_id, file_type=FileType.OUTPUT, extension=extension)
+        key = object_key(operation_id=operation_id, file_type=OUTPUT, extension=extension)
         stored = self._upload(key=key, source=local_path, media_type=media_type)
         # Same contract as LocalStorage, which moves the file: the worker's copy is no longer needed.
         local_path.unlink(missing_ok=True)
         return stored
 
-    def fetch_to_path(self, *, key: str, destination: Path) -> Path:
+    def fetch_to_path(self, *, key: str, destination: Path, media_type: MediaType) -> Path:
         location = public_id_for_key(key)
-        # The interface gives no media type here; the generated key's extension tells images apart.
-        url = self._delivery_url(location, resource_type=_resource_type_for_extension(location.extension))
+        url = self._delivery_url(location, resource_type=resource_type_for(media_type))
         destination.parent.mkdir(parents=True, exist_ok=True)
         partial = destination.with_name(f".{destination.name}.{uuid.uuid4().hex}.partial")
         try:
@@ -328,7 +322,7 @@ class CloudinaryStorage:
         except cloudinary.exceptions.Error as e:
             raise _sdk_error(e, action="upload", key=key) from e
         except OSError as e:
-            raise StorageError(f"Could not read the file to store: {e.strerror}.", retryable=False) from e
+            raise StorageError(f"Could not read the file to store: {e.strerror}.", permanent=True) from e
         if result.get("public_id") != location.public_id:
             logger.error("Cloudinary stored %s as %r instead of %r", key, result.get("public_id"), location.public_id)
         return StoredObject(

@@ -31,7 +31,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from apps.processors.exceptions import FFmpegError, FFmpegTimeout, OperationStopped
-from apps.processors.utils.probe import local_url, safe_input_options
+from apps.processors.probe import local_url, safe_input_options
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def input_args(path: Path, *, demuxer: str) -> list[str]:
 
 def output_args(path: Path, *, muxer: str) -> list[str]:
     """Arguments that end every command: the encoder's threads, a size cap (FFmpeg stops writing
-    at PROCESSING_MAX_OUTPUT_SIZE; ``base_processor.verify_output`` then refuses the result) and
+    at PROCESSING_MAX_OUTPUT_SIZE; ``verification.verify_output`` then refuses the result) and
     the output file, overwritten if it exists."""
     return [
         "-threads",

@@ -14,8 +14,8 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from rq.timeouts import JobTimeoutException, UnixSignalDeathPenalty
 
+from apps.processors import ffmpeg
 from apps.processors.exceptions import OperationStopped
-from apps.processors.utils import ffmpeg
 from tests.processors.processes import descendants, ffmpeg_processes_under, is_alive, wait_until
 
 
@@ -211,12 +211,12 @@ def test_ffmpeg_dies_with_the_process_that_started_it_when_that_is_killed():
     # A work-horse SIGKILLed mid-job (RQ's cold shutdown, the OOM killer) runs no Python cleanup.
     script = (
         "import django; django.setup()\n"
-        "from apps.processors.utils import ffmpeg\n"
+        "from apps.processors import ffmpeg\n"
         f"ffmpeg.run_ffmpeg({ENDLESS!r}, duration=None, timeout=120)\n"
     )
     horse = subprocess.Popen(
         [sys.executable, "-c", script],
-        cwd=Path(__file__).resolve().parents[3],
+        cwd=Path(__file__).resolve().parents[2],
         env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test"},
     )
     try:

@@ -7,9 +7,9 @@ import re
 import pytest
 
 from apps.core.exceptions import UnsupportedMedia, ValidationFailed
-from apps.operations.enums import MediaType
+from apps.processors.formats import MediaType
 from apps.processors.registry import OPERATIONS
-from apps.processors.utils.validation import inspect_upload, sniff_formats
+from apps.processors.sniffing import inspect_upload, sniff_formats
 from tests.hostile.attacks import gif_animation
 
 

@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from apps.operations.enums import MediaType
-from apps.processors.base_processor import (
-    ProcessingResult,
-    can_copy_audio,
-    input_decoder,
-    inspect_input,
-    output_file_name,
-    verify_output,
-)
+from apps.processors.audio_codecs import can_copy_audio
+from apps.processors.contract import ProcessingResult
 from apps.processors.exceptions import ProcessingError
+from apps.processors.formats import MediaType
+from apps.processors.inspection import input_decoder, inspect_input
+from apps.processors.probe import StreamInfo, probe_media
 from apps.processors.registry import get_operation
-from apps.processors.utils.probe import StreamInfo, probe_media
+from apps.processors.verification import verify_output
 
 
 @pytest.mark.parametrize(
@@ -34,11 +30,11 @@ from apps.processors.utils.probe import StreamInfo, probe_media
     ],
 )
 def test_output_names_derive_from_the_original_name(original, operation, extension, expected):
-    assert output_file_name(original_name=original, operation=operation, extension=extension) == expected
+    assert get_operation(operation).output_file_name(original_name=original, extension=extension) == expected
 
 
 def test_a_long_original_name_is_shortened_but_keeps_what_was_done():
-    name = output_file_name(original_name="a" * 400 + ".mov", operation="video_compress", extension="mp4")
+    name = get_operation("video_compress").output_file_name(original_name="a" * 400 + ".mov", extension="mp4")
     assert len(name) <= 200
     assert name.endswith("a_compressed.mp4")
 

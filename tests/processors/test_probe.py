@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from apps.processors.exceptions import ProbeError
-from apps.processors.utils.probe import probe_image, probe_media
+from apps.processors.probe import probe_image, probe_media
 
 
 def test_video_with_audio(media):

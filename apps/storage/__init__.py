@@ -1,0 +1,1 @@
+"""Where files live: the storage interface and its backends (local filesystem, Cloudinary)."""
