@@ -29,7 +29,6 @@ clients poll the most, went from 3.2 to 2.6 ms per request).
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import uuid
@@ -40,6 +39,7 @@ from redis.exceptions import RedisError
 from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 
+from apps.core.redis import redis_client
 from apps.core.utils import client_ip
 
 logger = logging.getLogger(__name__)
@@ -58,17 +58,14 @@ return false
 """
 
 
-@functools.lru_cache(maxsize=8)
-def _redis(location: str, connect_timeout: float | None, timeout: float | None) -> Redis:
-    # One client per process, with the cache's timeouts, so a hung Redis cannot hang requests.
-    return Redis.from_url(location, socket_connect_timeout=connect_timeout, socket_timeout=timeout)
-
-
 def _cache_redis() -> tuple[Redis, str]:
     """The Redis of the default cache (where DRF would count), and the cache's key prefix."""
     cache = settings.CACHES["default"]
     options = cache.get("OPTIONS", {})
-    connection = _redis(cache["LOCATION"], options.get("socket_connect_timeout"), options.get("socket_timeout"))
+    # With the cache's timeouts, so that a hung Redis cannot hang requests.
+    connection = redis_client(
+        cache["LOCATION"], connect_timeout=options.get("socket_connect_timeout"), timeout=options.get("socket_timeout")
+    )
     return connection, cache.get("KEY_PREFIX", "")
 
 

@@ -177,7 +177,8 @@ else:
     }
 
 # --- Redis, cache and queues ----------------------------------------------------------------
-REDIS_URL = env_url("REDIS_URL", "redis://localhost:6379/0", schemes=("redis", "rediss", "unix"))
+from config.settings.rq_settings import REDIS_URL, RQ_QUEUES, WORKER_CONFIG  # noqa: E402, F401
+
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
@@ -187,7 +188,6 @@ CACHES = {
     }
 }
 
-from config.settings.rq_settings import RQ_QUEUES, WORKER_CONFIG  # noqa: E402, F401
 
 # Enqueue immediately: the queue manager itself waits for the commit (and must see a Redis error
 # to leave the operation pending), so django-rq's own deferral would hide failures.

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 from config.settings.env import env_url
 
+
+class WorkerGroup(TypedDict):
+    queue: str  # the RQ queue its operations go to
+    timeout: int  # a job's time limit, in seconds
+    count: int  # workers the scripts start on each machine
+    worker_ttl: int  # seconds a worker's registration lives without a heartbeat
+
+
+# Parsed here once; base.py reads it from this module for the cache.
 REDIS_URL = env_url("REDIS_URL", "redis://localhost:6379/0", schemes=("redis", "rediss", "unix"))
 
-WORKER_CONFIG = {
+WORKER_CONFIG: dict[str, WorkerGroup] = {
     "video": {
         "queue": "video_queue",
         "timeout": 1800,  # 30 minutes

@@ -9,11 +9,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import django_rq
 from django.conf import settings
 from django.db import connection
 
 from apps.core.exceptions import StorageError
+from apps.core.redis import redis_client
 from apps.storage.backend import get_storage
 
 logger = logging.getLogger(__name__)
@@ -34,15 +34,10 @@ def _database() -> None:
 
 
 def _redis() -> None:
-    connection = django_rq.get_connection(settings.WORKER_CONFIG["video"]["queue"])
     # A health check must answer even when Redis hangs instead of refusing connections.
-    connection.connection_pool.connection_kwargs.update(
-        socket_connect_timeout=REDIS_TIMEOUT_SECONDS, socket_timeout=REDIS_TIMEOUT_SECONDS
-    )
-    try:
-        connection.ping()
-    finally:
-        connection.close()
+    # Every queue lives on the same Redis; its URL is the queues' (tests point them elsewhere).
+    url = next(iter(settings.RQ_QUEUES.values()))["URL"]
+    redis_client(url, connect_timeout=REDIS_TIMEOUT_SECONDS, timeout=REDIS_TIMEOUT_SECONDS).ping()
 
 
 def _storage() -> None:

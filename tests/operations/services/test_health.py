@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from apps.operations.services import health
 from apps.core.exceptions import StorageError
+from apps.operations.services import health
 
 pytestmark = pytest.mark.django_db
 
