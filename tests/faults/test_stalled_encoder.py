@@ -11,7 +11,7 @@ import time
 import django_rq
 from rq.job import Job
 
-from apps.processors import audio_processing
+from apps.processors import audio
 from tests.faults.conftest import FAULT_TEST, assert_nothing_orphaned
 from tests.processors.conftest import assert_failed_keeping_input
 from tests.processors.processes import ffmpeg_processes_under
@@ -40,7 +40,7 @@ def test_a_stalled_encoder_is_stopped_retried_and_then_failed_with_a_clear_messa
         return ["-f", "s16le", "-ar", "8000", "-ac", "1", "-i", str(fifo)]
 
     # Patched where the processor looks it up: the stall itself is a real FFmpeg, waiting.
-    monkeypatch.setattr(audio_processing, "input_args", starved_input)
+    monkeypatch.setattr(audio, "input_args", starved_input)
     operation = submit("audio_convert", media.audio(), {"output_format": "mp3"})
     queue = django_rq.get_queue("audio_queue")
     started = time.monotonic()
