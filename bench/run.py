@@ -3,7 +3,7 @@
     python -m bench [--quick] [--cases video,audio,...] [--repeats N] [--output PATH]
 
 Needs PostgreSQL (DATABASE_URL; the database is created and migrated when missing) and a Redis
-database of its own (REDIS_URL; **flushed** at the start). See the README's Performance section.
+database of its own (REDIS_URL; **flushed** at the start). See docs/performance.md.
 """
 
 from __future__ import annotations

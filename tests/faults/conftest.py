@@ -11,7 +11,7 @@
 - ``TcpProxy``: a way into PostgreSQL that a test can cut and restore.
 
 Every test records how long its recovery took (``fault_timings``); the figures are printed at the
-end of the run, for the README's Guarantees section.
+end of the run, for docs/guarantees.md.
 """
 
 from __future__ import annotations

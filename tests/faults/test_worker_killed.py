@@ -64,4 +64,4 @@ def test_a_worker_stopped_mid_video_is_recovered_and_the_operation_completes_onc
     assert lifecycle.operation_interruptions(operation) == 1
     assert operation.files.filter(file_type=FileType.OUTPUT).count() == 1
     assert_nothing_orphaned(storage_root)  # the killed attempt's workspace went with the retry
-    assert settings.RECOVERY_STALE_SECONDS == 45  # this process keeps the defaults the README states
+    assert settings.RECOVERY_STALE_SECONDS == 45  # this process keeps the defaults docs/configuration.md states

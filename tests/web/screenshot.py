@@ -1,4 +1,4 @@
-"""Makes docs/screenshot.png, the README's picture of the page in use. Not part of the suite
+"""Makes docs/screenshot.png, docs/web.md's picture of the page in use. Not part of the suite
 (the file name does not match test_*.py); run it on purpose:
 
     .venv/bin/python -m pytest tests/web/screenshot.py

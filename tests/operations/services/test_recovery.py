@@ -188,7 +188,7 @@ def test_a_dead_workers_job_whose_execution_record_already_expired_is_still_with
 @pytest.mark.django_db
 @pytest.mark.parametrize(("silent_for", "recovered"), [(40, False), (44, False), (47, True), (300, True)])
 def test_an_attempt_is_taken_for_interrupted_after_45_seconds_of_silence(image_job, settings, silent_for, recovered):
-    assert settings.RECOVERY_STALE_SECONDS == 45  # the default bound the README states
+    assert settings.RECOVERY_STALE_SECONDS == 45  # the default bound docs/configuration.md states
     operation = image_job()
     started_by_a_dead_worker(operation, silent_for=silent_for)
 
