@@ -1,4 +1,5 @@
-"""The vocabularies of operations and files: statuses, phases, file roles and media types."""
+"""The vocabularies of operations and files: statuses, phases and file roles (media types are the
+formats catalog's, in ``apps.processors.formats``)."""
 
 from __future__ import annotations
 
