@@ -437,7 +437,7 @@ def start_forking_worker(queue: str, storage_root: Path) -> subprocess.Popen:
             queue,
             "--burst",
             "--worker-class",
-            "apps.operations.konvrt_worker.KonvrtWorker",
+            "apps.operations.worker.KonvrtWorker",
         ],
         cwd=ROOT,
         env=worker_environment(storage_root),
