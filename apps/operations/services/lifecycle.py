@@ -252,11 +252,14 @@ def operation_reset_for_retry(*, operation: Operation) -> Operation:
     return operation
 
 
-def operation_mark_deleted(*, operation: Operation) -> Operation:
-    """Soft delete: the row stays for bookkeeping, hidden from its session; active work is cancelled."""
+def operation_mark_deleted(*, operation: Operation) -> Operation | None:
+    """Soft delete: the row stays for bookkeeping, hidden from its session; active work is cancelled.
+    ``None`` when it was already deleted: nothing changes, ``deleted_at`` keeps the first delete's time."""
     now = timezone.now()
     with transaction.atomic():
         locked = Operation.objects.select_for_update().get(id=operation.id)
+        if locked.is_deleted:
+            return None
         if locked.status in S.active():
             locked.status = S.CANCELLED
             locked.completed_at = now

@@ -184,13 +184,18 @@ def operation_cancel(*, operation: Operation) -> Operation:
     return operation
 
 
-def operation_delete(*, operation: Operation) -> None:
-    """Soft-delete the operation (cancelling its work) and remove its files once that is committed."""
+def operation_delete(*, operation: Operation) -> bool:
+    """Soft-delete the operation (cancelling its work) and remove its files once that is committed.
+    ``False`` when it was already deleted (by a concurrent request, or earlier in the admin, which
+    lists deleted rows): nothing is done again."""
     files = list(operation.files.all())
     definition = OPERATIONS.get(operation.operation)
     deleted = lifecycle.operation_mark_deleted(operation=operation)
+    if deleted is None:
+        return False
     transaction.on_commit(lambda: dequeue_operation(operation=deleted))
     transaction.on_commit(lambda: _remove_files(files, definition))
+    return True
 
 
 def _remove_files(files: list[File], definition: OperationDefinition | None) -> None:
