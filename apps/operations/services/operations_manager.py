@@ -167,6 +167,9 @@ def _discard(storage: StorageBackend, key: str, media_type: MediaType) -> None:
 # --- retry, cancel, delete ------------------------------------------------------------------------
 def operation_retry(*, operation: Operation) -> Operation:
     """Queue a failed or cancelled operation again with the same input and id."""
+    if operation.operation not in OPERATIONS:
+        # Removed in an upgrade: there is no queue to route it to, and no worker would run it.
+        raise InvalidState("This operation is no longer offered, so it cannot be run again.")
     if not any(file.file_type == FileType.INPUT for file in operation.files.all()):
         raise Expired("The input of this operation is no longer stored; upload the file again.")
     operation = lifecycle.operation_reset_for_retry(operation=operation)

@@ -1,5 +1,5 @@
-"""The recovery sweep meets rows of an operation that is no longer offered (removed in an upgrade):
-it fails them with a plain sentence and goes on with the rest of its work."""
+"""Rows of an operation that is no longer offered (removed in an upgrade): the recovery sweep fails
+them with a plain sentence and goes on with the rest of its work, and a retry is refused."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from apps.core.exceptions import InvalidState
 from apps.operations.enums import OperationStatus
 from apps.operations.models import Operation
-from apps.operations.services import lifecycle
+from apps.operations.services import lifecycle, operations_manager
 from apps.operations.services.recovery import recovery_run
 from tests.processors import conftest as processing
 
@@ -78,3 +79,19 @@ def test_interrupted_work_of_an_operation_no_longer_offered_fails_instead_of_bei
     assert removed.error_message == "This operation is no longer offered."
     assert report.interrupted_failed == 1 and report.interrupted_requeued == 0
     assert pending.status == S.QUEUED
+
+
+@pytest.mark.django_db
+def test_a_retry_of_an_operation_no_longer_offered_is_refused_and_changes_nothing(image_job):
+    removed = image_job(enqueue=False)
+    renamed_to_a_removed_operation(removed)
+    recovery_run()  # fails it: the name is not offered
+    removed.refresh_from_db()
+    assert removed.status == S.FAILED
+
+    with pytest.raises(InvalidState) as refused:
+        operations_manager.operation_retry(operation=removed)
+
+    assert refused.value.message == "This operation is no longer offered, so it cannot be run again."
+    removed.refresh_from_db()
+    assert removed.status == S.FAILED and removed.retry_count == 0
