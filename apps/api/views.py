@@ -29,7 +29,7 @@ from apps.api.utils import IgnoreAcceptNegotiation, attachment_disposition, sess
 from apps.api.validators import IDEMPOTENCY_KEY_HEADER, validate_idempotency_key
 from apps.core.exceptions import NotFound
 from apps.operations import selectors
-from apps.operations.enums import OperationStatus
+from apps.operations.enums import OperationStatus, ProcessingPhase
 from apps.operations.models import Operation
 from apps.operations.services import operations_manager
 from apps.operations.services.health import run_health_checks
@@ -238,6 +238,23 @@ class OperationDefinitionDetailView(APIView):
         if definition is None:
             raise NotFound(f"There is no operation named {name!r}.")
         return success(s.OperationDefinitionSerializer(definition).data)
+
+
+class VocabularyView(APIView):
+    """The statuses and phases an operation goes through, with their labels and the actions each
+    status allows, so that clients need not copy them."""
+
+    throttle_classes = DEFAULT_THROTTLES
+
+    @extend_schema(
+        summary="Statuses and phases: labels, and which are terminal, cancellable, retryable",
+        parameters=[RETRY_AFTER],
+        responses={200: s.VocabularyEnvelope, **_errors(429)},
+    )
+    def get(self, request: Request) -> Response:
+        return success(
+            s.VocabularySerializer({"statuses": list(OperationStatus), "phases": list(ProcessingPhase)}).data
+        )
 
 
 class HealthView(APIView):

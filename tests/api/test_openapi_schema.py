@@ -72,6 +72,7 @@ def test_real_responses_of_every_endpoint_match_the_schema(
     check(client.get(f"{API}/operation-definitions/"), 200)
     check(client.get(f"{API}/operation-definitions/image_resize/"), 200)
     check(client.get(f"{API}/operation-definitions/nope/"), 404)
+    check(client.get(f"{API}/vocabulary/"), 200)
     check(client.get(f"{API}/health/"), 200)
     check(client.get(f"{API}/queues/"), 200)
 
