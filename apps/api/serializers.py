@@ -146,6 +146,7 @@ class OperationStatusSerializer(serializers.Serializer):
 
 class OperationDefinitionSerializer(serializers.Serializer):
     name = serializers.CharField()
+    title = serializers.CharField(help_text="A short name for people, e.g. Compress video.")
     media_type = serializers.ChoiceField(choices=MediaType.choices, help_text="The media type of the input.")
     description = serializers.CharField()
     queue = serializers.CharField(help_text="The RQ queue that runs it, e.g. video_queue.")
@@ -153,6 +154,39 @@ class OperationDefinitionSerializer(serializers.Serializer):
     output_formats = serializers.ListField(child=serializers.CharField())
     max_file_size = serializers.IntegerField(help_text="The largest accepted upload, in bytes.")
     parameters = serializers.DictField(source="parameters_schema", help_text="A JSON Schema of the parameters.")
+
+
+class StatusTermSerializer(serializers.Serializer):
+    name = serializers.ChoiceField(choices=OperationStatus.choices, source="value")
+    # DRF takes declared fields off the class, so this "label" never meets Field.label; mypy cannot know.
+    label = serializers.CharField(help_text="The status in words.")  # type: ignore[assignment]
+    terminal = serializers.SerializerMethodField(help_text="Finished: it changes no more unless retried.")
+    cancellable = serializers.SerializerMethodField(help_text="cancel/ is accepted in this status.")
+    retryable = serializers.SerializerMethodField(
+        help_text="retry/ is accepted in this status (410 once the files have expired)."
+    )
+
+    def get_terminal(self, status: OperationStatus) -> bool:
+        return status in OperationStatus.terminal()
+
+    def get_cancellable(self, status: OperationStatus) -> bool:
+        return status in OperationStatus.cancellable()
+
+    def get_retryable(self, status: OperationStatus) -> bool:
+        return status in OperationStatus.retryable()
+
+
+class PhaseTermSerializer(serializers.Serializer):
+    name = serializers.ChoiceField(choices=ProcessingPhase.choices, source="value")
+    label = serializers.CharField(help_text="What a processing job is doing, in words.")  # type: ignore[assignment]
+
+
+class VocabularySerializer(serializers.Serializer):
+    """The words of the status object and what each status allows, from ``{"statuses":
+    list(OperationStatus), "phases": list(ProcessingPhase)}``."""
+
+    statuses = StatusTermSerializer(many=True, help_text="Every status, in the order of the lifecycle.")
+    phases = PhaseTermSerializer(many=True, help_text="The phases of a processing job, in order.")
 
 
 class HealthCheckSerializer(serializers.Serializer):
@@ -224,6 +258,7 @@ OperationStatusEnvelope = envelope("OperationStatusEnvelope", OperationStatusSer
 OperationDeletedEnvelope = envelope("OperationDeletedEnvelope", serializers.DictField(allow_null=True))
 OperationDefinitionEnvelope = envelope("OperationDefinitionEnvelope", OperationDefinitionSerializer())
 OperationDefinitionListEnvelope = envelope("OperationDefinitionListEnvelope", OperationDefinitionSerializer(many=True))
+VocabularyEnvelope = envelope("VocabularyEnvelope", VocabularySerializer())
 QueuesEnvelope = envelope("QueuesEnvelope", serializers.DictField(child=QueueStatisticsSerializer()))
 SessionEnvelope = envelope("SessionEnvelope", SessionSerializer())
 HealthEnvelope = inline_serializer(

@@ -11,7 +11,7 @@ from dataclasses import asdict
 
 from django.http import FileResponse, HttpResponseBase, HttpResponseRedirect
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiRequest, OpenApiResponse, extend_schema
 from rest_framework import viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -23,12 +23,13 @@ from apps.api import serializers as s
 from apps.api.exceptions import error_body
 from apps.api.pagination import EnvelopePagination
 from apps.api.parsers import UploadParser
+from apps.api.schema import CREATE_REQUEST_ENCODING
 from apps.api.throttling import DEFAULT_THROTTLES, HEALTH_THROTTLES, STATUS_THROTTLES, UPLOAD_THROTTLES
 from apps.api.utils import IgnoreAcceptNegotiation, attachment_disposition, session_key, success
 from apps.api.validators import IDEMPOTENCY_KEY_HEADER, validate_idempotency_key
 from apps.core.exceptions import NotFound
 from apps.operations import selectors
-from apps.operations.enums import OperationStatus
+from apps.operations.enums import OperationStatus, ProcessingPhase
 from apps.operations.models import Operation
 from apps.operations.services import operations_manager
 from apps.operations.services.health import run_health_checks
@@ -98,7 +99,7 @@ class OperationViewSet(viewsets.GenericViewSet):
             "is kept and queued later). With an `Idempotency-Key` already used by this session in the last 24 "
             "hours: 200 with that earlier operation."
         ),
-        request=s.OperationCreateSerializer,
+        request=OpenApiRequest(s.OperationCreateSerializer, encoding=CREATE_REQUEST_ENCODING),
         parameters=[
             OpenApiParameter(
                 IDEMPOTENCY_KEY_HEADER,
@@ -237,6 +238,23 @@ class OperationDefinitionDetailView(APIView):
         if definition is None:
             raise NotFound(f"There is no operation named {name!r}.")
         return success(s.OperationDefinitionSerializer(definition).data)
+
+
+class VocabularyView(APIView):
+    """The statuses and phases an operation goes through, with their labels and the actions each
+    status allows, so that clients need not copy them."""
+
+    throttle_classes = DEFAULT_THROTTLES
+
+    @extend_schema(
+        summary="Statuses and phases: labels, and which are terminal, cancellable, retryable",
+        parameters=[RETRY_AFTER],
+        responses={200: s.VocabularyEnvelope, **_errors(429)},
+    )
+    def get(self, request: Request) -> Response:
+        return success(
+            s.VocabularySerializer({"statuses": list(OperationStatus), "phases": list(ProcessingPhase)}).data
+        )
 
 
 class HealthView(APIView):

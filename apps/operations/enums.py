@@ -22,6 +22,16 @@ class OperationStatus(models.TextChoices):
     def active(cls) -> frozenset[OperationStatus]:
         return frozenset({cls.PENDING, cls.QUEUED, cls.PROCESSING})
 
+    @classmethod
+    def cancellable(cls) -> frozenset[OperationStatus]:
+        """What its user may cancel: anything not finished."""
+        return cls.active()
+
+    @classmethod
+    def retryable(cls) -> frozenset[OperationStatus]:
+        """What its user may queue again with the same input."""
+        return frozenset({cls.FAILED, cls.CANCELLED})
+
 
 class ProcessingPhase(models.TextChoices):
     FETCHING = "fetching", "Fetching the input"

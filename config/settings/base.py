@@ -255,6 +255,7 @@ SPECTACULAR_SETTINGS = {
     "SECURITY": [{"sessionKey": []}, {"sessionCookie": []}],
     "ENUM_NAME_OVERRIDES": {
         "OperationStatusEnum": "apps.operations.enums.OperationStatus",
+        "PhaseEnum": "apps.operations.enums.ProcessingPhase",
         "HealthStatusEnum": ["healthy", "degraded"],
     },
 }

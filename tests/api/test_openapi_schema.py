@@ -3,22 +3,30 @@ included, validate against it; Swagger UI works offline."""
 
 from __future__ import annotations
 
+import io
+import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
+from django.core.management import call_command
 from django.test import Client
+from openapi_core.testing import MockRequest
+from openapi_core.validation.request.exceptions import InvalidRequestBody
 from openapi_schema_validator import OAS30Validator
 
 from apps.core.exceptions import StorageError
 from apps.operations.enums import OperationStatus
 from apps.operations.models import Operation
 from apps.operations.services import operations_manager
+from apps.processors.registry import OPERATIONS
 from apps.storage.local import LocalStorage
 from tests.api.conftest import API, session_key_of, upload
 from tests.api.test_operation_actions import UrlStorage
 
 S = OperationStatus
+CREATE = f"{API}/operations/"
 
 
 class CoverageCheck:
@@ -64,6 +72,7 @@ def test_real_responses_of_every_endpoint_match_the_schema(
     check(client.get(f"{API}/operation-definitions/"), 200)
     check(client.get(f"{API}/operation-definitions/image_resize/"), 200)
     check(client.get(f"{API}/operation-definitions/nope/"), 404)
+    check(client.get(f"{API}/vocabulary/"), 200)
     check(client.get(f"{API}/health/"), 200)
     check(client.get(f"{API}/queues/"), 200)
 
@@ -167,3 +176,144 @@ def test_schema_and_offline_swagger_ui_are_served(client):
     bundle = re.search(rb'src="([^"]*swagger-ui-bundle\.js)"', docs.content).group(1).decode()
     assert "drf_spectacular_sidecar" in bundle  # served by us, not fetched from a CDN
     assert client.get(bundle).status_code == 200
+
+
+def test_the_schema_is_generated_valid_and_without_warnings():
+    # --validate checks the document against the OpenAPI 3.1 meta-schema; a warning would mean a
+    # part of it drf-spectacular had to guess (an enum named by collision, an unknown field).
+    call_command("spectacular", "--validate", "--fail-on-warn", "--format", "openapi-json", stdout=io.StringIO())
+
+
+# --- the create request: one variant per operation, each with the registry's parameter schema --------
+def _component(spec: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in schema:
+        schema = spec["components"]["schemas"][schema["$ref"].removeprefix("#/components/schemas/")]
+    return schema
+
+
+def _create_body(spec: dict[str, Any]) -> dict[str, Any]:
+    return spec["paths"][CREATE]["post"]["requestBody"]["content"]["multipart/form-data"]
+
+
+def _variants(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    request = _component(spec, _create_body(spec)["schema"])
+    variants = [_component(spec, choice) for choice in request["oneOf"]]
+    return {variant["properties"]["operation"]["const"]: variant for variant in variants}
+
+
+def test_the_create_request_publishes_each_operations_parameter_schema_from_the_registry(openapi_spec):
+    body = _create_body(openapi_spec)
+    request = _component(openapi_spec, body["schema"])
+    variants = _variants(openapi_spec)
+
+    assert set(variants) == set(OPERATIONS)
+    for name, variant in variants.items():
+        assert variant["properties"]["parameters"] == OPERATIONS[name].parameters_schema, name
+        assert variant["title"] == OPERATIONS[name].title
+        assert "operation" in variant["required"]
+        assert _component(openapi_spec, {"$ref": request["discriminator"]["mapping"][name]}) is variant
+    assert request["discriminator"]["propertyName"] == "operation"
+    # The part is sent as a JSON text, not as a form-encoded object.
+    assert body["encoding"]["parameters"]["contentType"] == "application/json"
+    # The form's fields stay plain properties beside the oneOf: Swagger UI draws its form from them.
+    assert set(request["properties"]) == {"operation", "parameters", "file"}
+    assert request["properties"]["parameters"]["type"] == "object"
+    # Raw bytes in OpenAPI 3.1: no string type, a media type instead.
+    assert "type" not in request["properties"]["file"]
+    assert request["properties"]["file"]["contentMediaType"] == "application/octet-stream"
+    assert set(request["required"]) == {"operation", "file"}
+
+
+def example_parameters(schema: dict[str, Any]) -> dict[str, Any]:
+    """What a client builds from a published parameter schema: every default, and for each
+    required property without one (``anyOf``: the first alternative's) its first allowed value."""
+    required = set(schema.get("required", []))
+    if "anyOf" in schema:
+        required |= set(schema["anyOf"][0]["required"])
+    parameters = {}
+    for name, prop in schema["properties"].items():
+        if "default" in prop:
+            parameters[name] = prop["default"]
+        elif name in required:
+            parameters[name] = prop["enum"][0] if "enum" in prop else prop["minimum"]
+    return parameters
+
+
+def multipart(fields: list[tuple[str, str | None, bytes, str | None]]) -> tuple[bytes, str]:
+    """A multipart/form-data body from (name, content type, content, file name) parts."""
+    boundary = "konvrt-test-boundary"
+    body = b""
+    for name, content_type, content, file_name in fields:
+        disposition = f'form-data; name="{name}"' + (f'; filename="{file_name}"' if file_name else "")
+        body += f"--{boundary}\r\nContent-Disposition: {disposition}\r\n".encode()
+        if content_type:
+            body += f"Content-Type: {content_type}\r\n".encode()
+        body += b"\r\n" + content + b"\r\n"
+    return body + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def create_request(operation: str, parameters: dict[str, Any], source: Path) -> tuple[bytes, str]:
+    return multipart(
+        [
+            ("operation", "text/plain", operation.encode(), None),
+            ("parameters", "application/json", json.dumps(parameters).encode(), None),
+            ("file", "application/octet-stream", source.read_bytes(), source.name),
+        ]
+    )
+
+
+def validate_create(openapi, *, session_key: str, body: bytes, content_type: str) -> None:
+    """Validate a create request against the document (raises when it does not match)."""
+    headers = {"X-Session-Key": session_key}
+    openapi.validate_request(
+        MockRequest("http://testserver", "post", CREATE, headers=headers, data=body, content_type=content_type)
+    )
+
+
+def sample_for(media, operation: str) -> Path:
+    return {"video": media.video(duration=0.5), "image": media.png(), "audio": media.audio(duration=0.5)}[
+        OPERATIONS[operation].media_type
+    ]
+
+
+@pytest.mark.django_db
+def test_a_request_built_from_each_published_variant_validates_and_is_accepted(client, media, openapi, openapi_spec):
+    key = session_key_of(client)
+
+    for name, variant in _variants(openapi_spec).items():
+        parameters = example_parameters(variant["properties"]["parameters"])
+        body, content_type = create_request(name, parameters, sample_for(media, name))
+
+        validate_create(openapi, session_key=key, body=body, content_type=content_type)
+        response = client.post(CREATE, body, content_type=content_type, headers={"X-Session-Key": key})
+        assert response.status_code == 201, (name, response.content[:500])
+        assert response.json()["data"]["parameters"].items() >= parameters.items()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("operation", "parameters"),
+    [
+        ("image_resize", {"width": 0}),  # below the minimum
+        ("image_resize", {"maintain_aspect_ratio": False}),  # neither width nor height
+        ("video_compress", {"width": 8}),  # another operation's parameter
+        ("audio_convert", {"output_format": "mp4"}),  # a video format
+    ],
+)
+def test_parameters_outside_their_operations_published_schema_are_refused_by_document_and_api(
+    client, media, openapi, openapi_spec, operation, parameters
+):
+    key = session_key_of(client)
+    source = sample_for(media, operation)
+    published = _variants(openapi_spec)[operation]["properties"]["parameters"]
+    good_body, content_type = create_request(operation, example_parameters(published), source)
+    bad_body, content_type = create_request(operation, parameters, source)
+
+    # The same request with parameters built from the operation's own variant passes: the refusal
+    # below is about the parameters alone.
+    validate_create(openapi, session_key=key, body=good_body, content_type=content_type)
+    with pytest.raises(InvalidRequestBody):
+        validate_create(openapi, session_key=key, body=bad_body, content_type=content_type)
+    response = client.post(CREATE, bad_body, content_type=content_type, headers={"X-Session-Key": key})
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "validation_error"

@@ -33,6 +33,10 @@ def test_definitions_list_every_operation_from_the_registry(client, settings):
     assert definitions["video_compress"]["queue"] == "video_queue"
     for name, item in definitions.items():
         assert item["parameters"] == OPERATIONS[name].parameters_schema
+        assert item["title"] == OPERATIONS[name].title
+    # Words for people, as the page shows them.
+    assert definitions["audio_extract"]["title"] == "Extract audio"
+    assert definitions["image_resize"]["title"] == "Resize image"
 
 
 def test_definition_detail_publishes_the_schema_the_api_validates_against(client):
@@ -49,6 +53,40 @@ def test_unknown_definition_is_a_404(client):
 
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
+
+
+# --- vocabulary -----------------------------------------------------------------------------------
+def test_vocabulary_lists_every_status_with_what_it_allows_and_every_phase_in_order(client):
+    response = client.get(f"{API}/vocabulary/")
+
+    assert response.status_code == 200
+    data = response.json()["data"]
+    statuses = {status["name"]: status for status in data["statuses"]}
+    assert list(statuses) == ["pending", "queued", "processing", "completed", "failed", "cancelled"]
+    assert {name for name, status in statuses.items() if status["terminal"]} == {"completed", "failed", "cancelled"}
+    assert {name for name, status in statuses.items() if status["cancellable"]} == {"pending", "queued", "processing"}
+    assert {name for name, status in statuses.items() if status["retryable"]} == {"failed", "cancelled"}
+    assert statuses["completed"]["label"] == "Completed"
+    assert [phase["name"] for phase in data["phases"]] == ["fetching", "probing", "processing", "storing"]
+    assert data["phases"][0]["label"] == "Fetching the input"
+
+
+@pytest.mark.parametrize("status", list(OperationStatus))
+def test_the_published_status_rules_are_what_cancel_and_retry_do(client, make_operation, media, status):
+    published = {item["name"]: item for item in client.get(f"{API}/vocabulary/").json()["data"]["statuses"]}
+    key = session_key_of(client)
+    png = media.png()
+    to_cancel = make_operation(key, operation="image_resize", status=status, source=png, original_name="a.png")
+    to_retry = make_operation(key, operation="image_resize", status=status, source=png, original_name="b.png")
+
+    cancel = client.post(f"{API}/operations/{to_cancel.id}/cancel/")
+    retry = client.post(f"{API}/operations/{to_retry.id}/retry/")
+
+    assert cancel.status_code == (200 if published[status]["cancellable"] else 409)
+    assert retry.status_code == (200 if published[status]["retryable"] else 409)
+    # Cancelled now, or finished already: either way a status a client stops polling at.
+    to_cancel.refresh_from_db()
+    assert published[to_cancel.status]["terminal"] is True
 
 
 # --- health ---------------------------------------------------------------------------------------

@@ -7,12 +7,16 @@ no uncaught script error.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import re
 
 import pytest
 
+from apps.operations.enums import OperationStatus
+from apps.operations.models import Operation
 from apps.processors.probe import probe_image, probe_media
+from apps.processors.registry import OPERATIONS
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed.")
 expect = sync_api.expect
@@ -70,7 +74,7 @@ def test_resizing_an_image_shows_both_progress_bars_a_preview_and_downloads_the_
     image = probe_image(result, allowed_formats=("PNG",))
     assert (image.width, image.height) == (32, 32)
 
-    expect(first_file(page).locator(".badge")).to_have_text("Done")
+    expect(first_file(page).locator(".badge")).to_have_text("Completed")
     expect(first_file(page).get_by_role("link", name=re.compile("Download"))).to_be_visible()
 
 
@@ -265,6 +269,33 @@ def test_cancel_retry_survive_a_reload_and_delete(web, media):
     expect(page.locator("#files-empty")).to_be_visible()
     expect(page.locator("#job")).to_be_hidden()
     assert page.request.get(f"/api/v1/operations/{operation_id}/").status == 404
+
+
+def test_the_page_takes_operation_titles_and_status_words_and_rules_from_the_api(web, media, monkeypatch):
+    """Changed on the server (the live server runs in this process), the page follows."""
+    renamed = dataclasses.replace(OPERATIONS["image_resize"], title="Shrink an image")
+    monkeypatch.setitem(OPERATIONS, "image_resize", renamed)
+    monkeypatch.setattr(OperationStatus, "retryable", classmethod(lambda cls: frozenset({cls.FAILED})))
+    page = web.open()
+    choose_file(page, media.png())
+
+    assert operation_titles(page) == ["Shrink an image", "Convert image"]
+    page.fill("#param-width", "16")
+    page.click("#start-button")
+    expect(page.locator("#job-title")).to_contain_text("Shrink an image: ")
+    expect(page.locator("#processing-text")).to_contain_text("Queued")
+    page.click("#job-cancel")
+    expect(page.locator("#processing-text")).to_have_text("Cancelled.")
+    # A cancelled operation is no longer retryable on this server: no Retry anywhere.
+    expect(page.locator("#job-retry")).to_be_hidden()
+    expect(first_file(page).locator(".badge")).to_have_text("Cancelled")
+    expect(first_file(page).get_by_role("button", name=re.compile("^Retry"))).to_have_count(0)
+
+    # An operation the page has no title for (gone from the registry) still reads as words.
+    session_key = page.request.get("/api/v1/session/").json()["data"]["session_key"]
+    Operation.objects.create(session_key=session_key, operation="video_sharpen", status=OperationStatus.FAILED)
+    page.click("#files-refresh")
+    expect(first_file(page).locator(".file-meta").first).to_contain_text("Video sharpen · ")
 
 
 def test_a_dropped_file_is_taken_like_a_chosen_one(web, media):

@@ -221,7 +221,7 @@ def operation_interruptions(operation: Operation) -> int:
 def operation_cancel(*, operation: Operation) -> Operation:
     """pending/queued/processing → cancelled. A processing job notices at its next progress write."""
     now = timezone.now()
-    cancelled = _live(operation.id, *S.active()).update(
+    cancelled = _live(operation.id, *S.cancellable()).update(
         status=S.CANCELLED, phase="", completed_at=now, expires_at=_expiry(now)
     )
     operation.refresh_from_db()
@@ -234,7 +234,7 @@ def operation_reset_for_retry(*, operation: Operation) -> Operation:
     """failed/cancelled → pending with the same input, ready to be queued again."""
     if operation.is_deleted or (operation.expires_at is not None and operation.expires_at <= timezone.now()):
         raise Expired("The files of this operation have expired; upload the file again.")
-    reset = _live(operation.id, S.FAILED, S.CANCELLED).update(
+    reset = _live(operation.id, *S.retryable()).update(
         status=S.PENDING,
         retry_count=F("retry_count") + 1,
         progress=0,

@@ -105,6 +105,11 @@ export class Api {
     return (await this.request("GET", "operation-definitions/")).data;
   }
 
+  // Statuses and phases: their labels, and which statuses are terminal, cancellable, retryable.
+  async vocabulary() {
+    return (await this.request("GET", "vocabulary/")).data;
+  }
+
   // The whole envelope: data (a page of operations) and pagination.
   listOperations({ page = 1, pageSize = 10 } = {}) {
     return this.request("GET", `operations/?page=${page}&page_size=${pageSize}`);

@@ -6,7 +6,7 @@ import { FilesView } from "./files.js";
 import { formatBytes, formatWait } from "./format.js";
 import { JobView } from "./job.js";
 import { renderParameterForm } from "./schema-form.js";
-import { operationLabel } from "./status.js";
+import { learnVocabulary, operationLabel } from "./status.js";
 
 const INIT_RETRY_MS = 5000;
 
@@ -300,8 +300,11 @@ async function init() {
   try {
     // First on its own, so that the requests after it share the one session it sets up.
     await api.session();
-    const [definitions] = await Promise.all([api.definitions(), files.load(1)]);
+    const [definitions, vocabulary] = await Promise.all([api.definitions(), api.vocabulary()]);
+    // The words and the status rules first: "My files" and the current job are shown with them.
+    learnVocabulary({ definitions, vocabulary });
     state.definitions = definitions;
+    await files.load(1);
     $("file-input").accept = acceptedFormats()
       .map((format) => `.${format}`)
       .join(",");

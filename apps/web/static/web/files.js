@@ -2,7 +2,7 @@
 
 import { describeError } from "./api.js";
 import { formatBytes, formatDateTime, formatExpiry } from "./format.js";
-import { CANCELLABLE, RETRYABLE, TERMINAL, operationLabel, statusLabel } from "./status.js";
+import { isCancellable, isRetryable, isTerminal, operationLabel, statusLabel } from "./status.js";
 
 const PAGE_SIZE = 10;
 // Only operations other than the current job need this; the current one is polled already.
@@ -78,7 +78,7 @@ export class FilesView {
     $("files-page-info").textContent = `Page ${this.page} of ${this.totalPages}`;
     $("files-previous").disabled = this.page <= 1;
     $("files-next").disabled = this.page >= this.totalPages;
-    const othersActive = operations.some((op) => !TERMINAL.has(op.status) && op.id !== this.currentId());
+    const othersActive = operations.some((op) => !isTerminal(op.status) && op.id !== this.currentId());
     if (othersActive) this.scheduleRefresh();
   }
 
@@ -128,10 +128,10 @@ export class FilesView {
       link.setAttribute("aria-label", `Download the result of ${name}`);
       actions.append(link);
     }
-    if (CANCELLABLE.has(operation.status)) {
+    if (isCancellable(operation.status)) {
       actions.append(button("Cancel", `Cancel ${name}`, () => this.act(() => this.api.cancel(operation.id))));
     }
-    if (RETRYABLE.has(operation.status)) {
+    if (isRetryable(operation.status)) {
       actions.append(button("Retry", `Retry ${name}`, () => this.act(() => this.api.retry(operation.id))));
     }
     actions.append(

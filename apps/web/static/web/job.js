@@ -3,7 +3,16 @@
 
 import { describeError } from "./api.js";
 import { formatBytes, formatEta, formatExpiry, formatMetadata, formatSizeChange } from "./format.js";
-import { CANCELLABLE, RETRYABLE, TERMINAL, operationLabel, phaseLabel, queueText, sentence } from "./status.js";
+import {
+  isCancellable,
+  isRetryable,
+  isTerminal,
+  operationLabel,
+  phaseLabel,
+  queueText,
+  sentence,
+  statusLabel,
+} from "./status.js";
 
 const POLL_VISIBLE_MS = 1000;
 // A hidden tab still notices completion, at a pace that costs the server (and the rate limit) little.
@@ -103,7 +112,7 @@ export class JobView {
     history.replaceState(null, "", `#operation=${encodeURIComponent(operation.id)}`);
     $("processing-block").hidden = false;
     this.renderStatus(operation);
-    if (TERMINAL.has(operation.status)) {
+    if (isTerminal(operation.status)) {
       this.finish(operation);
     } else {
       this.failures = 0;
@@ -130,7 +139,7 @@ export class JobView {
       if (generation !== this.generation) return;
       this.failures = 0;
       this.renderStatus(status);
-      if (TERMINAL.has(status.status)) {
+      if (isTerminal(status.status)) {
         this.stopPolling();
         const operation = await this.api.operation(id);
         if (generation === this.generation) this.finish(operation);
@@ -209,8 +218,8 @@ export class JobView {
 
   // --- actions --------------------------------------------------------------------------------
   showActions(status) {
-    $("job-cancel").hidden = !CANCELLABLE.has(status);
-    $("job-retry").hidden = !RETRYABLE.has(status);
+    $("job-cancel").hidden = !isCancellable(status);
+    $("job-retry").hidden = !isRetryable(status);
   }
 
   async act(action) {
@@ -263,7 +272,7 @@ export function describeStatus(status) {
     case "cancelled":
       return "Cancelled.";
     default:
-      return sentence(status.status);
+      return sentence(statusLabel(status.status));
   }
 }
 

@@ -1,47 +1,46 @@
-// Operation statuses in words, shared by the current job and the "My files" list.
+// Operations, statuses and phases in words, and what each status allows, as the API publishes
+// them (/operation-definitions/ and /vocabulary/); shared by the current job and "My files".
 
-export const TERMINAL = new Set(["completed", "failed", "cancelled"]);
-export const CANCELLABLE = new Set(["pending", "queued", "processing"]);
-export const RETRYABLE = new Set(["failed", "cancelled"]);
+let operationTitles = new Map();
+let statuses = new Map();
+let phaseLabels = new Map();
 
-const STATUS_LABELS = {
-  pending: "Waiting",
-  queued: "Queued",
-  processing: "Processing",
-  completed: "Done",
-  failed: "Failed",
-  cancelled: "Cancelled",
-};
+// Called once, with the definitions and the vocabulary, before anything is shown.
+export function learnVocabulary({ definitions, vocabulary }) {
+  operationTitles = new Map(definitions.map((definition) => [definition.name, definition.title]));
+  statuses = new Map(vocabulary.statuses.map((status) => [status.name, status]));
+  phaseLabels = new Map(vocabulary.phases.map((phase) => [phase.name, phase.label]));
+}
 
-const PHASES = {
-  fetching: "Fetching the upload",
-  probing: "Inspecting the file",
-  processing: "Processing",
-  storing: "Saving the result",
-};
+// A name the page has no words for (one added since it loaded) still reads acceptably.
+function humanize(name) {
+  const words = String(name).replaceAll("_", " ");
+  return words.charAt(0).toUpperCase() + words.slice(1);
+}
 
-const OPERATION_LABELS = {
-  video_compress: "Compress video",
-  video_convert: "Convert video",
-  image_resize: "Resize image",
-  image_convert: "Convert image",
-  audio_convert: "Convert audio",
-  audio_extract: "Extract audio",
-};
+export function isTerminal(status) {
+  return statuses.get(status)?.terminal === true;
+}
+
+export function isCancellable(status) {
+  return statuses.get(status)?.cancellable === true;
+}
+
+export function isRetryable(status) {
+  return statuses.get(status)?.retryable === true;
+}
 
 export function statusLabel(status) {
-  return STATUS_LABELS[status] ?? status;
+  return statuses.get(status)?.label ?? humanize(status);
 }
 
 export function phaseLabel(phase) {
-  return PHASES[phase] ?? "Processing";
+  if (!phase) return "Processing";
+  return phaseLabels.get(phase) ?? humanize(phase);
 }
 
-// A readable name for an operation; unknown (newly added) operations still read acceptably.
 export function operationLabel(name) {
-  if (OPERATION_LABELS[name]) return OPERATION_LABELS[name];
-  const words = String(name).replaceAll("_", " ");
-  return words.charAt(0).toUpperCase() + words.slice(1);
+  return operationTitles.get(name) || humanize(name);
 }
 
 export function sentence(text) {
