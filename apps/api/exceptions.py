@@ -84,7 +84,8 @@ def _drf_error(exc: exceptions.APIException) -> Response:
     if isinstance(exc, exceptions.ValidationError):
         details = _field_errors(exc.detail)
     elif isinstance(exc, exceptions.Throttled):
-        wait = max(1, math.ceil(exc.wait or 1))
+        # djangorestframework-stubs leave out Throttled.wait, which Throttled.__init__ sets.
+        wait = max(1, math.ceil(exc.wait or 1))  # type: ignore[attr-defined]
         headers["Retry-After"] = str(wait)
         details = {"retry_after": wait}
         message = f"Too many requests. Please wait {wait} seconds and try again."

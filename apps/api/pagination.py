@@ -25,6 +25,8 @@ class EnvelopePagination(PageNumberPagination):
 
     def get_paginated_response(self, data: list[Any]) -> Response:
         page = self.page
+        if page is None:
+            raise RuntimeError("get_paginated_response() needs a page: call paginate_queryset() first.")
         return Response(
             {
                 "success": True,

@@ -10,6 +10,7 @@ deleted at once.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,8 @@ class SizeLimitedUploadHandler(TemporaryFileUploadHandler):
 
     limit = 0
 
-    def handle_raw_input(
+    # django-stubs type ``boundary`` as str; Django's MultiPartParser passes bytes.
+    def handle_raw_input(  # type: ignore[override]
         self, input_data: Any, META: dict[str, Any], content_length: int, boundary: bytes, encoding: str | None = None
     ) -> None:
         largest = largest_upload_limit()
@@ -51,7 +53,7 @@ class UploadParser(MultiPartParser):
     """multipart/form-data with size-limited upload handlers. Small files stay in memory
     (FILE_UPLOAD_MAX_MEMORY_SIZE); larger ones stream to a temp file under TEMP_ROOT."""
 
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict[str, Any] | None = None) -> Any:
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None) -> Any:
         request = (parser_context or {})["request"]
         request.upload_handlers = [MemoryFileUploadHandler(request), SizeLimitedUploadHandler(request)]
         return super().parse(stream, media_type, parser_context)

@@ -36,8 +36,10 @@ import uuid
 from django.conf import settings
 from redis import Redis
 from redis.exceptions import RedisError
+from rest_framework.request import Request
 from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.views import APIView
 
 from apps.core.redis import redis_client
 from apps.core.utils import client_ip
@@ -74,14 +76,21 @@ class ClientRateThrottle(SimpleRateThrottle):
 
     identity = ""
     cache_format = "throttle:%(scope)s:%(ident)s"
+    # Set by SimpleRateThrottle.__init__ from the rate (None without one); djangorestframework-stubs
+    # leave both out.
+    num_requests: int | None
+    duration: int | None
+    # Set when allow_request refuses; DRF asks wait() only of a throttle that refused.
+    seconds_to_wait: float | None = None
 
     def get_rate(self) -> str | None:
         # DRF keeps the rates it saw at import on the class; reading them per request lets the
         # settings (and a test's override) decide.
-        self.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
+        # djangorestframework-stubs type the rates as numbers; DRF's are strings ("60/minute").
+        self.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES  # type: ignore[assignment]
         return super().get_rate()
 
-    def get_cache_key(self, request, view) -> str | None:
+    def get_cache_key(self, request: Request, view: APIView) -> str | None:
         if self.identity == "session":
             session = getattr(request, "session", None)
             ident = session.session_key if session is not None else None
@@ -91,8 +100,9 @@ class ClientRateThrottle(SimpleRateThrottle):
             return None
         return self.cache_format % {"scope": f"{self.scope}:{self.identity}", "ident": ident}
 
-    def allow_request(self, request, view) -> bool:
-        if self.rate is None:
+    def allow_request(self, request: Request, view: APIView) -> bool:
+        # parse_rate gives both numbers exactly when there is a rate.
+        if self.rate is None or self.num_requests is None or self.duration is None:
             return True
         key = self.get_cache_key(request, view)
         if key is None:
@@ -114,8 +124,10 @@ class ClientRateThrottle(SimpleRateThrottle):
         return False
 
     def wait(self) -> float:
-        # DRF rounds this up into Retry-After; never less than a second.
-        return max(1.0, math.ceil(getattr(self, "seconds_to_wait", self.duration)))
+        # DRF rounds this up into Retry-After; never less than a second. Without a refusal to
+        # measure from, the whole period.
+        seconds = self.seconds_to_wait if self.seconds_to_wait is not None else (self.duration or 0)
+        return max(1.0, math.ceil(seconds))
 
 
 class _BySession(ClientRateThrottle):

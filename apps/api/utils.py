@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Iterable
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.http import content_disposition_header
 from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.parsers import BaseParser
+from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -21,18 +25,24 @@ def success(data: Any, *, message: str | None = None, status: int = 200) -> Resp
 
 def session_key(request: Request) -> str:
     """The caller's session key. ApiSessionMiddleware gives every API request a stored session."""
-    return request.session.session_key
+    key = request.session.session_key
+    if key is None:
+        raise ImproperlyConfigured("API views need ApiSessionMiddleware, which gives every API request a session.")
+    return key
 
 
 class IgnoreAcceptNegotiation(BaseContentNegotiation):
     """For downloads: the file is sent as what it is, whatever the Accept header asks for
     (``Accept: video/mp4`` must not be a 406); errors are still JSON."""
 
-    def select_parser(self, request: Request, parsers: list[Any]) -> Any:
-        return parsers[0] if parsers else None
+    def select_parser(self, request: Request, parsers: Iterable[BaseParser]) -> BaseParser | None:
+        return next(iter(parsers), None)
 
-    def select_renderer(self, request: Request, renderers: list[Any], format_suffix: str | None = None) -> Any:
-        return renderers[0], renderers[0].media_type
+    def select_renderer(
+        self, request: Request, renderers: Iterable[BaseRenderer], format_suffix: str | None = None
+    ) -> tuple[BaseRenderer, str]:
+        renderer = next(iter(renderers))  # a view always has at least one renderer
+        return renderer, renderer.media_type
 
 
 def attachment_disposition(file_name: str) -> str:

@@ -42,7 +42,11 @@ class ApiSessionMiddleware:
             request.session.modified = True
 
         response = self.get_response(request)
-        response[self.header_name] = request.session.session_key
+        # Read after the view, which could have rotated the key; a view that flushed the session
+        # leaves none to hand back (no API view does either today).
+        session_key = request.session.session_key
+        if session_key is not None:
+            response[self.header_name] = session_key
         return response
 
     @staticmethod

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from django.http import HttpRequest
 
 MAX_FILENAME_LENGTH = 200
 _UNSAFE_CHARACTERS = re.compile(r'[\\/:*?"<>|]')
@@ -48,6 +52,6 @@ def human_size(size: int) -> str:
     return f"{size} bytes"
 
 
-def client_ip(request) -> str:
+def client_ip(request: HttpRequest) -> str:
     """The caller's address as the WSGI server saw it (the PaaS router sets REMOTE_ADDR)."""
     return request.META.get("REMOTE_ADDR", "") or "unknown"

@@ -25,7 +25,7 @@ import logging
 import time
 import traceback
 import uuid
-from typing import Any
+from typing import Any, TypeGuard
 
 from django import db
 from rq import get_current_job
@@ -108,7 +108,7 @@ def _fail_out_of_time(operation: Operation, failure: Failure) -> str:
         return _fail(operation, failure)
 
 
-def _rq_will_retry(job: Job | None) -> bool:
+def _rq_will_retry(job: Job | None) -> TypeGuard[Job]:
     return job is not None and bool(job.retries_left)
 
 

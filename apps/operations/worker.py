@@ -39,15 +39,16 @@ class KonvrtWorker(Worker):
     def __init__(
         self,
         queues: str | Queue | Sequence[str] | Sequence[Queue],
-        *args: Any,
+        *,
         worker_ttl: int | None = None,
         work_horse_killed_handler: Any = None,
         **kwargs: Any,
     ) -> None:
+        # Keyword-only past the queues (as RQ's CLI, WorkerPool and django-rq all call it), so a
+        # positional argument can never land on worker_ttl or the handler as well.
         kwargs.setdefault("job_monitoring_interval", settings.JOB_HEARTBEAT_SECONDS)
         super().__init__(
             queues,
-            *args,
             worker_ttl=worker_ttl or worker_ttl_for(queues),
             work_horse_killed_handler=work_horse_killed_handler or on_work_horse_killed,
             **kwargs,
@@ -60,7 +61,7 @@ class KonvrtWorker(Worker):
 
 def worker_ttl_for(queues: str | Queue | Sequence[str] | Sequence[Queue]) -> int:
     """The largest ``worker_ttl`` that ``WORKER_CONFIG`` gives the queues served."""
-    items = [queues] if isinstance(queues, str | Queue) else list(queues)
+    items: list[str | Queue] = [queues] if isinstance(queues, str | Queue) else list(queues)
     names = {item if isinstance(item, str) else item.name for item in items}
     ttls = [worker["worker_ttl"] for worker in settings.WORKER_CONFIG.values() if worker["queue"] in names]
     return max(ttls, default=DEFAULT_WORKER_TTL)

@@ -53,7 +53,7 @@ def _encode_audio(
     channels: int | None = None,
 ) -> ProcessingResult:
     info = context.media
-    stream = info.audio  # inspect_input has made sure there is one
+    stream = context.audio_stream
     target = get_format(output_format)
     output = context.output_path(output_format)
     copied = can_copy_audio(

@@ -18,7 +18,7 @@ from typing import Any
 
 from apps.processors.ffmpeg import FFmpegResult, run_ffmpeg
 from apps.processors.formats import MediaType
-from apps.processors.probe import ImageInfo, MediaInfo
+from apps.processors.probe import ImageInfo, MediaInfo, StreamInfo
 
 # Told the percentage done (None: alive, amount unknown); returns whether it wrote anything.
 # Raises ``OperationStopped`` when the work is no longer wanted.
@@ -57,6 +57,22 @@ class ProcessingContext:
         if not isinstance(self.input_info, ImageInfo):
             raise TypeError(f"{self.operation} needs an image input.")
         return self.input_info
+
+    # An operation that needs a stream says so in its registry entry (``required_stream``) and
+    # inspection refuses an input without it, so its processor can rely on these two.
+    @property
+    def video_stream(self) -> StreamInfo:
+        stream = self.media.video
+        if stream is None:
+            raise TypeError(f"{self.operation} needs an input with a video stream.")
+        return stream
+
+    @property
+    def audio_stream(self) -> StreamInfo:
+        stream = self.media.audio
+        if stream is None:
+            raise TypeError(f"{self.operation} needs an input with an audio stream.")
+        return stream
 
     @property
     def demuxer(self) -> str:

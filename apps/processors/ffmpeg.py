@@ -172,11 +172,15 @@ def run_ffmpeg(
         errors="replace",
         **process_group_options(memory_limit=settings.FFMPEG_MEMORY_LIMIT_MB * 1024 * 1024),
     )
+    # Popen opens both pipes when asked for them with PIPE, as above; typeshed cannot tie the
+    # attributes to the arguments.
+    stdout, stderr = process.stdout, process.stderr
+    assert stdout is not None and stderr is not None
     updates: queue.SimpleQueue[dict[str, str] | object] = queue.SimpleQueue()
     stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
     readers = [
-        threading.Thread(target=_read_progress, args=(process.stdout, updates), daemon=True),
-        threading.Thread(target=_read_stderr, args=(process.stderr, stderr_tail), daemon=True),
+        threading.Thread(target=_read_progress, args=(stdout, updates), daemon=True),
+        threading.Thread(target=_read_stderr, args=(stderr, stderr_tail), daemon=True),
     ]
     for reader in readers:
         reader.start()
@@ -200,8 +204,8 @@ def run_ffmpeg(
             stop_process(process)
         for reader in readers:
             reader.join(timeout=STOP_GRACE_SECONDS)
-        process.stdout.close()
-        process.stderr.close()
+        stdout.close()
+        stderr.close()
     tail = "\n".join(stderr_tail)
     if returncode != 0:
         message, permanent = _describe_failure(tail)
@@ -269,9 +273,11 @@ def _percent(update: dict[str, str], duration: float | None) -> float | None:
     # out_time_us is the reliable key (out_time_ms is microseconds too, a historical bug);
     # both are "N/A" until the first frame is written.
     raw = update.get("out_time_us") or update.get("out_time_ms")
+    if raw is None:
+        return None
     try:
         out_time = int(raw) / 1_000_000
-    except (TypeError, ValueError):
+    except ValueError:
         return None
     return max(0.0, min(100.0, out_time / duration * 100))
 
@@ -378,7 +384,7 @@ def process_group_options(*, memory_limit: int = 0) -> dict[str, Any]:
     """Popen options that start a process in a group of its own (and, on Linux, make the kernel
     kill it when the process that started it dies, and cap its address space at
     ``memory_limit`` bytes when given)."""
-    if os.name != "posix":
+    if sys.platform == "win32":  # the one non-POSIX platform; spelled so that mypy knows the flag exists
         return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
     options: dict[str, Any] = {"process_group": 0}
     if sys.platform.startswith("linux"):

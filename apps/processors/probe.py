@@ -265,14 +265,18 @@ def _stream_info(stream: av.stream.Stream) -> StreamInfo:
         "bit_rate": (codec_context.bit_rate if codec_context else None) or None,
         "is_attached_picture": bool(stream.disposition & av.stream.Disposition.attached_pic),
     }
-    if stream.type == "video":
+    # PyAV builds a VideoStream or AudioStream exactly for the "video" and "audio" stream types;
+    # only their codec contexts have picture and sound attributes.
+    if isinstance(stream, av.VideoStream):
+        video_context = stream.codec_context
         rate = stream.average_rate or stream.guessed_rate
         info.update(
-            width=codec_context.width or None,
-            height=codec_context.height or None,
-            pixel_format=codec_context.format.name if codec_context.format else None,
+            width=video_context.width or None,
+            height=video_context.height or None,
+            pixel_format=video_context.format.name if video_context.format else None,
             frame_rate=round(float(Fraction(rate)), 3) if rate else None,
         )
-    elif stream.type == "audio":
-        info.update(sample_rate=codec_context.sample_rate or None, channels=codec_context.channels or None)
+    elif isinstance(stream, av.AudioStream):
+        audio_context = stream.codec_context
+        info.update(sample_rate=audio_context.sample_rate or None, channels=audio_context.channels or None)
     return StreamInfo(**info)

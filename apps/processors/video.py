@@ -16,7 +16,7 @@ from apps.processors.audio_codecs import can_copy_audio
 from apps.processors.contract import ProcessingContext, ProcessingResult
 from apps.processors.ffmpeg import input_args, output_args
 from apps.processors.formats import MediaType, get_format
-from apps.processors.probe import MediaInfo
+from apps.processors.probe import MediaInfo, StreamInfo
 
 logger = logging.getLogger(__name__)
 
@@ -41,13 +41,13 @@ def compress_video(context: ProcessingContext) -> ProcessingResult:
     audio_args, audio_copied = _aac_audio(info, bitrate=parameters["audio_bitrate"])
     args = [
         *input_args(context.input_path, demuxer=context.demuxer),
-        *_map_streams(info),
+        *_map_streams(video=context.video_stream, audio=info.audio),
         *_h264(quality=parameters["quality"], preset=parameters["preset"]),
         *audio_args,
         *_container("mp4", output),
     ]
     context.run_ffmpeg(args, duration=info.duration)
-    details = {"audio_copied": audio_copied}
+    details: dict[str, Any] = {"audio_copied": audio_copied}
     input_size, output_size = context.input_path.stat().st_size, output.stat().st_size
     if output_size > input_size:
         # Delivered anyway (the user may still want H.264/faststart), but never passed off as a
@@ -74,7 +74,7 @@ def convert_video(context: ProcessingContext) -> ProcessingResult:
         audio_args, audio_copied = _aac_audio(info, bitrate=CONVERT_AUDIO_BITRATE)
     args = [
         *input_args(context.input_path, demuxer=context.demuxer),
-        *_map_streams(info),
+        *_map_streams(video=context.video_stream, audio=info.audio),
         *video_args,
         *audio_args,
         *_container(output_format, output),
@@ -84,11 +84,11 @@ def convert_video(context: ProcessingContext) -> ProcessingResult:
 
 
 # --- argument builders ----------------------------------------------------------------------------
-def _map_streams(info: MediaInfo) -> list[str]:
+def _map_streams(*, video: StreamInfo, audio: StreamInfo | None) -> list[str]:
     # The probed stream indexes, not "0:v:0": a video's first "video" stream can be cover art.
-    args = ["-map", f"0:{info.video.index}"]
-    if info.audio is not None:
-        args += ["-map", f"0:{info.audio.index}"]
+    args = ["-map", f"0:{video.index}"]
+    if audio is not None:
+        args += ["-map", f"0:{audio.index}"]
     return args
 
 

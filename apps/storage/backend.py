@@ -16,10 +16,16 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from django.conf import settings
+from django.core.files.base import File
 
 from apps.processors.formats import MediaType
 
 _EXTENSION = re.compile(r"^[a-z0-9]{1,8}$")
+
+# An upload as it can be handed to storage: an open binary file or a Django file (a client's
+# upload) to read, or a local path.
+UploadStream = BinaryIO | File
+UploadSource = UploadStream | Path
 
 
 @dataclass(frozen=True)
@@ -43,7 +49,7 @@ class StorageBackend(Protocol):
     name: str
 
     def save_upload(
-        self, *, operation_id: uuid.UUID, source: BinaryIO | Path, extension: str, media_type: MediaType
+        self, *, operation_id: uuid.UUID, source: UploadSource, extension: str, media_type: MediaType
     ) -> StoredObject:
         """Store a client's upload (an open file, a Django upload or a local path)."""
 

@@ -32,7 +32,7 @@ from django.conf import settings
 
 from apps.core.exceptions import StorageError
 from apps.processors.formats import MediaType
-from apps.storage.backend import INPUT, OUTPUT, DownloadTarget, StoredObject, object_key
+from apps.storage.backend import INPUT, OUTPUT, DownloadTarget, StoredObject, UploadSource, UploadStream, object_key
 
 logger = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ def _network_error(error: Exception, *, action: str, key: str) -> StorageError:
 class _BorrowedStream:
     """A caller's stream handed to ``upload_large``, which closes what it reads; this one stays open."""
 
-    def __init__(self, stream: BinaryIO, name: str) -> None:
+    def __init__(self, stream: UploadStream, name: str) -> None:
         self._stream = stream
         self.name = name
 
@@ -194,7 +194,7 @@ class CloudinaryStorage:
 
     # --- the storage interface --------------------------------------------------------------
     def save_upload(
-        self, *, operation_id: uuid.UUID, source: BinaryIO | Path, extension: str, media_type: MediaType
+        self, *, operation_id: uuid.UUID, source: UploadSource, extension: str, media_type: MediaType
     ) -> StoredObject:
         key = object_key(operation_id=operation_id, file_type=INPUT, extension=extension)
         if hasattr(source, "temporary_file_path"):
@@ -297,7 +297,7 @@ class CloudinaryStorage:
         )
         return url
 
-    def _upload(self, *, key: str, source: BinaryIO | Path, media_type: MediaType) -> StoredObject:
+    def _upload(self, *, key: str, source: UploadSource, media_type: MediaType) -> StoredObject:
         location = public_id_for_key(key)
         size = source.stat().st_size if isinstance(source, Path) else _stream_size(source)
         options: dict[str, Any] = {
@@ -333,7 +333,7 @@ class CloudinaryStorage:
         )
 
 
-def _stream_size(stream: BinaryIO) -> int:
+def _stream_size(stream: UploadStream) -> int:
     size = getattr(stream, "size", None)
     if isinstance(size, int):
         return size

@@ -6,14 +6,13 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import BinaryIO
 
 from django.core.files.move import file_move_safe
 from django.core.files.uploadedfile import TemporaryUploadedFile
 
 from apps.core.exceptions import StorageError
 from apps.processors.formats import MediaType
-from apps.storage.backend import INPUT, OUTPUT, DownloadTarget, StoredObject, object_key
+from apps.storage.backend import INPUT, OUTPUT, DownloadTarget, StoredObject, UploadSource, UploadStream, object_key
 
 COPY_CHUNK_SIZE = 1024 * 1024
 
@@ -26,7 +25,7 @@ class LocalStorage:
 
     # --- the storage interface --------------------------------------------------------------
     def save_upload(
-        self, *, operation_id: uuid.UUID, source: BinaryIO | Path, extension: str, media_type: MediaType
+        self, *, operation_id: uuid.UUID, source: UploadSource, extension: str, media_type: MediaType
     ) -> StoredObject:
         key = object_key(operation_id=operation_id, file_type=INPUT, extension=extension)
         destination = self._path(key)
@@ -101,7 +100,7 @@ class LocalStorage:
     def _prepare_directory(destination: Path) -> None:
         destination.parent.mkdir(parents=True, exist_ok=True)
 
-    def _write_stream(self, source: BinaryIO, destination: Path) -> None:
+    def _write_stream(self, source: UploadStream, destination: Path) -> None:
         self._prepare_directory(destination)
         partial = destination.with_name(f".{destination.name}.{uuid.uuid4().hex}.partial")
         try:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -159,6 +161,8 @@ DATABASE_URL = env_url(
     None,
     schemes=("postgres", "postgresql", "pgsql", "sqlite"),
 )
+# Typed loosely: dj_database_url's TypedDict says NAME is a str, Django also takes the Path below.
+DATABASES: dict[str, Mapping[str, Any]]
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
 else:
@@ -179,7 +183,7 @@ else:
 # --- Redis, cache and queues ----------------------------------------------------------------
 from config.settings.rq_settings import REDIS_URL, RQ_QUEUES, WORKER_CONFIG  # noqa: E402, F401
 
-CACHES = {
+CACHES: dict[str, dict[str, Any]] = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
+from apps.processors.audio import extract_audio
 from apps.processors.audio_codecs import can_copy_audio
-from apps.processors.contract import ProcessingResult
+from apps.processors.contract import ProcessingContext, ProcessingResult
 from apps.processors.exceptions import ProcessingError
 from apps.processors.formats import MediaType
 from apps.processors.inspection import input_decoder, inspect_input
+from apps.processors.parameters import validate_parameters
 from apps.processors.probe import StreamInfo, probe_media
 from apps.processors.registry import get_operation
 from apps.processors.verification import verify_output
+from apps.processors.video import compress_video
 
 
 @pytest.mark.parametrize(
@@ -120,3 +125,46 @@ def test_inputs_are_decoded_as_the_format_the_upload_was_accepted_as():
     # Never a decoder outside the accepted tables, whatever a row says.
     assert input_decoder(extension="mp4", media_type=MediaType.VIDEO, recorded="concat") == "mov"
     assert input_decoder(extension="png", media_type=MediaType.IMAGE, recorded="mov") == "PNG"
+
+
+def _context(*, operation: str, path, extension: str, media_type: MediaType, workspace) -> ProcessingContext:
+    decoder = input_decoder(extension=extension, media_type=media_type, recorded=None)
+    return ProcessingContext(
+        operation=operation,
+        media_type=media_type,
+        parameters=validate_parameters(get_operation(operation), {}),
+        input_path=path,
+        input_extension=extension,
+        input_format=decoder,
+        input_info=probe_media(path, format_name=decoder),
+        workspace=workspace,
+        deadline=time.monotonic() + 60,
+    )
+
+
+# Inspection refuses these inputs (required_stream); a processor run on such a file alone says
+# which stream it lacks instead of failing on an attribute of None.
+def test_a_video_processor_given_no_video_stream_says_so(media, tmp_path):
+    context = _context(
+        operation="video_compress",
+        path=media.audio(extension="m4a", duration=1),
+        extension="m4a",
+        media_type=MediaType.VIDEO,
+        workspace=tmp_path,
+    )
+
+    with pytest.raises(TypeError, match="video_compress needs an input with a video stream"):
+        compress_video(context)
+
+
+def test_an_audio_processor_given_no_audio_stream_says_so(media, tmp_path):
+    context = _context(
+        operation="audio_extract",
+        path=media.video(duration=1, audio=False),
+        extension="mp4",
+        media_type=MediaType.VIDEO,
+        workspace=tmp_path,
+    )
+
+    with pytest.raises(TypeError, match="audio_extract needs an input with an audio stream"):
+        extract_audio(context)

@@ -34,7 +34,7 @@ from apps.operations.models import File, Operation
 S = OperationStatus
 
 
-def _expiry(now):
+def _expiry(now: datetime) -> datetime:
     return now + timedelta(days=settings.FILE_RETENTION_DAYS)
 
 
