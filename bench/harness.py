@@ -21,6 +21,9 @@ from typing import Any
 
 KONVRT = "konvrt"
 BASELINE = "baseline"
+# A processing sample's extra figure: the processing service's own time around the processor
+# (fetching, probing, verifying, storing, status writes), in ms.
+SERVICE_SHARE = "around_processor_ms"
 
 
 @dataclass
@@ -140,6 +143,11 @@ def interleave(
             theirs.append(baseline())
             ours.append(konvrt())
     return ours, theirs
+
+
+def report_service_share(result: Result) -> None:
+    """Show how much of Konvrt's time was the processing service's own, around the processor."""
+    result.report("of which the service around the processor (ms)", result.median(KONVRT, SERVICE_SHARE))
 
 
 def percentile(values: list[float], fraction: float) -> float:

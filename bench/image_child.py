@@ -2,8 +2,10 @@
 
 ``python -m bench.image_child MODE INPUT OUTPUT`` prints one JSON line: the operation's wall time
 (timed inside, after the imports), the process's resident memory before it and its peak (VmHWM)
-after. MODE is ``konvrt-resize``, ``konvrt-convert`` (the registry's processor with a real
-ProcessingContext), ``pillow-resize``, ``pillow-convert``, ``vips-resize`` or ``vips-convert``.
+after, and for Konvrt the service's time around the processor. MODE is ``konvrt-resize`` or
+``konvrt-convert`` (a claimed operation through the processing service, as the worker runs it:
+see ``bench.inside.process``; its output goes to storage, not to OUTPUT), ``pillow-resize``,
+``pillow-convert``, ``vips-resize`` or ``vips-convert``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench.harness import SERVICE_SHARE
 from bench.procfs import peak_rss_mb, rss_mb
 
 FIT = 1280
@@ -22,34 +25,20 @@ WEBP_QUALITY = 85  # image_convert's default
 WEBP_METHOD = 4  # Konvrt's WebP effort
 
 
-def konvrt(operation: str, source: Path, output: Path):
+def konvrt(operation: str, source: Path):
     import django
 
     django.setup()
-    from apps.core.utils import file_extension
-    from apps.processors.contract import ProcessingContext
-    from apps.processors.inspection import input_decoder, inspect_input
-    from apps.processors.parameters import validate_parameters
-    from apps.processors.registry import get_operation
+    from bench.inside import claimed_operation, process
 
-    definition = get_operation(operation)
     parameters = {"width": FIT, "height": FIT} if operation == "image_resize" else {"output_format": "webp"}
+    # Stored and claimed before the clock starts, as the API and the claim happen before the job.
+    claimed = claimed_operation(operation=operation, parameters=parameters, input_path=str(source))
 
-    def run() -> None:
-        extension = file_extension(source.name)
-        decoder = input_decoder(extension=extension, media_type=definition.media_type, recorded=None)
-        context = ProcessingContext(
-            operation=definition.name,
-            media_type=definition.media_type,
-            parameters=validate_parameters(definition, parameters),
-            input_path=source,
-            input_extension=extension,
-            input_format=decoder,
-            input_info=inspect_input(path=source, extension=extension, definition=definition, input_format=decoder),
-            workspace=output.parent,
-            deadline=time.monotonic() + definition.timeout,
-        )
-        definition.load_processor()(context)
+    def run() -> dict[str, float]:
+        started = time.perf_counter()
+        outcome = process(claimed)
+        return {SERVICE_SHARE: (time.perf_counter() - started - outcome.processor_seconds) * 1000}
 
     return run
 
@@ -88,7 +77,7 @@ def main() -> None:
     mode, source, output = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
     tool, kind = mode.split("-")
     if tool == "konvrt":
-        work = konvrt("image_resize" if kind == "resize" else "image_convert", source, output)
+        work = konvrt("image_resize" if kind == "resize" else "image_convert", source)
     elif tool == "pillow":
         work = pillow(kind, source, output)
     else:
@@ -96,10 +85,11 @@ def main() -> None:
     pid = os.getpid()
     before = rss_mb(pid)
     started = time.perf_counter()
-    work()
+    figures = work() or {}
     wall = time.perf_counter() - started
     peak = peak_rss_mb(pid)
-    print(json.dumps({"wall": wall, "rss_before_mb": before, "peak_rss_mb": peak, "work_rss_mb": peak - before}))
+    figures.update(wall=wall, rss_before_mb=before, peak_rss_mb=peak, work_rss_mb=peak - before)
+    print(json.dumps(figures))
 
 
 if __name__ == "__main__":

@@ -1,84 +1,64 @@
-"""What the bench runs inside Konvrt's own processes (a warm process, see ``bench.warm``).
+"""What the bench runs inside Konvrt's own processes (a warm process, see ``bench.warm``, or a fresh
+one, see ``bench.image_child``).
 
-Konvrt's side of a processing case is the registry's processor with a real ``ProcessingContext``
-(an operation row claimed through ``lifecycle``, a real progress tracker writing to the database),
-timed from inside. The FFmpeg command it runs is captured from the runner's debug log record, so
-that the baseline is exactly that command.
+Konvrt's side of a processing case is the code the worker runs: an operation stored and claimed
+through the services, then the processing service (``operation_process``) under the job's
+heartbeat, in a job workspace, with the progress tracker writing to the database, timed from
+inside. The FFmpeg commands it ran come back in the service's outcome, so that the baseline is
+exactly those commands.
 """
 
 from __future__ import annotations
 
-import logging
 import resource
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from django.db import connection
 from django.utils import timezone
 
-from apps.core.utils import file_extension
 from apps.operations.enums import FileType, OperationStatus
 from apps.operations.models import File, Operation
 from apps.operations.services import lifecycle
-from apps.operations.services.progress import ProgressTracker
-from apps.processors import ffmpeg
-from apps.processors.contract import ProcessingContext
-from apps.processors.formats import mime_type_for_extension
-from apps.processors.inspection import input_decoder, inspect_input
+from apps.operations.services.operations_manager import operation_delete
+from apps.operations.services.processing import ProcessingOutcome, operation_process
+from apps.operations.services.progress import Heartbeat, ProgressTracker
+from apps.operations.services.workspace import job_workspace
 from apps.processors.parameters import validate_parameters
+from apps.processors.probe import local_url
 from apps.processors.registry import get_operation
+from apps.processors.sniffing import inspect_upload
 from apps.storage.backend import get_storage
+from bench.harness import SERVICE_SHARE
 
 BENCH_SESSION = "bench" + "0" * 27
 
 
-class _CommandCapture(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(level=logging.DEBUG)
-        self.commands: list[list[str]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.msg == "Running %s" and record.args:
-            self.commands.append(list(record.args[0]))
-
-
-@contextmanager
-def captured_ffmpeg_commands() -> Iterator[list[list[str]]]:
-    """Every argv ``run_ffmpeg`` starts inside the block (from its "Running %s" debug record)."""
-    logger = logging.getLogger(ffmpeg.__name__)
-    handler = _CommandCapture()
-    previous = logger.level, logger.propagate
-    logger.addHandler(handler)
-    # Captured, not printed: the bench's own output stays a table.
-    logger.setLevel(logging.DEBUG)
-    logger.propagate = False
-    try:
-        yield handler.commands
-    finally:
-        logger.removeHandler(handler)
-        logger.level, logger.propagate = previous
-
-
-def without_progress(command: list[str]) -> list[str]:
-    """The command as a person would type it: Konvrt's argv less ``-progress pipe:1``."""
+def by_hand(command: list[str], *, input_path: str | Path, output_path: str | Path) -> list[str]:
+    """A command Konvrt ran as a person would type it: less ``-progress pipe:1``, reading the
+    original input (Konvrt read the job's link to its stored copy) and writing ``output_path``
+    (FFmpeg's output comes last in every command, see ``ffmpeg.output_args``)."""
     index = command.index("-progress")
-    return command[:index] + command[index + 2 :]
+    typed = command[:index] + command[index + 2 :]
+    if typed.count("-i") != 1:
+        raise ValueError(f"Expected a command with one input: {typed}")
+    typed[typed.index("-i") + 1] = local_url(Path(input_path))
+    typed[-1] = str(Path(output_path).absolute())
+    return typed
 
 
 def create_operation(*, operation: str, parameters: dict[str, Any], input_path: str | None = None) -> Operation:
-    """A pending operation (with its input stored through the storage service when given)."""
+    """A pending operation; with ``input_path``, its input checked and stored as the API does."""
     definition = get_operation(operation)
     created = Operation.objects.create(
         session_key=BENCH_SESSION, operation=operation, parameters=validate_parameters(definition, parameters)
     )
     if input_path is not None:
         source = Path(input_path)
-        extension = file_extension(source.name)
+        inspection = inspect_upload(path=source, definition=definition)
         stored = get_storage().save_upload(
-            operation_id=created.id, source=source, extension=extension, media_type=definition.media_type
+            operation_id=created.id, source=source, extension=inspection.extension, media_type=definition.media_type
         )
         File.objects.create(
             operation=created,
@@ -86,13 +66,15 @@ def create_operation(*, operation: str, parameters: dict[str, Any], input_path: 
             file_path=stored.key,
             file_name=source.name,
             file_size=stored.size,
-            mime_type=mime_type_for_extension(extension),
+            mime_type=inspection.mime_type,
+            metadata={**inspection.metadata, "container": inspection.container},
         )
     return created
 
 
-def _claimed_operation(operation: str, parameters: dict[str, Any]) -> Operation:
-    created = create_operation(operation=operation, parameters=parameters)
+def claimed_operation(*, operation: str, parameters: dict[str, Any], input_path: str) -> Operation:
+    """An operation with a stored input, queued and claimed as a worker claims it."""
+    created = create_operation(operation=operation, parameters=parameters, input_path=input_path)
     lifecycle.operation_mark_queued(operation_id=created.id, job_id=f"bench-{created.id}")
     claimed = lifecycle.operation_claim(operation_id=created.id)
     if claimed is None:
@@ -100,41 +82,37 @@ def _claimed_operation(operation: str, parameters: dict[str, Any]) -> Operation:
     return claimed
 
 
-def run_processor(*, operation: str, input_path: str, parameters: dict[str, Any], workdir: str) -> dict[str, Any]:
-    """Run the registry's processor as the worker does, timing the processor call from inside.
+def process(claimed: Operation) -> ProcessingOutcome:
+    """What the job (``apps.operations.jobs.process_operation``) does with an operation it claimed,
+    less RQ and the failure policy: the processing service under a heartbeat, in a job workspace."""
+    definition = get_operation(claimed.operation)
+    with Heartbeat(operation_id=claimed.id, attempt=claimed.attempt), job_workspace(claimed.id) as workspace:
+        tracker = ProgressTracker(operation_id=claimed.id, attempt=claimed.attempt)
+        return operation_process(
+            operation=claimed,
+            definition=definition,
+            tracker=tracker,
+            workspace=workspace,
+            deadline=time.monotonic() + definition.timeout,
+        )
 
-    CPU is this process's (the supervisor's threads, the tracker's queries) plus FFmpeg's; peak
-    RSS is this process's plus FFmpeg's (the largest child this process has run, so one warm
-    process serves one kind of command).
+
+def run_operation(*, operation: str, input_path: str, parameters: dict[str, Any]) -> dict[str, Any]:
+    """Process one operation as the worker does (see ``process``), timed from inside.
+
+    CPU is this process's (the service, the supervisor's threads, the tracker's queries, the
+    probes) plus FFmpeg's; peak RSS is this process's plus FFmpeg's (the largest child this
+    process has run, so one warm process serves one kind of command). The operation is deleted
+    afterwards, its stored files with it.
     """
-    definition = get_operation(operation)
-    claimed = _claimed_operation(operation, parameters)
-    path = Path(input_path)
-    extension = file_extension(path.name)
-    input_format = input_decoder(extension=extension, media_type=definition.media_type, recorded=None)
-    info = inspect_input(path=path, extension=extension, definition=definition, input_format=input_format)
-    workspace = Path(workdir) / str(claimed.id)
-    workspace.mkdir(parents=True)
-    context = ProcessingContext(
-        operation=definition.name,
-        media_type=definition.media_type,
-        parameters=validate_parameters(definition, parameters),
-        input_path=path,
-        input_extension=extension,
-        input_format=input_format,
-        input_info=info,
-        workspace=workspace,
-        deadline=time.monotonic() + definition.timeout,
-        report_progress=ProgressTracker(operation_id=claimed.id, attempt=claimed.attempt).report,
-    )
-    with captured_ffmpeg_commands() as commands:
-        own_before = resource.getrusage(resource.RUSAGE_SELF)
-        children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        started = time.perf_counter()
-        result = definition.load_processor()(context)
-        wall = time.perf_counter() - started
-        own = resource.getrusage(resource.RUSAGE_SELF)
-        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    claimed = claimed_operation(operation=operation, parameters=parameters, input_path=input_path)
+    own_before = resource.getrusage(resource.RUSAGE_SELF)
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    outcome = process(claimed)
+    wall = time.perf_counter() - started
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (
         own.ru_utime
         + own.ru_stime
@@ -145,15 +123,16 @@ def run_processor(*, operation: str, input_path: str, parameters: dict[str, Any]
         - children_before.ru_utime
         - children_before.ru_stime
     )
-    lifecycle.operation_cancel(operation=claimed)
+    operation_delete(operation=Operation.objects.get(id=claimed.id))
     return {
         "wall": wall,
         "cpu": cpu,
         "own_rss_mb": own.ru_maxrss / 1024,
         "ffmpeg_rss_mb": children.ru_maxrss / 1024,
-        "commands": commands,
-        "output": str(result.path),
-        "details": result.details,
+        SERVICE_SHARE: (wall - outcome.processor_seconds) * 1000,
+        "ffmpeg_seconds": sum(run.elapsed_seconds for run in outcome.ffmpeg_runs),
+        "commands": [list(run.command) for run in outcome.ffmpeg_runs],
+        "details": outcome.result.details,
     }
 
 

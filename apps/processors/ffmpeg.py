@@ -89,6 +89,8 @@ class FFmpegStalled(FFmpegError):
 
 @dataclass(frozen=True)
 class FFmpegResult:
+    # The whole argv FFmpeg ran with, binary first (with Konvrt's ``-progress pipe:1``).
+    command: tuple[str, ...]
     stderr_tail: str
     elapsed_seconds: float
 
@@ -211,7 +213,7 @@ def run_ffmpeg(
         message, permanent = _describe_failure(tail)
         logger.warning("FFmpeg exited with %s: %s", returncode, tail[-2000:])
         raise FFmpegError(message, permanent=permanent, stderr_tail=tail, returncode=returncode)
-    return FFmpegResult(stderr_tail=tail, elapsed_seconds=time.monotonic() - started)
+    return FFmpegResult(command=tuple(command), stderr_tail=tail, elapsed_seconds=time.monotonic() - started)
 
 
 def _supervise(

@@ -1,5 +1,6 @@
 """Case 4: image_resize of a 24 MP JPEG into 1280×1280 and image_convert of a 12 MP PNG with alpha
-to WebP, each in a fresh process per sample, against Pillow and pyvips doing the same."""
+to WebP, each processed as the worker processes it in a fresh process per sample, against Pillow
+and pyvips doing the same."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import time
 from pathlib import Path
 
 from bench.environment import Bench
-from bench.harness import KONVRT, Result, Sample
+from bench.harness import KONVRT, SERVICE_SHARE, Result, Sample, report_service_share
 from bench.warm import REPO
 
 
@@ -37,11 +38,10 @@ def _run(bench: Bench, mode: str, source: Path, extension: str) -> Sample:
     if answer.returncode != 0:
         raise RuntimeError(f"{mode} failed: {answer.stderr[-2000:]}")
     figures = json.loads(answer.stdout.strip().splitlines()[-1])
-    return Sample(
-        wall=figures["wall"],
-        peak_rss_mb=figures["peak_rss_mb"],
-        extra={"work_rss_mb": figures["work_rss_mb"], "process_wall": process_wall},
-    )
+    extra = {"work_rss_mb": figures["work_rss_mb"], "process_wall": process_wall}
+    if SERVICE_SHARE in figures:
+        extra[SERVICE_SHARE] = figures[SERVICE_SHARE]
+    return Sample(wall=figures["wall"], peak_rss_mb=figures["peak_rss_mb"], extra=extra)
 
 
 def _three_way(bench: Bench, kind: str, source: Path, extension: str) -> tuple[list[Sample], dict[str, list[Sample]]]:
@@ -79,6 +79,7 @@ def run_images(bench: Bench) -> list[Result]:
     resize.at_most("wall ratio ≤ 1.10 (faster anchor)", resize.ratio(), 1.10)
     resize.at_most("work RSS (peak − before) ≤ 64 MB", resize.median(KONVRT, "work_rss_mb"), 64.0)
     resize.report("whole-process peak RSS MB", resize.median(KONVRT, "peak_rss_mb"))
+    report_service_share(resize)
     bench.clean_outputs()
 
     width, height = bench.media.sizes.png
@@ -86,5 +87,6 @@ def run_images(bench: Bench) -> list[Result]:
     convert = _result(f"image_convert {width * height / 1e6:.0f} MP PNG (alpha) → WebP", konvrt, anchors)
     convert.at_most("wall ratio ≤ 1.05 (faster anchor)", convert.ratio(), 1.05)
     convert.report("work RSS (peak − before) MB", convert.median(KONVRT, "work_rss_mb"))
+    report_service_share(convert)
     bench.clean_outputs()
     return [resize, convert]

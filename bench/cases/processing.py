@@ -1,4 +1,5 @@
-"""Cases 1, 3 and the FFmpeg build comparison: Konvrt's processors against the identical FFmpeg
+"""Cases 1, 3 and the FFmpeg build comparison: an operation processed as the worker processes it
+(the processing service: fetch, probe, the processor, verify, store) against the identical FFmpeg
 command, and one FFmpeg build against another on the same commands."""
 
 from __future__ import annotations
@@ -8,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.environment import Bench
-from bench.harness import KONVRT, Result, Sample, interleave, measure_command
-from bench.inside import without_progress
+from bench.harness import KONVRT, SERVICE_SHARE, Result, Sample, interleave, measure_command, report_service_share
+from bench.inside import by_hand
 from bench.warm import WarmProcess
 
 
@@ -58,17 +59,16 @@ class _ProcessorRuns:
         first = self.run()
         if len(first["commands"]) != 1:
             raise RuntimeError(f"{case.name}: expected one FFmpeg command, Konvrt ran {first['commands']}.")
-        self.command = without_progress(first["commands"][0])
-        self.output = first["output"]
+        self.ran = first["commands"][0]
+        self.command = self.raw_command()
         self.details = first["details"]
 
     def run(self) -> dict[str, Any]:
         return self.warm.call(
-            "bench.inside.run_processor",
+            "bench.inside.run_operation",
             operation=self.case.operation,
             input_path=str(self.input),
             parameters=self.case.parameters,
-            workdir=str(self.bench.output_dir()),
         )
 
     def sample(self) -> Sample:
@@ -77,12 +77,17 @@ class _ProcessorRuns:
             wall=run["wall"],
             cpu=run["cpu"],
             peak_rss_mb=run["own_rss_mb"] + run["ffmpeg_rss_mb"],
-            extra={"process_rss_mb": run["own_rss_mb"], "ffmpeg_rss_mb": run["ffmpeg_rss_mb"]},
+            extra={
+                "process_rss_mb": run["own_rss_mb"],
+                "ffmpeg_rss_mb": run["ffmpeg_rss_mb"],
+                SERVICE_SHARE: run[SERVICE_SHARE],
+            },
         )
 
-    def raw_command(self, binary: str | None = None) -> list[str]:
-        command = _replace_output(self.command, self.output, self.bench.output_dir() / Path(self.output).name)
-        return [binary, *command[1:]] if binary else command
+    def raw_command(self) -> list[str]:
+        """The command Konvrt ran, typed by hand on the same input, into a fresh output folder."""
+        output = self.bench.output_dir() / Path(self.ran[-1]).name
+        return by_hand(self.ran, input_path=self.input, output_path=output)
 
 
 def _measure_case(bench: Bench, case: ProcessingCase) -> tuple[Result, list[str]]:
@@ -111,6 +116,7 @@ def run_video(bench: Bench) -> list[Result]:
         result.at_most("wall ratio ≤ 1.05", result.ratio("wall"), 1.05)
         result.at_most("CPU ratio ≤ 1.02", result.ratio("cpu"), 1.02)
         result.at_most("peak RSS − FFmpeg's ≤ 80 MB", result.peak_rss(KONVRT) - result.peak_rss("baseline"), 80.0)
+        report_service_share(result)
         result.notes.append("command: " + _shown(command))
         results.append(result)
     return results
@@ -124,6 +130,7 @@ def run_audio(bench: Bench) -> list[Result]:
         limit = 1.10 * result.median("baseline") + 0.15
         result.at_most(f"wall (s) ≤ 1.10 × raw + 0.15 s = {limit:.3f}", result.median(KONVRT), limit)
         result.report("CPU ratio", result.ratio("cpu"))
+        report_service_share(result)
         result.notes.append("command: " + _shown(command))
         results.append(result)
     return results

@@ -18,7 +18,7 @@ from bench.cases.load import run_load
 from bench.client import get_json, post_file, session_key
 from bench.environment import Bench, WebServer
 from bench.harness import BASELINE, KONVRT, Result, Sample, interleave, measure_command, percentile
-from bench.inside import create_operation, without_progress
+from bench.inside import by_hand, create_operation
 from bench.procfs import rss_mb
 
 TERMINAL = ("completed", "failed", "cancelled")
@@ -42,14 +42,8 @@ def run_end_to_end(bench: Bench, web: WebServer) -> list[Result]:
     key = session_key(web.base)
     headers = {"X-Session-Key": key}
     with bench.warm() as warm:
-        first = warm.call(
-            "bench.inside.run_processor",
-            operation="video_compress",
-            input_path=str(clip),
-            parameters={},
-            workdir=str(bench.output_dir()),
-        )
-        command, output = without_progress(first["commands"][0]), first["output"]
+        first = warm.call("bench.inside.run_operation", operation="video_compress", input_path=str(clip), parameters={})
+        [ran] = first["commands"]
         worker = bench.start_worker("video_queue")
         try:
 
@@ -69,8 +63,8 @@ def run_end_to_end(bench: Bench, web: WebServer) -> list[Result]:
 
             def baseline() -> Sample:
                 probe = warm.call("bench.inside.probe_seconds", input_path=str(clip), demuxer="mov")
-                target = bench.output_dir() / Path(output).name
-                sample = measure_command([str(target) if part == output else part for part in command])
+                output = bench.output_dir() / Path(ran[-1]).name
+                sample = measure_command(by_hand(ran, input_path=clip, output_path=output))
                 return Sample(wall=sample.wall + probe, cpu=sample.cpu, peak_rss_mb=sample.peak_rss_mb)
 
             ours, theirs = interleave(konvrt, baseline, repeats=max(3, bench.repeats), warmup=True)

@@ -155,6 +155,22 @@ def test_a_failing_ffmpeg_raises_a_permanent_error_with_a_readable_message_and_i
     assert "Invalid data found when processing input" in error.stderr_tail
 
 
+def test_the_result_carries_the_whole_command_ffmpeg_ran(media, tmp_path):
+    args = [*ffmpeg.input_args(media.audio(duration=1), demuxer="wav"), "-c:a", "flac", "-f", "flac", "-y"]
+    args.append(str(tmp_path / "o.flac"))
+
+    result = ffmpeg.run_ffmpeg(args, duration=1.0, timeout=60)
+
+    assert result.command[0] == ffmpeg.resolve_ffmpeg_binary()
+    assert result.command[-len(args) :] == tuple(args)
+    progress = result.command.index("-progress")
+    assert result.command[progress + 1] == "pipe:1"
+    # Run again as it reads, it does the same work.
+    (tmp_path / "o.flac").unlink()
+    subprocess.run(result.command, check=True, capture_output=True, timeout=60)
+    assert (tmp_path / "o.flac").stat().st_size > 0
+
+
 def test_the_stderr_tail_is_bounded(media):
     # ashowinfo logs a line per audio frame: far more than the tail keeps.
     args = ["-loglevel", "info", "-f", "lavfi", "-i", "sine=duration=3", "-af", "ashowinfo", "-f", "null", "-"]

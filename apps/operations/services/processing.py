@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from apps.core.utils import file_extension
@@ -22,6 +23,7 @@ from apps.operations.services.progress import ProgressTracker
 from apps.operations.services.workspace import jobs_temp_root
 from apps.processors.contract import ProcessingContext, ProcessingResult
 from apps.processors.exceptions import OperationStopped, ProcessingError
+from apps.processors.ffmpeg import FFmpegResult
 from apps.processors.formats import mime_type_for_extension
 from apps.processors.inspection import input_decoder, inspect_input
 from apps.processors.parameters import validate_parameters
@@ -32,6 +34,19 @@ from apps.storage.backend import get_storage
 logger = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class ProcessingOutcome:
+    """What a completed ``operation_process`` did, for callers that measure it (the bench); the job
+    needs none of it."""
+
+    # The processor's answer; its ``path`` has since been moved into storage.
+    result: ProcessingResult
+    # Every FFmpeg run, in order, each with the command it ran.
+    ffmpeg_runs: tuple[FFmpegResult, ...]
+    # The processor call alone, of the whole run.
+    processor_seconds: float
+
+
 def operation_process(
     *,
     operation: Operation,
@@ -39,7 +54,7 @@ def operation_process(
     tracker: ProgressTracker,
     workspace: Path,
     deadline: float,
-) -> None:
+) -> ProcessingOutcome:
     """Run a claimed operation through its phases (fetching → probing → processing → storing) and
     complete it. Raises whatever went wrong, for the job to classify; ``OperationStopped`` when the
     operation no longer wants this attempt (cancelled, deleted or taken over meanwhile)."""
@@ -74,7 +89,9 @@ def operation_process(
         deadline=deadline,
         report_progress=tracker.report,
     )
+    processor_started = time.monotonic()
     result: ProcessingResult = definition.load_processor()(context)
+    processor_seconds = time.monotonic() - processor_started
     try:
         output_info = verify_output(result=result, input_info=input_info)
     except ProcessingError as e:
@@ -120,6 +137,7 @@ def operation_process(
         if not Operation.objects.filter(id=operation.id, status=OperationStatus.COMPLETED).exists():
             storage.delete(key=stored.key, media_type=result.media_type)
         raise OperationStopped(f"Operation {operation.id} changed while its output was being stored.")
+    return ProcessingOutcome(result=result, ffmpeg_runs=tuple(context.ffmpeg_runs), processor_seconds=processor_seconds)
 
 
 def remove_earlier_workspaces(operation: Operation) -> None:
