@@ -1,5 +1,13 @@
-"""Operations tests run the storage flow on the Cloudinary stand-in too."""
+"""Operations tests run on a clean Redis (queues, RQ's registries, the recovery sweep) and run the
+storage flow on the Cloudinary stand-in too."""
+
+import pytest
 
 from tests.storage.conftest import cloudinary_standin, standin_tls
 
 __all__ = ["cloudinary_standin", "standin_tls"]
+
+
+@pytest.fixture(autouse=True)
+def _clean_redis(redis_connection) -> None:
+    """Most of these tests queue, run or sweep jobs."""

@@ -44,6 +44,11 @@ PHONE = {"width": 375, "height": 740}
 DESKTOP = {"width": 1100, "height": 900}
 
 
+@pytest.fixture(autouse=True)
+def _clean_redis(redis_connection) -> None:
+    """The page calls the API (rate limits in Redis) and its jobs wait on the test run's queues."""
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     if not CHROMIUM.exists():
