@@ -13,8 +13,12 @@ import re
 import pytest
 
 from apps.processors.probe import probe_image, probe_media
+from tests.web.conftest import browser_unavailable
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed.")
+try:
+    from playwright import sync_api
+except ImportError:
+    browser_unavailable("Playwright for Python is not installed.", module_level=True)
 expect = sync_api.expect
 # Generous waits for state (a real encode on a busy two-core machine), never timing assertions.
 expect.set_options(timeout=60_000)
