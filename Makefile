@@ -17,6 +17,7 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/python scripts/run_local.py
 
+# The bench smoke run (marker `bench`) is left out; CI adds it: PYTEST_ARGS="-m 'bench or not bench'".
 test: $(STAMP)
 	$(BIN)/python scripts/embedded_redis.py -- $(BIN)/python -m pytest $(PYTEST_ARGS)
 

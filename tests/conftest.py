@@ -1,4 +1,12 @@
-"""Fixtures every test can use: isolated storage, a clean Redis, a real RQ worker, real media."""
+"""Fixtures every test can use: isolated storage, a clean Redis, a real RQ worker, real media and
+operations in the state a test needs.
+
+Redis is emptied only for tests that use it: those that ask for ``redis_connection``, directly or
+through a fixture that reaches Redis (``run_worker``, ``make_operation``, ``client``: every API
+request counts towards the rate limits kept in Redis), and every test of the directories whose
+tests all reach it (their conftest makes it autouse). A pure test (formats, sniffing, parameters,
+FFmpeg) never touches Redis.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +19,7 @@ from django.conf import settings as django_settings
 from redis import Redis
 from rq import SimpleWorker
 
+from tests.factories import OperationFactory
 from tests.media import MediaFactory
 
 
@@ -36,9 +45,9 @@ def storage_root(settings, tmp_path: Path) -> Path:
     return root
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def redis_connection() -> Redis:
-    """The test run's Redis database, emptied before each test (queues, jobs, throttle counters).
+    """The test run's Redis database, emptied before the test (queues, jobs, throttle counters).
 
     REDIS_URL must name a database that belongs to the tests: `.ci/run` uses /9 and `make test`
     without REDIS_URL starts a private server.
@@ -62,3 +71,16 @@ def run_worker(redis_connection: Redis) -> Callable[..., SimpleWorker]:
         return worker
 
     return run
+
+
+@pytest.fixture
+def client(client, redis_connection):
+    """pytest-django's test client, on a clean Redis: every request counts towards rate limits."""
+    return client
+
+
+@pytest.fixture
+def make_operation(media, storage_root, tmp_path, redis_connection) -> OperationFactory:
+    """``make_operation(session_key, status=..., ...)``: an operation built through the services,
+    its files really stored (see ``tests/factories.py``). Queued ones are on a clean Redis."""
+    return OperationFactory(media=media, scratch=tmp_path / "factory")

@@ -14,6 +14,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from apps.processors.ffmpeg import resolve_ffmpeg_binary
+from apps.processors.formats import MediaType, get_format
 
 # (video codec args, audio codec args) per container.
 _VIDEO_CODECS: dict[str, tuple[list[str], list[str]]] = {
@@ -160,6 +161,15 @@ class MediaFactory:
         if not path.exists():
             self._pattern(width, height).save(path, "BMP")
         return path
+
+    def sample(self, extension: str) -> Path:
+        """A small file of any format Konvrt reads or writes (half a second of video or audio)."""
+        media_type = get_format(extension).media_type
+        if media_type == MediaType.VIDEO:
+            return self.video(extension=extension, duration=0.5)
+        if media_type == MediaType.AUDIO:
+            return self.audio(extension=extension, duration=0.5)
+        return getattr(self, "jpeg" if extension in ("jpg", "jpeg") else extension)()
 
     def text(self, *, extension: str, content: bytes = b"this is not media\n") -> Path:
         """A file whose name claims a media type and whose content is not."""

@@ -1,17 +1,20 @@
 """The RQ worker Konvrt runs, and what the worker scripts' ``status`` prints.
 
 Importing this module also imports Pillow, PyAV and every processor, so that a worker started with
-``KonvrtWorker`` pays for those imports once in its parent process instead of in every job.
+``KonvrtWorker`` pays for those imports once in its parent process instead of in every job. The
+FFmpeg binary is resolved there once too (see ``KonvrtWorker``).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 import django_rq
 from django import db
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from rq import Queue, Worker
 from rq.defaults import DEFAULT_WORKER_TTL
 from rq.job import Job
@@ -21,6 +24,9 @@ from rq.utils import now as rq_now
 from apps.operations import jobs  # noqa: F401
 from apps.operations.jobs import on_work_horse_killed
 from apps.processors import audio, image, video  # noqa: F401
+from apps.processors.ffmpeg import resolve_ffmpeg_binary
+
+logger = logging.getLogger(__name__)
 
 
 class KonvrtWorker(Worker):
@@ -34,6 +40,9 @@ class KonvrtWorker(Worker):
     - While a job runs, the parent refreshes its RQ execution every ``JOB_HEARTBEAT_SECONDS``
       (RQ's job monitoring interval, 30 s by default), the second sign of life the recovery sweep
       reads.
+    - The FFmpeg binary is resolved when the worker starts, before any fork: the resolution is
+      cached, so every work-horse inherits the answer instead of resolving it again (which, for the
+      build bundled with imageio-ffmpeg, runs ``ffmpeg -version`` in each new horse).
     """
 
     def __init__(
@@ -53,6 +62,11 @@ class KonvrtWorker(Worker):
             work_horse_killed_handler=work_horse_killed_handler or on_work_horse_killed,
             **kwargs,
         )
+        try:
+            logger.info("FFmpeg: %s", resolve_ffmpeg_binary())
+        except ImproperlyConfigured as e:
+            # Image jobs need no FFmpeg; a job that does fails with this same error when it runs.
+            logger.warning("No usable FFmpeg for this worker: %s", e)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         db.connections.close_all()

@@ -18,12 +18,12 @@ from openapi_schema_validator import OAS30Validator
 
 from apps.core.exceptions import StorageError
 from apps.operations.enums import OperationStatus
-from apps.operations.models import Operation
 from apps.operations.services import operations_manager
 from apps.processors.registry import OPERATIONS
 from apps.storage.local import LocalStorage
 from tests.api.conftest import API, session_key_of, upload
 from tests.api.test_operation_actions import UrlStorage
+from tests.factories import let_expire
 
 S = OperationStatus
 CREATE = f"{API}/operations/"
@@ -118,15 +118,15 @@ def test_real_responses_of_every_endpoint_match_the_schema(
     monkeypatch.setattr(operations_manager, "get_storage", lambda: UrlStorage(root=Path(storage_root)))
     check(client.get(f"{API}/operations/{completed.id}/download/"), 302)
     monkeypatch.undo()
-    Operation.objects.filter(id=completed.id).update(expires_at=completed.completed_at)
+    let_expire(completed)
     check(client.get(f"{API}/operations/{completed.id}/download/"), 410)
 
     # retry, cancel, delete
     failed = make_operation(key, status=S.FAILED)
     check(client.post(f"{API}/operations/{failed.id}/retry/"), 200)
     check(client.post(f"{API}/operations/{failed.id}/retry/"), 409)
-    Operation.objects.filter(id=completed.id).update(status=S.FAILED)
-    check(client.post(f"{API}/operations/{completed.id}/retry/"), 410)
+    expired = let_expire(make_operation(key, status=S.FAILED))
+    check(client.post(f"{API}/operations/{expired.id}/retry/"), 410)
     check(client.post(f"{API}/operations/{failed.id}/cancel/"), 200)
     check(client.post(f"{API}/operations/{failed.id}/cancel/"), 409)
     check(client.delete(f"{API}/operations/{failed.id}/"), 200)

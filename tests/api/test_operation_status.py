@@ -12,9 +12,8 @@ from django.utils import timezone
 from rq import Worker
 
 from apps.operations.enums import OperationStatus, ProcessingPhase
-from apps.operations.models import Operation
-from apps.operations.services.queue_manager import enqueue_operation
 from tests.api.conftest import API, session_key_of
+from tests.factories import backdate
 
 pytestmark = pytest.mark.django_db
 S = OperationStatus
@@ -26,13 +25,15 @@ def status_of(client, operation):
     return response.json()["data"]
 
 
-def queued(client, operation="video_compress") -> Operation:
-    instance = Operation.objects.create(session_key=session_key_of(client), operation=operation)
-    assert enqueue_operation(operation=instance)
-    return instance
+@pytest.fixture
+def queued(make_operation):
+    """``queued(client, operation)``: an operation of the client's session, on its queue."""
+    return lambda client, operation="video_compress": make_operation(
+        session_key_of(client), operation=operation, status=S.QUEUED
+    )
 
 
-def test_queued_operations_know_their_place_and_that_no_worker_runs(client):
+def test_queued_operations_know_their_place_and_that_no_worker_runs(client, queued):
     first, second = queued(client), queued(client)
 
     data = status_of(client, second)
@@ -54,11 +55,11 @@ def test_queued_operations_know_their_place_and_that_no_worker_runs(client):
     assert data["eta_seconds"] is None and data["phase"] is None
 
 
-def test_audio_extract_waits_for_an_audio_worker(client):
+def test_audio_extract_waits_for_an_audio_worker(client, queued):
     assert status_of(client, queued(client, "audio_extract"))["waiting_reason"].startswith("No audio worker is running")
 
 
-def test_no_waiting_reason_while_a_worker_listens(client, redis_connection):
+def test_no_waiting_reason_while_a_worker_listens(client, queued, redis_connection):
     operation = queued(client)
     worker = Worker([django_rq.get_queue("video_queue")], connection=redis_connection)
     worker.register_birth()
@@ -69,7 +70,7 @@ def test_no_waiting_reason_while_a_worker_listens(client, redis_connection):
     assert status_of(client, operation)["waiting_reason"].startswith("No video worker")
 
 
-def test_a_killed_worker_left_in_rqs_registry_does_not_count(client, redis_connection):
+def test_a_killed_worker_left_in_rqs_registry_does_not_count(client, queued, redis_connection):
     operation = queued(client)
     # A SIGKILLed worker never unregisters; its own key expired with its heartbeat.
     redis_connection.sadd("rq:workers:video_queue", "rq:worker:gone")
@@ -77,32 +78,33 @@ def test_a_killed_worker_left_in_rqs_registry_does_not_count(client, redis_conne
     assert status_of(client, operation)["waiting_reason"].startswith("No video worker")
 
 
-def test_processing_has_phase_progress_and_eta(client):
-    operation = Operation.objects.create(
-        session_key=session_key_of(client),
-        operation="video_compress",
-        status=S.PROCESSING,
-        progress=50,
-        phase=ProcessingPhase.PROCESSING,
-        started_at=timezone.now() - timedelta(seconds=20),
+def test_processing_has_phase_progress_and_eta(client, make_operation):
+    operation = make_operation(
+        session_key_of(client), status=S.PROCESSING, progress=50, phase=ProcessingPhase.PROCESSING
     )
+    operation = backdate(operation, timedelta(seconds=20))
 
+    before = timezone.now()
     data = status_of(client, operation)
+    after = timezone.now()
 
     assert (data["status"], data["progress"], data["phase"]) == ("processing", 50, "processing")
-    assert 19 <= data["eta_seconds"] <= 22
+    # Half done in 20 s (and the time the request took): as long again to go.
+    elapsed = [round((moment - operation.started_at).total_seconds()) for moment in (before, after)]
+    assert elapsed[0] >= 20
+    assert elapsed[0] <= data["eta_seconds"] <= elapsed[1]
     assert data["queue_position"] is None and data["waiting_reason"] is None
 
 
-def test_pending_says_why(client):
-    operation = Operation.objects.create(session_key=session_key_of(client), operation="video_compress")
+def test_pending_says_why(client, make_operation):
+    operation = make_operation(session_key_of(client), status=S.PENDING)
 
     assert "queued automatically" in status_of(client, operation)["waiting_reason"]
 
 
-def test_failed_shows_its_message(client):
-    operation = Operation.objects.create(
-        session_key=session_key_of(client),
+def test_failed_shows_its_message(client, make_operation):
+    operation = make_operation(
+        session_key_of(client),
         operation="audio_extract",
         status=S.FAILED,
         error_message="This video has no audio track to extract.",
@@ -114,7 +116,7 @@ def test_failed_shows_its_message(client):
     assert data["waiting_reason"] is None
 
 
-def test_status_reads_the_operation_with_one_query(client):
+def test_status_reads_the_operation_with_one_query(client, queued):
     operation = queued(client)
 
     with CaptureQueriesContext(connection) as queries:
@@ -123,7 +125,7 @@ def test_status_reads_the_operation_with_one_query(client):
     assert len([q for q in queries if "operations_operation" in q["sql"]]) == 1
 
 
-def test_redis_down_still_answers_with_a_reason(client, own_redis):
+def test_redis_down_still_answers_with_a_reason(client, queued, own_redis):
     operation = queued(client)
     own_redis.stop()
 

@@ -8,12 +8,12 @@ from datetime import timedelta
 import django_rq
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.utils import timezone
 from rq.job import Job
 
 from apps.operations.enums import FileType, OperationStatus
 from apps.operations.models import File, Operation
 from tests.api.conftest import API, session_key_of, stored_files, upload
+from tests.factories import backdate
 
 # Created operations are queued once their transaction commits, as in production.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -268,7 +268,7 @@ def test_idempotency_key_is_per_session(client, media):
 def test_idempotency_key_can_be_used_again_after_24_hours(client, media):
     headers = {"Idempotency-Key": "daily-report"}
     first = upload(client, media.png(), operation="image_resize", parameters={"width": 10}, headers=headers)
-    Operation.objects.filter(id=first.json()["data"]["id"]).update(created_at=timezone.now() - timedelta(hours=25))
+    backdate(Operation.objects.get(id=first.json()["data"]["id"]), timedelta(hours=25))
 
     second = upload(client, media.png(), operation="image_resize", parameters={"width": 10}, headers=headers)
 

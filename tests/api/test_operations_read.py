@@ -11,17 +11,22 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from apps.operations.enums import OperationStatus
-from apps.operations.models import Operation
 from tests.api.conftest import API, session_key_of
+from tests.factories import backdate
 
 pytestmark = pytest.mark.django_db
 S = OperationStatus
 
 
+def eta_at(operation, now) -> int:
+    """The ETA a processing operation has at ``now``: elapsed × (100 − progress) / progress."""
+    elapsed = (now - operation.started_at).total_seconds()
+    return round(elapsed * (100 - operation.progress) / operation.progress)
+
+
 def test_list_is_the_sessions_operations_newest_first(client, make_operation):
     key = session_key_of(client)
-    older = make_operation(key, status=S.COMPLETED)
-    Operation.objects.filter(id=older.id).update(created_at=timezone.now() - timedelta(hours=1))
+    older = backdate(make_operation(key, status=S.COMPLETED), timedelta(hours=1))
     newer = make_operation(key, status=S.QUEUED)
     make_operation(session_key_of(Client()), status=S.QUEUED)  # someone else's
 
@@ -44,9 +49,10 @@ def test_list_is_the_sessions_operations_newest_first(client, make_operation):
     assert body["data"][0]["output_file"] is None
 
 
-def test_list_pages_and_caps_the_page_size(client):
+def test_list_pages_and_caps_the_page_size(client, make_operation):
     key = session_key_of(client)
-    Operation.objects.bulk_create([Operation(session_key=key, operation="image_resize") for _ in range(5)])
+    for _ in range(5):
+        make_operation(key, operation="image_resize")
 
     second = client.get(f"{API}/operations/", {"page": 2, "page_size": 2}).json()
     capped = client.get(f"{API}/operations/", {"page_size": 1000}).json()
@@ -67,11 +73,11 @@ def test_a_page_that_is_not_a_number_is_a_400(client, page):
     assert "page" in response.json()["error"]["details"]
 
 
-def test_list_filters_by_status_and_operation(client):
+def test_list_filters_by_status_and_operation(client, make_operation):
     key = session_key_of(client)
-    Operation.objects.create(session_key=key, operation="image_resize", status=S.FAILED)
-    Operation.objects.create(session_key=key, operation="image_resize", status=S.QUEUED)
-    Operation.objects.create(session_key=key, operation="video_compress", status=S.FAILED)
+    make_operation(key, operation="image_resize", status=S.FAILED)
+    make_operation(key, operation="image_resize", status=S.QUEUED)
+    make_operation(key, operation="video_compress", status=S.FAILED)
 
     failed = client.get(f"{API}/operations/", {"status": "failed"}).json()["data"]
     resizes = client.get(f"{API}/operations/", {"operation": "image_resize", "status": "failed"}).json()["data"]
@@ -94,14 +100,14 @@ def test_a_page_past_the_end_is_a_404(client):
     assert response.json()["error"]["code"] == "not_found"
 
 
-def test_list_does_not_query_per_operation(client):
+def test_list_does_not_query_per_operation(client, make_operation):
     key = session_key_of(client)
     for _ in range(3):
-        Operation.objects.create(session_key=key, operation="image_resize")
+        make_operation(key, operation="image_resize")
     with CaptureQueriesContext(connection) as few:
         client.get(f"{API}/operations/")
     for _ in range(6):
-        Operation.objects.create(session_key=key, operation="image_resize")
+        make_operation(key, operation="image_resize")
     with CaptureQueriesContext(connection) as many:
         client.get(f"{API}/operations/")
 
@@ -110,9 +116,11 @@ def test_list_does_not_query_per_operation(client):
 
 def test_detail_is_the_full_operation(client, make_operation):
     operation = make_operation(session_key_of(client), status=S.PROCESSING, progress=25)
-    Operation.objects.filter(id=operation.id).update(started_at=timezone.now() - timedelta(seconds=30))
+    operation = backdate(operation, timedelta(seconds=30))
 
+    before = timezone.now()
     data = client.get(f"{API}/operations/{operation.id}/").json()["data"]
+    after = timezone.now()
 
     assert set(data) == {
         "id",
@@ -130,7 +138,9 @@ def test_detail_is_the_full_operation(client, make_operation):
         "output_file",
     }
     assert data["status"] == "processing"
-    assert 85 <= data["eta_seconds"] <= 95  # 30 s for 25 %: about 90 s to go
+    # 30 s (and the time the request took) for 25 %: three times that to go.
+    assert eta_at(operation, before) <= data["eta_seconds"] <= eta_at(operation, after)
+    assert eta_at(operation, before) >= 90
     assert data["input_file"]["file_name"] == "holiday.mov"
     assert data["error_message"] is None
 

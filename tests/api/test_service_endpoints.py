@@ -10,8 +10,6 @@ from django.contrib.sessions.models import Session
 from rq import Worker
 
 from apps.operations.enums import OperationStatus
-from apps.operations.models import Operation
-from apps.operations.services.queue_manager import enqueue_operation
 from apps.processors.registry import OPERATIONS
 from tests.api.conftest import API, session_key_of
 
@@ -120,9 +118,9 @@ def test_health_with_redis_stopped_is_a_503_naming_it(client, own_redis):
 
 
 # --- queues ---------------------------------------------------------------------------------------
-def test_queues_count_jobs_by_state_and_live_workers(client, redis_connection):
+def test_queues_count_jobs_by_state_and_live_workers(client, redis_connection, make_operation):
     for _ in range(2):
-        enqueue_operation(operation=Operation.objects.create(session_key="k" * 32, operation="video_compress"))
+        make_operation(operation="video_compress", status=OperationStatus.QUEUED)
     image_queue = django_rq.get_queue("image_queue")
     image_queue.enqueue_in(timedelta(minutes=5), "tests.jobs.write_marker", "/dev/null", "x")
     worker = Worker([image_queue], connection=redis_connection)
@@ -157,12 +155,12 @@ def test_queues_with_redis_stopped_is_a_503(client, own_redis):
 
 
 # --- session --------------------------------------------------------------------------------------
-def test_session_counts_its_operations_by_status(client):
+def test_session_counts_its_operations_by_status(client, make_operation):
     key = session_key_of(client)
     for status in (OperationStatus.QUEUED, OperationStatus.QUEUED, OperationStatus.FAILED):
-        Operation.objects.create(session_key=key, operation="image_resize", status=status)
-    Operation.objects.create(session_key=key, operation="image_resize", is_deleted=True)
-    Operation.objects.create(session_key="someone-else", operation="image_resize")
+        make_operation(key, operation="image_resize", status=status)
+    make_operation(key, operation="image_resize", deleted=True)
+    make_operation("someone-else", operation="image_resize")
 
     data = client.get(f"{API}/session/").json()["data"]
 

@@ -73,8 +73,7 @@ def test_another_sessions_operations_are_not_listed_or_counted(client, owner_ope
 
 @pytest.mark.parametrize(("method", "path"), ENDPOINTS)
 def test_a_deleted_operation_is_a_404_everywhere(make_operation, client, method, path):
-    operation = make_operation(session_key_of(client), status=OperationStatus.FAILED)
-    Operation.objects.filter(id=operation.id).update(is_deleted=True)
+    operation = make_operation(session_key_of(client), status=OperationStatus.FAILED, deleted=True)
 
     response = _call(client, method, path.format(id=operation.id))
 

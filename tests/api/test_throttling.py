@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from django.test import Client
 
-from apps.operations.models import Operation
+from apps.api.throttling import ClientRateThrottle
 from tests.api.conftest import API, session_key_of
 
 pytestmark = pytest.mark.django_db
@@ -46,13 +44,38 @@ def test_burst_limit_gives_429_with_retry_after(client, rates):
     assert_throttled(responses[3])
 
 
-def test_a_request_is_allowed_again_once_the_oldest_leaves_the_window(client, rates):
-    rates(anon_burst="2/second")
-    assert [client.get(f"{API}/session/").status_code for _ in range(3)] == [200, 200, 429]
+class Clock:
+    """The throttles' clock (DRF's ``SimpleRateThrottle.timer``), moved by the test."""
 
-    time.sleep(1.1)
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch) -> Clock:
+    clock = Clock()
+    monkeypatch.setattr(ClientRateThrottle, "timer", clock)
+    return clock
+
+
+def test_a_request_is_allowed_again_once_the_oldest_leaves_the_window(client, rates, clock):
+    rates(anon_burst="2/minute")
+    assert client.get(f"{API}/session/").status_code == 200
+    clock.now += 10
+    assert client.get(f"{API}/session/").status_code == 200
+    clock.now += 10
+    assert_throttled(refused := client.get(f"{API}/session/"))
+    assert refused["Retry-After"] == "40"  # when the first request leaves the minute
+
+    clock.now += 39.9
+    assert client.get(f"{API}/session/").status_code == 429
+    clock.now += 0.1
 
     assert client.get(f"{API}/session/").status_code == 200
+    assert client.get(f"{API}/session/").status_code == 429  # the second one is still in the window
 
 
 def test_new_sessions_do_not_escape_the_limit(rates):
@@ -72,10 +95,10 @@ def test_one_session_from_many_addresses_is_limited(client, rates):
     assert_throttled(client.get(f"{API}/session/", REMOTE_ADDR="10.0.0.4", headers={"X-Session-Key": key}))
 
 
-def test_status_polls_have_their_own_budget(client, rates):
+def test_status_polls_have_their_own_budget(client, rates, make_operation):
     rates(anon_burst="2/minute", status_checks="5/minute")
     key = session_key_of(client)
-    operation = Operation.objects.create(session_key=key, operation="image_resize")
+    operation = make_operation(key, operation="image_resize")
     polls = [client.get(f"{API}/operations/{operation.id}/status/") for _ in range(6)]
 
     assert [r.status_code for r in polls[:5]] == [200] * 5

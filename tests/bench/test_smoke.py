@@ -1,6 +1,9 @@
 """A smoke run of the benchmark harness (``make bench``): every case on tiny inputs, one repeat, so
 that the harness cannot rot. Figures are not judged here (speed is the bench's business, not the
-suite's); what is checked is that each case ran both sides and produced its figures."""
+suite's); what is checked is that each case ran both sides and produced its figures.
+
+Marked ``bench``: left out of a plain ``make test`` or ``pytest`` run; ``-m bench`` runs it, and
+CI (``.ci/run``) runs it with the rest."""
 
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ from bench.harness import KONVRT, Result, format_table, write_json
 from bench.run import CASES, run_cases
 from tests.processors.processes import worker_environment
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.bench]
 
 
 @pytest.fixture

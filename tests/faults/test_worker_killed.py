@@ -31,9 +31,11 @@ def test_a_worker_stopped_mid_video_is_recovered_and_the_operation_completes_onc
     operation = submit("video_compress", media.video(duration=30), {"preset": "veryslow", "quality": 18})
     first_job = operation.job_id
     video_pool = fleet.start_pool("video_queue")
-    assert wait_until(lambda: ffmpeg_processes_under(video_pool.pid), timeout=60), fleet.log_tails()
+    running = wait_until(lambda: ffmpeg_processes_under(video_pool.pid), timeout=60)
+    assert running, fleet.log_tails()
+    (encoder,) = running
     assert wait_until(lambda: operation.refresh_from_db() or operation.progress > 0, timeout=60)
-    (encoder,) = ffmpeg_processes_under(video_pool.pid)
+    assert is_alive(encoder)
     horse = parent_of(encoder)
     worker = parent_of(horse)
     assert parent_of(worker) == video_pool.pid

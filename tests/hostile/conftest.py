@@ -17,7 +17,6 @@ from typing import ClassVar
 import pytest
 
 from apps.operations.models import File, Operation
-from tests.api.conftest import make_operation  # noqa: F401 - fixture shared with the API tests
 from tests.processors.conftest import output_path, run_operation, submit  # noqa: F401 - shared fixtures
 
 
@@ -99,6 +98,11 @@ class Listener:
         self._thread.join(timeout=5)
         self.tcp.close()
         self.udp.close()
+
+
+@pytest.fixture(autouse=True)
+def _clean_redis(redis_connection) -> None:
+    """Hostile input arrives through the API (rate limits in Redis) and runs on real workers."""
 
 
 @pytest.fixture

@@ -203,7 +203,7 @@ def test_reference_files_stored_as_inputs_fail_cleanly_in_the_worker(
     # As if an older API had accepted it: stored under the disguise's extension, no sniffed container.
     attack = _file(storage_root, make_attack(kind, targets), name=f"attack.{extension}")
 
-    operation = run_operation(operation_for(extension), attack, _parameters(extension))
+    operation = run_operation(operation_for(extension), attack, _parameters(extension), inspect=False)
 
     assert operation.status == OperationStatus.FAILED
     assert "could not be read" in operation.error_message

@@ -1,7 +1,14 @@
-"""Operations tests run operations the processing tests' way, and the storage flow on the
-Cloudinary stand-in too."""
+"""Operations tests run on a clean Redis (queues, RQ's registries, the recovery sweep), submit
+operations as the processing tests do, and run the storage flow on the Cloudinary stand-in too."""
+
+import pytest
 
 from tests.processors.conftest import output_path, run_operation, submit
 from tests.storage.conftest import cloudinary_standin, standin_tls
 
 __all__ = ["cloudinary_standin", "output_path", "run_operation", "standin_tls", "submit"]
+
+
+@pytest.fixture(autouse=True)
+def _clean_redis(redis_connection) -> None:
+    """Most of these tests queue, run or sweep jobs."""

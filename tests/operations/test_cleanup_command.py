@@ -13,41 +13,37 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from apps.operations.enums import FileType, OperationStatus
-from apps.operations.models import File, Operation
+from apps.operations.models import Operation
 from apps.processors.formats import MediaType
 from apps.storage.backend import get_storage
+from tests.factories import let_expire
+
+S = OperationStatus
 
 pytestmark = pytest.mark.django_db
 
 
-def expired_operation(media) -> tuple[Operation, str]:
-    storage = get_storage()
-    now = timezone.now()
-    operation = Operation.objects.create(
-        session_key="c" * 32,
-        operation="image_convert",
-        status=OperationStatus.COMPLETED,
-        completed_at=now - timedelta(days=8),
-        expires_at=now - timedelta(days=1),
-    )
-    stored = storage.save_upload(
-        operation_id=operation.id, source=media.png(), extension="png", media_type=MediaType.IMAGE
-    )
-    File.objects.create(
-        operation=operation, file_type=FileType.INPUT, file_path=stored.key, file_name="a.png", mime_type="image/png"
-    )
-    return operation, stored.key
+@pytest.fixture
+def expired_operation(make_operation):
+    """``expired_operation()``: a completed image conversion whose retention ran out, and the
+    storage key of its input."""
+
+    def expire() -> tuple[Operation, str]:
+        operation = let_expire(make_operation("c" * 32, operation="image_convert", status=S.COMPLETED))
+        return operation, operation.files.get(file_type=FileType.INPUT).file_path
+
+    return expire
 
 
-def test_cleanup_expired_removes_expired_files_and_reports_them(media):
-    operation, key = expired_operation(media)
+def test_cleanup_expired_removes_expired_files_and_reports_them(expired_operation):
+    operation, key = expired_operation()
     out = io.StringIO()
 
     call_command("cleanup_expired", stdout=out)
 
     report = out.getvalue()
     assert "     1  expired operations whose files were removed" in report
-    assert "     1  stored files removed" in report
+    assert "     2  stored files removed" in report
     assert "yes  expired sessions cleared" in report
     assert "Cleanup finished." in report
     assert not get_storage().exists(key=key, media_type=MediaType.IMAGE)
@@ -55,9 +51,9 @@ def test_cleanup_expired_removes_expired_files_and_reports_them(media):
     assert operation.deleted_at is not None
 
 
-def test_cleanup_expired_handles_at_most_the_limit_per_run(media):
-    first, _ = expired_operation(media)
-    second, _ = expired_operation(media)
+def test_cleanup_expired_handles_at_most_the_limit_per_run(expired_operation):
+    first, _ = expired_operation()
+    second, _ = expired_operation()
     out = io.StringIO()
 
     call_command("cleanup_expired", "--limit", "1", stdout=out)
@@ -66,15 +62,15 @@ def test_cleanup_expired_handles_at_most_the_limit_per_run(media):
     assert Operation.objects.filter(id__in=[first.id, second.id], deleted_at__isnull=True).count() == 1
 
 
-def test_cleanup_expired_fails_loudly_and_keeps_files_it_could_not_remove(cloudinary_standin, media):
-    operation, key = expired_operation(media)
+def test_cleanup_expired_fails_loudly_and_keeps_files_it_could_not_remove(cloudinary_standin, expired_operation):
+    operation, key = expired_operation()
     cloudinary_standin.fail("destroy", "timeout", times=None)
 
     with pytest.raises(CommandError, match=r"1 operation\(s\) could not be removed"):
         call_command("cleanup_expired", stdout=io.StringIO())
 
     operation.refresh_from_db()
-    assert operation.deleted_at is None and operation.files.count() == 1
+    assert operation.deleted_at is None and operation.files.count() == 2
     cloudinary_standin.heal()
     assert get_storage().exists(key=key, media_type=MediaType.IMAGE)
 

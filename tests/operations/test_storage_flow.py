@@ -19,17 +19,18 @@ import urllib3
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
-from django.utils import timezone
 from rq import SimpleWorker
 from rq.job import Job, JobStatus
 from rq.utils import now as rq_now
 
 from apps.operations.enums import FileType, OperationStatus
 from apps.operations.models import File, Operation
+from apps.operations.services import lifecycle
 from apps.operations.services.cleanup import cleanup_run
 from apps.processors.probe import probe_image, probe_media
 from apps.processors.registry import get_operation
 from tests.cloudinary_standin import CloudinaryStandIn
+from tests.factories import let_expire
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -257,7 +258,7 @@ def test_cloudinary_refusing_the_upload_answers_503_and_keeps_nothing(cloudinary
 def test_an_expired_download_answers_410_before_and_after_cleanup_removed_its_files(backend, client, media):
     created = create(client, CASES["image"], media)
     work()
-    Operation.objects.filter(id=created["id"]).update(expires_at=timezone.now() - timedelta(minutes=1))
+    let_expire(Operation.objects.get(id=created["id"]))
 
     before = client.get(f"{API}/operations/{created['id']}/download/")
     report = cleanup_run()
@@ -277,10 +278,10 @@ def test_an_expired_download_answers_410_before_and_after_cleanup_removed_its_fi
 
 def test_retrying_an_expired_failed_operation_answers_410(backend, client, media):
     created = create(client, CASES["image"], media)
-    Operation.objects.filter(id=created["id"]).update(
-        status=S.FAILED, completed_at=timezone.now() - timedelta(days=8), expires_at=timezone.now() - timedelta(days=1)
-    )
+    # As RQ leaves it once the job's retries are exhausted, its job gone from the queue.
+    assert lifecycle.operation_mark_failed(operation_id=created["id"], message="Processing failed.")
     django_rq.get_queue("image_queue").empty()
+    let_expire(Operation.objects.get(id=created["id"]), ago=timedelta(days=1))
     cleanup_run()
 
     response = client.post(f"{API}/operations/{created['id']}/retry/")

@@ -1,4 +1,5 @@
-"""Helpers for processing tests: an operation with a stored input, queued the way the API queues it."""
+"""Helpers for processing tests: an operation with a stored input, queued the way the API queues it,
+and a real RQ worker to run it."""
 
 from __future__ import annotations
 
@@ -7,21 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from apps.operations.enums import FileType
-from apps.operations.models import File, Operation
-from apps.operations.services.queue_manager import enqueue_operation
-from apps.processors.formats import mime_type_for_extension
-from apps.processors.parameters import validate_parameters
+from apps.operations.enums import FileType, OperationStatus
+from apps.operations.models import Operation
 from apps.processors.registry import get_operation
-from apps.storage.backend import get_storage
-
-SESSION = "s" * 32
 
 
 @pytest.fixture
-def submit(storage_root) -> Callable[..., Operation]:
-    """Create an operation whose input is ``path`` (stored through the storage service under the
-    client name ``name``) and put it on its queue."""
+def submit(make_operation) -> Callable[..., Operation]:
+    """Create an operation whose input is ``path`` (named ``name`` by its client) and put it on its
+    queue (``enqueue=False``: leave it pending). ``inspect=False`` hands the worker a file the API
+    would have refused or read as another format (see ``tests/factories.py``)."""
 
     def submit(
         operation: str,
@@ -30,27 +26,16 @@ def submit(storage_root) -> Callable[..., Operation]:
         *,
         name: str | None = None,
         enqueue: bool = True,
+        inspect: bool = True,
     ) -> Operation:
-        definition = get_operation(operation)
-        created = Operation.objects.create(
-            session_key=SESSION, operation=operation, parameters=validate_parameters(definition, parameters or {})
+        return make_operation(
+            operation=operation,
+            source=path,
+            name=path.name if name is None else name,
+            parameters=parameters or {},
+            status=OperationStatus.QUEUED if enqueue else OperationStatus.PENDING,
+            inspect=inspect,
         )
-        extension = path.suffix.lstrip(".").lower()
-        stored = get_storage().save_upload(
-            operation_id=created.id, source=path, extension=extension, media_type=definition.media_type
-        )
-        File.objects.create(
-            operation=created,
-            file_type=FileType.INPUT,
-            file_path=stored.key,
-            file_name=name or path.name,
-            file_size=stored.size,
-            mime_type=mime_type_for_extension(extension),
-        )
-        if enqueue:
-            assert enqueue_operation(operation=created)
-        created.refresh_from_db()
-        return created
 
     return submit
 

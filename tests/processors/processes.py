@@ -1,13 +1,17 @@
-"""Looking at real processes through /proc: which FFmpeg processes a process started, and whether
+"""Looking at real processes through /proc: which FFmpeg encoders a process started, and whether
 they are still alive. By pid and ancestry only, never by name: other tests run FFmpeg too."""
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from apps.processors.ffmpeg import resolve_ffmpeg_binary
+
+T = TypeVar("T")
 
 
 def parent_of(pid: int) -> int | None:
@@ -54,24 +58,31 @@ def descendants(pid: int) -> list[int]:
 
 
 def ffmpeg_processes_under(pid: int) -> list[int]:
-    binary = resolve_ffmpeg_binary()
+    """The running FFmpeg encoders below ``pid``: processes executing the FFmpeg binary Konvrt
+    resolves, with the ``-progress`` argument every ``run_ffmpeg`` passes. Anything else that runs
+    the binary (a short ``ffmpeg -version``, a sample being generated) is not one."""
+    binary = Path(resolve_ffmpeg_binary()).resolve()
     found = []
     for child in descendants(pid):
         try:
-            argv0 = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")[0].decode()
+            executable = Path(os.readlink(f"/proc/{child}/exe"))
+            arguments = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
         except OSError:
-            continue
-        if argv0 == binary and is_alive(child):
+            continue  # gone meanwhile
+        if executable == binary and b"-progress" in arguments and is_alive(child):
             found.append(child)
     return found
 
 
-def wait_until(condition, *, timeout: float, interval: float = 0.1) -> bool:
-    """Poll ``condition`` until it holds or ``timeout`` seconds pass (a bound, not a speed check)."""
+def wait_until(condition: Callable[[], T], *, timeout: float, interval: float = 0.1) -> T:
+    """Poll ``condition`` until it holds or ``timeout`` seconds pass (a bound, not a speed check).
+    Returns what it returned last, so that what was waited for is what the caller goes on with
+    (``running = wait_until(lambda: ffmpeg_processes_under(pid), ...)``) rather than a second look
+    that may find something else."""
     give_up = time.monotonic() + timeout
     while time.monotonic() < give_up:
-        if condition():
-            return True
+        if result := condition():
+            return result
         time.sleep(interval)
     return condition()
 

@@ -138,7 +138,8 @@ def test_extract_from_a_silent_video_fails_with_a_clear_message(media, run_opera
 
 
 def test_a_file_that_is_not_audio_fails_clearly(media, run_operation, storage_root):
-    operation = run_operation("audio_convert", media.text(extension="flac"), {"output_format": "mp3"})
+    # What the API would refuse: the worker must not trust the row.
+    operation = run_operation("audio_convert", media.text(extension="flac"), {"output_format": "mp3"}, inspect=False)
 
     assert_failed_keeping_input(operation, storage_root, "could not be read as FLAC")
 

@@ -236,8 +236,8 @@ def test_ffmpeg_dies_with_the_process_that_started_it_when_that_is_killed():
         env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test"},
     )
     try:
-        assert wait_until(lambda: ffmpeg_processes_under(horse.pid), timeout=30)
-        started = ffmpeg_processes_under(horse.pid)
+        started = wait_until(lambda: ffmpeg_processes_under(horse.pid), timeout=30)
+        assert started
 
         horse.kill()
         horse.wait()

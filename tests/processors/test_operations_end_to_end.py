@@ -324,7 +324,7 @@ def test_progress_eta_and_cancel_through_the_api_while_a_forking_worker_encodes(
         status = seen[-1]
         assert (status["status"], status["phase"]) == ("processing", "processing")
         assert isinstance(status["eta_seconds"], int)
-        running = ffmpeg_processes_under(worker.pid)
+        running = wait_until(lambda: ffmpeg_processes_under(worker.pid), timeout=10)
         assert running
 
         cancelled = client.post(f"{API}/operations/{created['id']}/cancel/")

@@ -116,8 +116,10 @@ def test_a_stop_past_its_grace_period_stops_the_job_and_its_ffmpeg(fleet, submit
     operation = submit("video_compress", media.video(duration=30), {"preset": "veryslow", "quality": 18})
     assert fleet("video").returncode == 0
     pool = pid_of(fleet.run_dir, "video")
-    assert wait_until(lambda: ffmpeg_processes_under(pool), timeout=60)
+    encoders = wait_until(lambda: ffmpeg_processes_under(pool), timeout=60)
+    assert encoders
     running = [*descendants(pool), pool]
+    assert set(encoders) <= set(running)
 
     stopped = fleet("stop", "video", grace=1)
 

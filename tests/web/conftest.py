@@ -10,6 +10,9 @@ to the main thread) and job timeouts by a timer instead of SIGALRM.
 Playwright's sync API keeps an asyncio loop running in the main thread, which makes Django
 refuse database access from it as "async unsafe"; the tests touch the database only from plain
 synchronous code, so that guard is lifted while the browser is open.
+
+Without Chromium or Playwright the browser tests skip, except under CI (``CI=true``): there a
+skip would let the run pass without them, so they fail instead.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 from urllib.parse import urlsplit
 
 import django_rq
@@ -44,14 +48,29 @@ PHONE = {"width": 375, "height": 740}
 DESKTOP = {"width": 1100, "height": 900}
 
 
+def browser_unavailable(reason: str, *, module_level: bool = False) -> NoReturn:
+    """Skip the browser tests for ``reason``; under CI, fail them instead."""
+    if os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}:
+        pytest.fail(f"{reason} CI runs the browser tests (CI is set): they must not be skipped.", pytrace=False)
+    pytest.skip(reason, allow_module_level=module_level)
+
+
+@pytest.fixture(autouse=True)
+def _clean_redis(redis_connection) -> None:
+    """The page calls the API (rate limits in Redis) and its jobs wait on the test run's queues."""
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     if not CHROMIUM.exists():
-        pytest.skip(
+        browser_unavailable(
             f"No Chromium at {CHROMIUM}: install Debian's chromium package (apt-get install chromium), "
             "or set CHROMIUM_BINARY, to run the browser tests."
         )
-    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed.")
+    try:
+        from playwright import sync_api
+    except ImportError:
+        browser_unavailable("Playwright for Python is not installed.")
     previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     try:

@@ -17,8 +17,13 @@ from apps.operations.enums import OperationStatus
 from apps.operations.models import Operation
 from apps.processors.probe import probe_image, probe_media
 from apps.processors.registry import OPERATIONS
+from tests.processors.processes import wait_until
+from tests.web.conftest import browser_unavailable
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed.")
+try:
+    from playwright import sync_api
+except ImportError:
+    browser_unavailable("Playwright for Python is not installed.", module_level=True)
 expect = sync_api.expect
 # Generous waits for state (a real encode on a busy two-core machine), never timing assertions.
 expect.set_options(timeout=60_000)
@@ -100,32 +105,68 @@ def test_the_upload_shows_its_own_progress_and_can_be_stopped(web, media):
 
 
 def test_polling_slows_down_in_a_hidden_tab_resumes_when_shown_and_stops_at_the_end(web, media):
-    """No worker at first: the job waits in its queue while the page polls it."""
+    """No worker at first: the job waits in its queue while the page polls it. The page's timers
+    run on Playwright's clock, which the test moves; the page records when (on that clock) each
+    status poll started."""
+    web.page.clock.install()
+    web.page.add_init_script(RECORD_STATUS_POLLS)
     page = web.open()
     choose_file(page, media.jpeg())
     page.fill("#param-width", "16")
     page.click("#start-button")
     expect(page.locator("#processing-text")).to_contain_text("No image worker is running")
-    polls = []
-    page.on("request", lambda request: polls.append(request.url) if request.url.endswith("/status/") else None)
 
     page.evaluate(SET_VISIBILITY, True)
-    page.wait_for_timeout(3000)  # three polls' worth when visible; the hidden pace is one per 10 s
-    assert len(polls) <= 1
-    with page.expect_request(re.compile(r"/status/$"), timeout=5000):
-        page.evaluate(SET_VISIBILITY, False)
+    page.clock.pause_at((page.evaluate("Date.now()") + 10) / 1000)  # (Python gives it seconds)
+    hidden_from = len(status_polls(page))
+    for _ in range(25):
+        run_clock(page, 1_000)
+    hidden = status_polls(page)[hidden_from:]
+    # The poll already scheduled when the tab was hidden may still come; after it, one per 10 s.
+    # Whatever was under way when the tab was hidden, each poll from then on waits 10 s for the next.
+    assert len(hidden) >= 2, hidden
+    assert all(later - earlier >= 10_000 for earlier, later in zip(hidden, hidden[1:], strict=False)), hidden
+
+    page.evaluate(SET_VISIBILITY, False)
+    shown_at = page.evaluate("Date.now()")
+    run_clock(page, 1)
+    assert len(status_polls(page)) == hidden_from + len(hidden) + 1
+    assert status_polls(page)[-1] - shown_at <= 1  # at once, not at either pace
 
     page.click("#job-cancel")
     expect(page.locator("#processing-text")).to_have_text("Cancelled.")
-    polls.clear()
-    page.wait_for_timeout(2500)
-    assert polls == []
+    finished = len(status_polls(page))
+    run_clock(page, 60_000)
+    assert len(status_polls(page)) == finished
 
 
 SET_VISIBILITY = """(hidden) => {
     Object.defineProperty(document, "hidden", { configurable: true, get: () => hidden });
     document.dispatchEvent(new Event("visibilitychange"));
 }"""
+# The page's clock time at which each GET .../status/ started, and how many are still answering.
+RECORD_STATUS_POLLS = """
+window.statusPolls = [];
+window.requestsInFlight = 0;
+const fetchForReal = window.fetch;
+window.fetch = function (resource, options) {
+  const url = typeof resource === "string" ? resource : resource.url;
+  if (url.endsWith("/status/")) window.statusPolls.push(Date.now());
+  window.requestsInFlight += 1;
+  return fetchForReal.call(this, resource, options).finally(() => { window.requestsInFlight -= 1; });
+};
+"""
+
+
+def status_polls(page) -> list[int]:
+    return page.evaluate("window.statusPolls")
+
+
+def run_clock(page, milliseconds: int) -> None:
+    """Move the page's paused clock, firing its timers, then wait for the requests they made."""
+    page.clock.run_for(milliseconds)
+    # Polled from here: the page's own timers (and animation frames) stand still.
+    assert wait_until(lambda: page.evaluate("window.requestsInFlight") == 0, timeout=20, interval=0.02)
 
 
 def test_compressing_a_video_plays_the_result_and_downloads_an_h264_mp4(web, worker, media, tmp_path):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import threading
 import time
 import uuid
@@ -24,6 +23,7 @@ from apps.operations.services.operations_manager import operation_download, oper
 from apps.operations.services.workspace import jobs_temp_root
 from apps.processors.formats import MediaType
 from apps.storage.backend import StorageBackend, get_storage
+from tests.factories import backdate, let_expire
 
 S = OperationStatus
 SESSION = "s" * 32
@@ -37,41 +37,17 @@ def backend(request) -> StorageBackend:
     return get_storage()
 
 
-def finished_operation(
-    storage: StorageBackend,
-    media,
-    *,
-    status: S = S.COMPLETED,
-    expired: bool = True,
-    operation: str = "audio_extract",
-    with_output: bool = True,
-) -> Operation:
-    """A finished operation with its input (and output) really stored in ``storage``."""
-    now = timezone.now()
-    row = Operation.objects.create(
-        session_key=SESSION,
-        operation=operation,
-        status=status,
-        completed_at=now - timedelta(days=8),
-        expires_at=now - timedelta(minutes=1) if expired else now + timedelta(days=6),
-    )
-    stored = storage.save_upload(operation_id=row.id, source=media.video(), extension="mp4", media_type=MediaType.VIDEO)
-    File.objects.create(
-        operation=row, file_type=FileType.INPUT, file_path=stored.key, file_name="holiday.mp4", mime_type="video/mp4"
-    )
-    if with_output:
-        work_copy = Path(shutil.copy(media.audio(extension="mp3"), media.directory / f"{uuid.uuid4().hex}.mp3"))
-        output = storage.save_output(
-            operation_id=row.id, local_path=work_copy, extension="mp3", media_type=MediaType.AUDIO
-        )
-        File.objects.create(
-            operation=row,
-            file_type=FileType.OUTPUT,
-            file_path=output.key,
-            file_name="holiday.mp3",
-            mime_type="audio/mpeg",
-        )
-    return row
+@pytest.fixture
+def finished_operation(make_operation):
+    """``finished_operation(status=, expired=)``: an operation that ran to ``status`` through the
+    services, its input (and a completed one's output) stored in the configured backend; with
+    ``expired``, its retention ran out a minute ago."""
+
+    def finish(*, status: S = S.COMPLETED, expired: bool = True) -> Operation:
+        operation = make_operation(SESSION, operation="audio_extract", status=status)
+        return let_expire(operation) if expired else operation
+
+    return finish
 
 
 def stored_keys(operation: Operation) -> list[tuple[str, MediaType]]:
@@ -98,11 +74,13 @@ def needs_row_locks() -> None:
 
 # --- expiry ---------------------------------------------------------------------------------------
 @pytest.mark.django_db
-def test_expired_operations_lose_their_files_and_are_marked_while_unexpired_ones_are_untouched(backend, media):
-    completed = finished_operation(backend, media, status=S.COMPLETED)
-    failed = finished_operation(backend, media, status=S.FAILED, with_output=False)
-    cancelled = finished_operation(backend, media, status=S.CANCELLED, with_output=False)
-    fresh = finished_operation(backend, media, expired=False)
+def test_expired_operations_lose_their_files_and_are_marked_while_unexpired_ones_are_untouched(
+    backend, finished_operation
+):
+    completed = finished_operation(status=S.COMPLETED)
+    failed = finished_operation(status=S.FAILED)
+    cancelled = finished_operation(status=S.CANCELLED)
+    fresh = finished_operation(expired=False)
     expired_keys = stored_keys(completed) + stored_keys(failed) + stored_keys(cancelled)
     fresh_keys = stored_keys(fresh)
 
@@ -123,9 +101,9 @@ def test_expired_operations_lose_their_files_and_are_marked_while_unexpired_ones
 
 
 @pytest.mark.django_db
-def test_download_and_retry_of_a_cleaned_up_operation_are_expired(backend, media):
-    completed = finished_operation(backend, media)
-    failed = finished_operation(backend, media, status=S.FAILED, with_output=False)
+def test_download_and_retry_of_a_cleaned_up_operation_are_expired(backend, finished_operation):
+    completed = finished_operation()
+    failed = finished_operation(status=S.FAILED)
     cleanup_run()
 
     with pytest.raises(Expired):
@@ -136,8 +114,10 @@ def test_download_and_retry_of_a_cleaned_up_operation_are_expired(backend, media
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("status", [S.PENDING, S.QUEUED, S.PROCESSING])
-def test_active_operations_are_never_touched_even_with_a_past_expiry(backend, media, status):
-    active = finished_operation(backend, media, status=status, with_output=False)
+def test_active_operations_are_never_touched_even_with_a_past_expiry(backend, make_operation, status):
+    active = backdate(make_operation(SESSION, operation="audio_extract", status=status), timedelta(days=8))
+    # No service gives active work an expiry: the guard is for a row that has one anyway.
+    Operation.objects.filter(id=active.id).update(expires_at=timezone.now() - timedelta(minutes=1))
     keys = stored_keys(active)
 
     report = cleanup_run()
@@ -149,8 +129,8 @@ def test_active_operations_are_never_touched_even_with_a_past_expiry(backend, me
 
 
 @pytest.mark.django_db
-def test_a_file_already_gone_from_the_backend_does_not_stop_cleanup(backend, media):
-    operation = finished_operation(backend, media)
+def test_a_file_already_gone_from_the_backend_does_not_stop_cleanup(backend, finished_operation):
+    operation = finished_operation()
     for key, media_type in stored_keys(operation):
         backend.delete(key=key, media_type=media_type)
 
@@ -162,17 +142,17 @@ def test_a_file_already_gone_from_the_backend_does_not_stop_cleanup(backend, med
 
 
 @pytest.mark.django_db
-def test_cleanup_is_idempotent(backend, media):
-    finished_operation(backend, media)
+def test_cleanup_is_idempotent(backend, finished_operation):
+    finished_operation()
     cleanup_run()
 
     assert cleanup_run() == CleanupReport(expired_sessions_cleared=True)
 
 
 @pytest.mark.django_db
-def test_a_storage_failure_keeps_the_operation_for_the_next_run(cloudinary_standin, media):
+def test_a_storage_failure_keeps_the_operation_for_the_next_run(cloudinary_standin, finished_operation):
     storage = get_storage()
-    operation = finished_operation(storage, media)
+    operation = finished_operation()
     keys = stored_keys(operation)
     cloudinary_standin.fail("destroy", "error", times=None)
 
@@ -191,11 +171,12 @@ def test_a_storage_failure_keeps_the_operation_for_the_next_run(cloudinary_stand
 
 
 @pytest.mark.django_db
-def test_files_left_behind_by_a_users_delete_are_removed_after_an_hour(backend, media):
-    old = finished_operation(backend, media, expired=False)
-    recent = finished_operation(backend, media, expired=False)
-    Operation.objects.filter(id=old.id).update(is_deleted=True, deleted_at=timezone.now() - 2 * HOURS_AGO)
-    Operation.objects.filter(id=recent.id).update(is_deleted=True, deleted_at=timezone.now() - timedelta(minutes=5))
+def test_files_left_behind_by_a_users_delete_are_removed_after_an_hour(backend, make_operation):
+    # The row half of a user's delete, whose own removal of the files failed.
+    old = make_operation(SESSION, operation="audio_extract", status=S.COMPLETED, deleted=True)
+    old = backdate(old, 2 * HOURS_AGO)
+    recent = make_operation(SESSION, operation="audio_extract", status=S.COMPLETED, deleted=True)
+    recent = backdate(recent, timedelta(minutes=5))
     old_keys, recent_keys = stored_keys(old), stored_keys(recent)
 
     report = cleanup_run()
@@ -208,10 +189,9 @@ def test_files_left_behind_by_a_users_delete_are_removed_after_an_hour(backend, 
 
 
 @pytest.mark.django_db(transaction=True)
-def test_two_concurrent_runs_remove_every_file_exactly_once(cloudinary_standin, media):
+def test_two_concurrent_runs_remove_every_file_exactly_once(cloudinary_standin, finished_operation):
     needs_row_locks()
-    storage = get_storage()
-    operations = [finished_operation(storage, media) for _ in range(6)]
+    operations = [finished_operation() for _ in range(6)]
     # Slow deletes, so that the two runs are working at the same time.
     cloudinary_standin.latency["destroy"] = 0.05
     reports: list[CleanupReport] = []
@@ -244,11 +224,10 @@ def test_two_concurrent_runs_remove_every_file_exactly_once(cloudinary_standin, 
 
 
 @pytest.mark.django_db(transaction=True)
-def test_two_concurrent_runs_on_local_storage_report_each_removal_once(media, storage_root):
+def test_two_concurrent_runs_on_local_storage_report_each_removal_once(finished_operation, storage_root):
     needs_row_locks()
-    storage = get_storage()
     for _ in range(6):
-        finished_operation(storage, media)
+        finished_operation()
     orphans = [make_folder(storage_root, "uploads", older_by=2 * HOURS_AGO) for _ in range(4)]
     reports: list[CleanupReport] = []
     start = threading.Barrier(2)
@@ -329,13 +308,15 @@ def test_upload_temp_files_older_than_a_day_are_removed(settings):
 
 
 @pytest.mark.django_db
-def test_local_storage_folders_that_no_file_row_points_into_are_removed_after_an_hour(storage_root, media):
+def test_local_storage_folders_that_no_file_row_points_into_are_removed_after_an_hour(
+    storage_root, finished_operation, make_operation
+):
     storage = get_storage()
-    kept = finished_operation(storage, media, expired=False)
+    kept = finished_operation(expired=False)
     age(storage_root / "uploads" / str(kept.id), 2 * HOURS_AGO)
     no_row = make_folder(storage_root, "uploads", older_by=2 * HOURS_AGO)
     being_created = make_folder(storage_root, "uploads", older_by=timedelta(minutes=10))
-    cancelled = Operation.objects.create(session_key=SESSION, operation="video_compress", status=S.CANCELLED)
+    cancelled = make_operation(SESSION, status=S.CANCELLED)
     # A worker stored this output, then found its operation cancelled: no File row was written.
     unrecorded_output = make_folder(storage_root, "outputs", older_by=2 * HOURS_AGO, name=str(cancelled.id))
     not_ours = make_folder(storage_root, "uploads", older_by=2 * HOURS_AGO, name="README-folder")

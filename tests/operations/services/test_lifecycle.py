@@ -11,6 +11,7 @@ from apps.core.exceptions import Expired, InvalidState
 from apps.operations.enums import FileType, OperationStatus
 from apps.operations.models import Operation
 from apps.operations.services import lifecycle
+from tests.factories import backdate, operation_row
 
 pytestmark = pytest.mark.django_db
 
@@ -23,8 +24,17 @@ OUTPUT = {
 }
 
 
-def make(status=S.QUEUED, **fields) -> Operation:
-    return Operation.objects.create(session_key="k" * 32, operation="video_compress", status=status, **fields)
+def make(status=S.QUEUED, *, expires_at=None, **fields) -> Operation:
+    """An operation moved to ``status`` through the lifecycle (``tests/factories.py``), its clock
+    moved so that it expires at ``expires_at`` when given."""
+    operation = operation_row(status, session_key="k" * 32, **fields)
+    if expires_at is None:
+        return operation
+    if operation.expires_at is None:
+        # No service gives active work an expiry: the guard is for a row that has one anyway.
+        Operation.objects.filter(id=operation.id).update(expires_at=expires_at)
+        return Operation.objects.get(id=operation.id)
+    return backdate(operation, operation.expires_at - expires_at)
 
 
 def test_only_one_of_two_workers_claims_an_operation():
@@ -103,9 +113,11 @@ def test_finished_operations_cannot_be_cancelled(status):
         lifecycle.operation_cancel(operation=make(status=status))
 
 
-@pytest.mark.parametrize("status", [S.FAILED, S.CANCELLED])
-def test_retry_resets_failed_and_cancelled(status):
-    operation = make(status=status, error_message="boom", progress=40)
+@pytest.mark.parametrize(
+    ("status", "how"), [(S.FAILED, {"error_message": "boom", "progress": 40}), (S.CANCELLED, {"progress": 40})]
+)
+def test_retry_resets_failed_and_cancelled(status, how):
+    operation = make(status=status, **how)
     reset = lifecycle.operation_reset_for_retry(operation=operation)
     assert (reset.status, reset.retry_count, reset.error_message, reset.progress) == (S.PENDING, 1, "", 0)
 
@@ -127,7 +139,7 @@ def test_retry_after_expiry_is_expired():
 
 
 def test_delete_cancels_active_work_and_hides_the_row():
-    operation = make(status=S.PROCESSING, attempt=1)
+    operation = make(status=S.PROCESSING)
     deleted = lifecycle.operation_mark_deleted(operation=operation)
     assert deleted.is_deleted and deleted.status == S.CANCELLED
     assert lifecycle.operation_record_progress(operation_id=operation.id, attempt=1, progress=10) is False
@@ -147,7 +159,7 @@ def test_an_attempt_stops_being_current_when_cancelled_deleted_or_superseded():
     lifecycle.operation_cancel(operation=operation)
     assert lifecycle.operation_is_current(operation_id=operation.id, attempt=claimed.attempt) is False
 
-    deleted = make(status=S.PROCESSING, attempt=1)
+    deleted = make(status=S.PROCESSING)
     lifecycle.operation_mark_deleted(operation=deleted)
     assert lifecycle.operation_is_current(operation_id=deleted.id, attempt=1) is False
 
@@ -181,11 +193,8 @@ def test_retention_does_not_mark_an_operation_before_it_expires():
 # --- recovery's transitions -----------------------------------------------------------------------
 def silent_attempt(seconds: float = 60) -> Operation:
     """A claimed operation whose worker has not been heard from for ``seconds``."""
-    operation = make(job_id="operation-x-0")
-    lifecycle.operation_claim(operation_id=operation.id)
-    Operation.objects.filter(id=operation.id).update(heartbeat_at=timezone.now() - timedelta(seconds=seconds))
-    operation.refresh_from_db()
-    return operation
+    operation = make(S.PROCESSING, job_id="operation-x-0")
+    return backdate(operation, timedelta(seconds=seconds))
 
 
 def test_a_vanished_job_is_requeued_by_one_of_two_sweeps_that_saw_it():
@@ -291,5 +300,5 @@ def test_a_sweep_fails_only_an_attempt_still_silent():
         lifecycle.operation_mark_failed(operation_id=operation.id, attempt=1, heartbeat_before=before, message="x")
         is False
     )
-    Operation.objects.filter(id=operation.id).update(heartbeat_at=before - timedelta(seconds=1))
+    backdate(operation, operation.heartbeat_at - before + timedelta(seconds=1))
     assert lifecycle.operation_mark_failed(operation_id=operation.id, attempt=1, heartbeat_before=before, message="x")

@@ -9,13 +9,13 @@ from datetime import timedelta
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from django.utils import timezone
 
 from apps.operations.enums import OperationStatus, ProcessingPhase
 from apps.operations.models import Operation
 from apps.operations.services import lifecycle
 from apps.operations.services.progress import HEARTBEAT_SECONDS, Heartbeat, ProgressTracker
 from apps.processors.exceptions import OperationStopped
+from tests.factories import backdate
 from tests.processors.processes import wait_until
 
 pytestmark = pytest.mark.django_db
@@ -30,11 +30,8 @@ class Clock:
 
 
 @pytest.fixture
-def claimed() -> Operation:
-    operation = Operation.objects.create(
-        session_key="k" * 32, operation="video_compress", status=OperationStatus.QUEUED
-    )
-    return lifecycle.operation_claim(operation_id=operation.id)
+def claimed(make_operation) -> Operation:
+    return make_operation(status=OperationStatus.PROCESSING)
 
 
 @pytest.fixture
@@ -137,8 +134,7 @@ def heartbeat_of(operation: Operation):
 
 @pytest.mark.django_db(transaction=True)  # the thread has a connection of its own: rows must be committed
 def test_the_heartbeat_thread_beats_whatever_the_job_is_doing_and_stops_with_it(claimed):
-    long_ago = timezone.now() - timedelta(minutes=5)
-    Operation.objects.filter(id=claimed.id).update(heartbeat_at=long_ago)
+    long_ago = backdate(claimed, timedelta(minutes=5)).heartbeat_at
 
     with Heartbeat(operation_id=claimed.id, attempt=claimed.attempt, interval=0.1) as heartbeat:
         # The job is busy elsewhere (a long download, Pillow): it writes nothing itself.

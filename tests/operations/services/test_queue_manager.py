@@ -13,8 +13,10 @@ from apps.operations.services.queue_manager import enqueue_on_commit, enqueue_op
 pytestmark = pytest.mark.django_db
 
 
-def make(operation="video_compress") -> Operation:
-    return Operation.objects.create(session_key="k" * 32, operation=operation)
+@pytest.fixture
+def make(make_operation):
+    """``make(operation)``: a pending operation, as created before its job is queued."""
+    return lambda operation="video_compress": make_operation(operation=operation, status=OperationStatus.PENDING)
 
 
 @pytest.mark.parametrize(
@@ -25,7 +27,7 @@ def make(operation="video_compress") -> Operation:
         ("audio_extract", "audio_queue", 300),
     ],
 )
-def test_enqueue_puts_the_job_on_its_queue_with_its_timeout(redis_connection, name, queue, timeout):
+def test_enqueue_puts_the_job_on_its_queue_with_its_timeout(redis_connection, make, name, queue, timeout):
     operation = make(name)
 
     assert enqueue_operation(operation=operation) is True
@@ -41,21 +43,21 @@ def test_enqueue_puts_the_job_on_its_queue_with_its_timeout(redis_connection, na
     assert job.retry_intervals == [60, 300]
 
 
-def test_the_same_attempt_is_never_queued_twice(redis_connection):
+def test_the_same_attempt_is_never_queued_twice(redis_connection, make):
     operation = make()
     assert enqueue_operation(operation=operation) is True
     assert enqueue_operation(operation=Operation.objects.get(id=operation.id)) is False
     assert django_rq.get_queue("video_queue").count == 1
 
 
-def test_a_retried_operation_gets_a_new_job_id():
+def test_a_retried_operation_gets_a_new_job_id(make):
     operation = make()
     first = job_id_for(operation)
     operation.retry_count = 1
     assert job_id_for(operation) != first
 
 
-def test_redis_unreachable_leaves_the_operation_pending(settings):
+def test_redis_unreachable_leaves_the_operation_pending(settings, make):
     settings.RQ_QUEUES = {name: {"URL": "redis://127.0.0.1:1/0", "DEFAULT_TIMEOUT": 60} for name in settings.RQ_QUEUES}
     operation = make()
 
@@ -65,7 +67,7 @@ def test_redis_unreachable_leaves_the_operation_pending(settings):
     assert operation.status == OperationStatus.PENDING
 
 
-def test_enqueue_on_commit_waits_for_the_transaction(django_capture_on_commit_callbacks):
+def test_enqueue_on_commit_waits_for_the_transaction(django_capture_on_commit_callbacks, make):
     operation = make()
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         enqueue_on_commit(operation_id=operation.id)

@@ -11,7 +11,6 @@ from datetime import timedelta
 import django_rq
 import pytest
 from django import db
-from django.utils import timezone
 from rq.exceptions import AbandonedJobError
 from rq.executions import Execution
 from rq.job import Job, JobStatus
@@ -27,6 +26,7 @@ from apps.operations.services.recovery import (
     recovery_run,
 )
 from apps.processors.registry import get_operation
+from tests.factories import backdate
 from tests.processors import conftest as processing
 from tests.processors.conftest import assert_completed
 
@@ -43,11 +43,14 @@ def rq_job(job_id: str) -> Job:
 
 
 def silence(operation: Operation, seconds: float) -> None:
-    Operation.objects.filter(id=operation.id).update(heartbeat_at=timezone.now() - timedelta(seconds=seconds))
+    """The operation's worker was last heard from ``seconds`` ago: it beat, then time passed."""
+    attempt = Operation.objects.get(id=operation.id).attempt
+    assert lifecycle.operation_record_progress(operation_id=operation.id, attempt=attempt)
+    backdate(operation, timedelta(seconds=seconds))
 
 
 def queued_long_ago(operation: Operation) -> None:
-    Operation.objects.filter(id=operation.id).update(queued_at=timezone.now() - timedelta(minutes=5))
+    backdate(operation, timedelta(minutes=5))
 
 
 def started_by_a_dead_worker(operation: Operation, *, silent_for: float = 60) -> Execution:
