@@ -15,7 +15,7 @@ RQ cron runs ``recovery_run`` every ``RECOVERY_INTERVAL_SECONDS`` (30) on an ima
 
 How a gone worker is told from a slow one: a running job is heard from in two places, each
 refreshed every ``JOB_HEARTBEAT_SECONDS`` (10). The operation's ``heartbeat_at`` is written by a
-thread of the job itself, whatever the job is doing (``track_progress.Heartbeat``); the RQ
+thread of the job itself, whatever the job is doing (``progress.Heartbeat``); the RQ
 execution's ``last_heartbeat`` by the worker's parent process, which watches the work-horse
 (``KonvrtWorker``'s job monitoring interval). An attempt is taken for interrupted only when both are
 older than ``RECOVERY_STALE_SECONDS`` (45). So a worker that cannot reach the database for a while
