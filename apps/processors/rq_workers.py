@@ -3,7 +3,7 @@
 RQ stores a job's function and callbacks by dotted path: a job that 1.0 queued names
 ``apps.processors.rq_workers.process_operation`` and ``...on_job_failure``. They now live in
 ``apps.operations.jobs`` (the worker class in ``apps.operations.worker``); new jobs name those.
-Remove this module in the release after 2.0, by which time every 1.0 job has run or failed: a
+Remove this module in 1.2, by which time every 1.0 job has run or failed: a
 queued job runs within its queue's backlog, a retry within RQ's 60 s + 300 s intervals, and the
 recovery sweep re-queues anything older under the new path.
 
