@@ -74,8 +74,8 @@ def test_the_published_status_rules_are_what_cancel_and_retry_do(client, make_op
     published = {item["name"]: item for item in client.get(f"{API}/vocabulary/").json()["data"]["statuses"]}
     key = session_key_of(client)
     png = media.png()
-    to_cancel = make_operation(key, operation="image_resize", status=status, source=png, original_name="a.png")
-    to_retry = make_operation(key, operation="image_resize", status=status, source=png, original_name="b.png")
+    to_cancel = make_operation(key, operation="image_resize", status=status, source=png, name="a.png")
+    to_retry = make_operation(key, operation="image_resize", status=status, source=png, name="b.png")
 
     cancel = client.post(f"{API}/operations/{to_cancel.id}/cancel/")
     retry = client.post(f"{API}/operations/{to_retry.id}/retry/")
