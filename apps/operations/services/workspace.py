@@ -1,9 +1,8 @@
-"""Working files: the per-job temp directory and what a file's MIME type is."""
+"""Working files: the per-job temp directory on this machine."""
 
 from __future__ import annotations
 
 import logging
-import mimetypes
 import shutil
 import tempfile
 import uuid
@@ -14,31 +13,6 @@ from pathlib import Path
 from django.conf import settings
 
 logger = logging.getLogger(__name__)
-
-# mimetypes lacks or disagrees on a few of the formats we handle.
-_MIME_OVERRIDES = {
-    "aac": "audio/aac",
-    "flac": "audio/flac",
-    "m4a": "audio/mp4",
-    "mkv": "video/x-matroska",
-    "ogg": "audio/ogg",
-    "opus": "audio/opus",
-    "wav": "audio/wav",
-    "webm": "video/webm",
-    "webp": "image/webp",
-    "wmv": "video/x-ms-wmv",
-    "flv": "video/x-flv",
-    "jpg": "image/jpeg",
-}
-
-
-def mime_type_for_extension(extension: str) -> str:
-    extension = extension.lower().lstrip(".")
-    if extension in _MIME_OVERRIDES:
-        return _MIME_OVERRIDES[extension]
-    guessed, _ = mimetypes.guess_type(f"file.{extension}")
-    return guessed or "application/octet-stream"
-
 
 def jobs_temp_root() -> Path:
     return Path(settings.TEMP_ROOT) / "jobs"
