@@ -14,6 +14,7 @@ from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
+
 def jobs_temp_root() -> Path:
     return Path(settings.TEMP_ROOT) / "jobs"
 
