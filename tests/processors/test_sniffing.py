@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from PIL import Image
 
 from apps.core.exceptions import UnsupportedMedia, ValidationFailed
 from apps.processors.formats import MediaType
@@ -148,6 +149,64 @@ def test_the_demuxer_is_pinned_to_the_sniffed_format(media, tmp_path):
 )
 def test_magic_bytes(head, extensions):
     assert [candidate.extension for candidate in sniff_formats(head)] == extensions
+
+
+# --- edges: old and rare signatures, small ID3 tags, headers exactly as long as a signature needs --
+def id3_tag(size: int) -> bytes:
+    """An ID3v2.4 tag of ``size`` bytes of padding after its header; the size is synchsafe."""
+    synchsafe = bytes((size >> shift) & 0x7F for shift in (21, 14, 7, 0))
+    return b"ID3\x04\x00\x00" + synchsafe + b"\x00" * size
+
+
+@pytest.mark.parametrize(
+    ("head", "extensions"),
+    [
+        pytest.param(b"GIF87a\x08\x00\x08\x00", ["gif"], id="GIF87a"),
+        pytest.param(b"\x00\x00\x00\x1cftypM4B ", ["m4a", "mp4"], id="M4B audiobook"),
+        pytest.param(id3_tag(200) + b"\xff\xfb\x90\x00", ["mp3"], id="MP3 after a 200-byte ID3 tag"),
+        pytest.param(id3_tag(200) + b"fLaC", ["flac"], id="FLAC after a 200-byte ID3 tag"),
+        pytest.param(id3_tag(20) + b"\xff\xf1\x50\x80", ["aac"], id="AAC after a 20-byte ID3 tag"),
+        pytest.param(id3_tag(0), ["mp3"], id="an ID3 header and nothing after it"),
+        pytest.param(id3_tag(0)[:9], [], id="9 bytes: shorter than an ID3 header"),
+        pytest.param(b"BM" + b"\x00" * 24, ["bmp"], id="BMP: exactly the 26 bytes of its headers"),
+        pytest.param(b"BM" + b"\x00" * 23, [], id="BMP: one byte short"),
+        pytest.param(b"RIFF\x00\x00\x00\x00WAVE", ["wav"], id="RIFF: exactly 12 bytes"),
+        pytest.param(b"RIFF\x00\x00\x00\x00WAV", [], id="RIFF: one byte short"),
+    ],
+)
+def test_magic_bytes_at_the_edges(head, extensions):
+    assert [candidate.extension for candidate in sniff_formats(head)] == extensions
+
+
+def test_an_old_gif87a_image_is_read(tmp_path):
+    path = tmp_path / "old.gif"
+    Image.new("L", (8, 8), 128).save(path, "GIF")
+    assert path.read_bytes()[:6] == b"GIF87a"
+
+    inspection = inspect_upload(path=path, definition=OPERATIONS["image_resize"])
+
+    assert (inspection.extension, inspection.container, inspection.metadata["width"]) == ("gif", "GIF", 8)
+
+
+def test_an_m4b_audiobook_is_read_as_m4a_audio(media, tmp_path):
+    m4a = media.audio(extension="m4a", duration=0.5).read_bytes()
+    assert m4a[4:12] == b"ftypM4A "
+    audiobook = tmp_path / "book.m4b"
+    audiobook.write_bytes(m4a[:8] + b"M4B " + m4a[12:])
+
+    inspection = inspect_upload(path=audiobook, definition=OPERATIONS["audio_convert"])
+
+    assert (inspection.extension, inspection.container, inspection.mime_type) == ("m4a", "mov", "audio/mp4")
+
+
+@pytest.mark.parametrize(("extension", "container"), [("flac", "flac"), ("aac", "aac")])
+def test_audio_behind_a_small_id3_tag_is_read_as_what_follows_the_tag(media, tmp_path, extension, container):
+    tagged = tmp_path / f"tagged.{extension}"
+    tagged.write_bytes(id3_tag(300) + media.audio(extension=extension, duration=0.5).read_bytes())
+
+    inspection = inspect_upload(path=tagged, definition=OPERATIONS["audio_convert"])
+
+    assert (inspection.extension, inspection.container) == (extension, container)
 
 
 # --- formats that follow references or need another decoder, named in the refusal -----------------
