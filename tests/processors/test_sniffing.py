@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import re
 
 import pytest
+from PIL import Image
 
 from apps.core.exceptions import UnsupportedMedia, ValidationFailed
+from apps.processors import sniffing
+from apps.processors.exceptions import ProbeError
 from apps.processors.formats import MediaType
+from apps.processors.probe import ImageTooLarge
 from apps.processors.registry import OPERATIONS
 from apps.processors.sniffing import inspect_upload, sniff_formats
-from tests.hostile.attacks import gif_animation
+from tests.hostile.attacks import gif_animation, png_bomb
 
 
 @pytest.mark.parametrize(
@@ -35,6 +41,7 @@ def test_every_accepted_video_format_is_recognised_and_probed(media, extension, 
     assert inspection.container == container
     assert inspection.metadata["width"] == 320
     assert inspection.metadata["duration"] == pytest.approx(0.5, abs=0.15)
+    assert inspection.metadata["format"] == extension
 
 
 @pytest.mark.parametrize(
@@ -56,6 +63,7 @@ def test_every_accepted_audio_format_is_recognised_and_probed(media, extension, 
 
     assert (inspection.extension, inspection.container, inspection.mime_type) == (extension, container, mime_type)
     assert inspection.metadata["sample_rate"] in (44100, 48000)
+    assert inspection.metadata["format"] == extension
 
 
 def test_mp3_with_cover_art_is_still_audio(media):
@@ -95,9 +103,24 @@ def test_a_png_is_not_a_video_whatever_its_name(media, tmp_path):
         inspect_upload(path=disguised, definition=OPERATIONS["video_compress"])
 
 
-def test_text_is_not_media(media):
-    with pytest.raises(UnsupportedMedia, match="not a video Konvrt can read"):
+def test_text_is_not_media_and_the_refusal_lists_the_accepted_formats(media):
+    with pytest.raises(UnsupportedMedia) as refusal:
         inspect_upload(path=media.text(extension="mp4"), definition=OPERATIONS["video_compress"])
+
+    accepted = ", ".join(OPERATIONS["video_compress"].input_formats)
+    message = f"This file is not a video Konvrt can read (accepted formats: {accepted})."
+    assert (refusal.value.message, refusal.value.details) == (message, {"file": [message]})
+
+
+def test_a_format_of_the_right_kind_that_the_operation_does_not_take_is_refused_by_name(media):
+    # An operation the registry may offer later, taking MP3 only.
+    mp3_only = dataclasses.replace(OPERATIONS["audio_convert"], name="audio_tag", input_formats=("mp3",))
+
+    with pytest.raises(UnsupportedMedia) as refusal:
+        inspect_upload(path=media.audio(extension="wav", duration=0.5), definition=mp3_only)
+
+    message = "audio_tag does not accept a WAV audio file (accepted formats: mp3)."
+    assert (refusal.value.message, refusal.value.details) == (message, {"file": [message]})
 
 
 def test_a_video_is_refused_by_an_audio_operation_even_in_an_audio_container(media, tmp_path):
@@ -113,12 +136,18 @@ def test_an_audio_only_mp4_is_refused_as_a_video(media, tmp_path):
         inspect_upload(path=media.audio(extension="m4a", duration=0.5), definition=OPERATIONS["video_compress"])
 
 
-def test_a_truncated_file_with_a_valid_signature_is_refused(media, tmp_path):
+def test_a_truncated_file_with_a_valid_signature_is_refused_and_the_probes_error_logged(media, tmp_path, caplog):
     truncated = tmp_path / "broken.mp4"
     truncated.write_bytes(media.video(duration=0.5).read_bytes()[:64])
 
-    with pytest.raises(UnsupportedMedia, match="could not be read"):
+    with caplog.at_level(logging.INFO, logger=sniffing.__name__), pytest.raises(UnsupportedMedia) as refusal:
         inspect_upload(path=truncated, definition=OPERATIONS["video_compress"])
+
+    message = "This file looks like an MP4 video but could not be read; it may be damaged."
+    assert (refusal.value.message, refusal.value.details) == (message, {"file": [message]})
+    probe_error = refusal.value.__cause__
+    assert isinstance(probe_error, ProbeError)
+    assert f"Upload rejected: looked like mp4 but could not be read: {probe_error}" in caplog.messages
 
 
 def test_the_demuxer_is_pinned_to_the_sniffed_format(media, tmp_path):
@@ -150,6 +179,76 @@ def test_magic_bytes(head, extensions):
     assert [candidate.extension for candidate in sniff_formats(head)] == extensions
 
 
+# --- edges: old and rare signatures, small ID3 tags, headers exactly as long as a signature needs --
+def id3_tag(size: int) -> bytes:
+    """An ID3v2.4 tag of ``size`` bytes of padding after its header; the size is synchsafe."""
+    synchsafe = bytes((size >> shift) & 0x7F for shift in (21, 14, 7, 0))
+    return b"ID3\x04\x00\x00" + synchsafe + b"\x00" * size
+
+
+@pytest.mark.parametrize(
+    ("head", "extensions"),
+    [
+        pytest.param(b"GIF87a\x08\x00\x08\x00", ["gif"], id="GIF87a"),
+        pytest.param(b"\x00\x00\x00\x1cftypM4B ", ["m4a", "mp4"], id="M4B audiobook"),
+        pytest.param(id3_tag(200) + b"\xff\xfb\x90\x00", ["mp3"], id="MP3 after a 200-byte ID3 tag"),
+        pytest.param(id3_tag(200) + b"fLaC", ["flac"], id="FLAC after a 200-byte ID3 tag"),
+        pytest.param(id3_tag(20) + b"\xff\xf1\x50\x80", ["aac"], id="AAC after a 20-byte ID3 tag"),
+        pytest.param(id3_tag(0), ["mp3"], id="an ID3 header and nothing after it"),
+        pytest.param(id3_tag(0)[:9], [], id="9 bytes: shorter than an ID3 header"),
+        pytest.param(b"BM" + b"\x00" * 24, ["bmp"], id="BMP: exactly the 26 bytes of its headers"),
+        pytest.param(b"BM" + b"\x00" * 23, [], id="BMP: one byte short"),
+        pytest.param(b"RIFF\x00\x00\x00\x00WAVE", ["wav"], id="RIFF: exactly 12 bytes"),
+        pytest.param(b"RIFF\x00\x00\x00\x00WAV", [], id="RIFF: one byte short"),
+        pytest.param(b"RIFF\x00\x00\x00\x00RMID", [], id="RIFF of a form Konvrt does not read"),
+        pytest.param(b"\x1a\x45\xdf\xa3" + b"\x00" * 56 + b"webm", ["webm"], id="EBML: webm within 64 bytes"),
+        pytest.param(b"\x1a\x45\xdf\xa3" + b"\x00" * 57 + b"webm", ["mkv"], id="EBML: webm past 64 bytes"),
+        pytest.param(b"OggS" + b"\x00" * 116 + b"OpusHead", ["opus"], id="Ogg: OpusHead within 128 bytes"),
+        pytest.param(b"OggS" + b"\x00" * 117 + b"OpusHead", ["ogg"], id="Ogg: OpusHead past 128 bytes"),
+        # A tag larger than what was read (cover art) hides the stream: MP3 is assumed, the probe decides.
+        pytest.param(b"ID3\x04\x00\x00\x01\x00\x00\x14" + b"\x00" * 20 + b"fLaC", ["mp3"], id="a 2 MB ID3 tag"),
+        pytest.param(b"\xff\xfb", ["mp3"], id="MPEG audio: the two bytes of a frame's sync and layer"),
+        pytest.param(b"\xff", [], id="MPEG audio: one byte"),
+        pytest.param(b"\xff\xe0", [], id="MPEG audio: a sync without a layer"),
+        pytest.param(b"\xff\xe1", [], id="MPEG audio: a sync and the protection bit, no layer"),
+        pytest.param(b"\xff\x06", [], id="MPEG audio: layer bits without a sync"),
+    ],
+)
+def test_magic_bytes_at_the_edges(head, extensions):
+    assert [candidate.extension for candidate in sniff_formats(head)] == extensions
+
+
+def test_an_old_gif87a_image_is_read(tmp_path):
+    path = tmp_path / "old.gif"
+    Image.new("L", (8, 8), 128).save(path, "GIF")
+    assert path.read_bytes()[:6] == b"GIF87a"
+
+    inspection = inspect_upload(path=path, definition=OPERATIONS["image_resize"])
+
+    assert (inspection.extension, inspection.container, inspection.metadata["width"]) == ("gif", "GIF", 8)
+
+
+def test_an_m4b_audiobook_is_read_as_m4a_audio(media, tmp_path):
+    m4a = media.audio(extension="m4a", duration=0.5).read_bytes()
+    assert m4a[4:12] == b"ftypM4A "
+    audiobook = tmp_path / "book.m4b"
+    audiobook.write_bytes(m4a[:8] + b"M4B " + m4a[12:])
+
+    inspection = inspect_upload(path=audiobook, definition=OPERATIONS["audio_convert"])
+
+    assert (inspection.extension, inspection.container, inspection.mime_type) == ("m4a", "mov", "audio/mp4")
+
+
+@pytest.mark.parametrize(("extension", "container"), [("flac", "flac"), ("aac", "aac")])
+def test_audio_behind_a_small_id3_tag_is_read_as_what_follows_the_tag(media, tmp_path, extension, container):
+    tagged = tmp_path / f"tagged.{extension}"
+    tagged.write_bytes(id3_tag(300) + media.audio(extension=extension, duration=0.5).read_bytes())
+
+    inspection = inspect_upload(path=tagged, definition=OPERATIONS["audio_convert"])
+
+    assert (inspection.extension, inspection.container) == (extension, container)
+
+
 # --- formats that follow references or need another decoder, named in the refusal -----------------
 @pytest.mark.parametrize(
     ("content", "label"),
@@ -161,14 +260,16 @@ def test_magic_bytes(head, extensions):
         (b"v=0\no=- 0 0 IN IP4 127.0.0.1\n", "an SDP session description"),
     ],
 )
-def test_reference_formats_are_refused_by_name(tmp_path, content, label):
+def test_reference_formats_are_refused_by_name_and_logged_for_operators(tmp_path, caplog, content, label):
     path = tmp_path / "movie.mp4"
     path.write_bytes(content)
 
-    with pytest.raises(UnsupportedMedia) as refusal:
+    with caplog.at_level(logging.WARNING, logger=sniffing.__name__), pytest.raises(UnsupportedMedia) as refusal:
         inspect_upload(path=path, definition=OPERATIONS["video_compress"])
 
-    assert refusal.value.message == f"This file is {label}, not a video; upload the media file itself."
+    message = f"This file is {label}, not a video; upload the media file itself."
+    assert (refusal.value.message, refusal.value.details) == (message, {"file": [message]})
+    assert caplog.messages == [f"Upload refused: {label} (it makes FFmpeg open other files or URLs)"]
 
 
 @pytest.mark.parametrize(
@@ -189,14 +290,30 @@ def test_documents_needing_another_decoder_are_refused_by_name(tmp_path, content
 
 
 # --- the worker's caps, applied at upload -----------------------------------------------------------
-def test_an_image_over_the_pixel_cap_is_a_validation_error_not_a_damaged_file(media, settings):
+def test_an_image_over_the_pixel_cap_is_a_validation_error_not_a_damaged_file(media, settings, caplog):
     settings.PROCESSING_MAX_IMAGE_PIXELS = 1000
 
-    with pytest.raises(ValidationFailed) as refusal:
+    with caplog.at_level(logging.INFO, logger=sniffing.__name__), pytest.raises(ValidationFailed) as refusal:
         inspect_upload(path=media.png(width=64, height=64), definition=OPERATIONS["image_resize"])
 
-    assert refusal.value.message == "This image is too large to process (64×64 pixels); the limit is 0.001 megapixels."
-    assert refusal.value.details == {"file": [refusal.value.message]}
+    message = "This image is too large to process (64×64 pixels); the limit is 0.001 megapixels."
+    assert (refusal.value.message, refusal.value.details) == (message, {"file": [message]})
+    assert refusal.value.__cause__ is not None
+    assert caplog.messages == [f"Upload refused over a processing cap: {message}"]
+
+
+def test_an_image_pillow_refuses_as_a_decompression_bomb_is_over_the_cap_not_damaged(tmp_path, settings, caplog):
+    settings.PROCESSING_MAX_IMAGE_PIXELS = 50_000_000
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_bomb(width=20_000, height=20_000))
+
+    with caplog.at_level(logging.INFO, logger=sniffing.__name__), pytest.raises(ValidationFailed) as refusal:
+        inspect_upload(path=bomb, definition=OPERATIONS["image_resize"])
+
+    message = "This image is too large to process; the limit is 50 megapixels."
+    assert (refusal.value.message, refusal.value.details) == (message, {"file": [message]})
+    assert isinstance(refusal.value.__cause__, ImageTooLarge)
+    assert caplog.messages == [f"Upload refused over a processing cap: {message}"]
 
 
 def test_a_gif_is_measured_by_the_largest_canvas_its_frames_make(tmp_path, settings):

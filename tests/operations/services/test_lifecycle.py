@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from apps.core.exceptions import Expired, InvalidState
-from apps.operations.enums import FileType, OperationStatus
+from apps.operations.enums import FileType, OperationStatus, ProcessingPhase
 from apps.operations.models import Operation
 from apps.operations.services import lifecycle
 from tests.factories import backdate, operation_row
@@ -16,6 +16,7 @@ from tests.factories import backdate, operation_row
 pytestmark = pytest.mark.django_db
 
 S = OperationStatus
+P = ProcessingPhase
 OUTPUT = {
     "file_path": "outputs/x/output.mp4",
     "file_name": "x_compressed.mp4",
@@ -129,10 +130,6 @@ def test_retry_of_other_statuses_is_invalid(status):
 
 
 def test_retry_after_expiry_is_expired():
-    from datetime import timedelta
-
-    from django.utils import timezone
-
     operation = make(status=S.FAILED, expires_at=timezone.now() - timedelta(seconds=1))
     with pytest.raises(Expired):
         lifecycle.operation_reset_for_retry(operation=operation)
@@ -219,12 +216,14 @@ def test_only_a_queued_operation_is_requeued(status):
 def test_an_interrupted_attempt_goes_back_to_queued_under_its_new_job_and_is_counted():
     operation = silent_attempt()
     before = timezone.now() - timedelta(seconds=45)
+    requeued_from = timezone.now()
 
     assert lifecycle.operation_requeue_interrupted(
         operation_id=operation.id, attempt=1, heartbeat_before=before, job_id="operation-x-0-after-1", message="Again."
     )
 
     operation.refresh_from_db()
+    assert requeued_from <= operation.queued_at <= timezone.now()
     assert (operation.status, operation.job_id, operation.error_message) == (
         S.QUEUED,
         "operation-x-0-after-1",
@@ -302,3 +301,256 @@ def test_a_sweep_fails_only_an_attempt_still_silent():
     )
     backdate(operation, operation.heartbeat_at - before + timedelta(seconds=1))
     assert lifecycle.operation_mark_failed(operation_id=operation.id, attempt=1, heartbeat_before=before, message="x")
+
+
+# --- queueing -------------------------------------------------------------------------------------
+def claimed(operation: Operation, *, progress: int = 40, phase: ProcessingPhase = P.PROCESSING) -> Operation:
+    """``operation`` queued, claimed by a worker and reported ``progress`` into ``phase``."""
+    attempt = lifecycle.operation_claim(operation_id=operation.id).attempt
+    assert lifecycle.operation_record_progress(
+        operation_id=operation.id, attempt=attempt, progress=progress, phase=phase
+    )
+    return Operation.objects.get(id=operation.id)
+
+
+def test_queueing_records_the_job_and_the_time_and_only_the_first_caller_wins():
+    operation = make(status=S.PENDING)
+    before = timezone.now()
+
+    assert lifecycle.operation_mark_queued(operation_id=operation.id, job_id="operation-x-0") is True
+    after = timezone.now()
+    assert lifecycle.operation_mark_queued(operation_id=operation.id, job_id="operation-x-1") is False
+
+    operation.refresh_from_db()
+    assert (operation.status, operation.job_id, operation.phase) == (S.QUEUED, "operation-x-0", "")
+    assert before <= operation.queued_at <= after
+
+
+def test_queueing_keeps_the_time_its_caller_gives():
+    operation = make(status=S.PENDING)
+    at = timezone.now() - timedelta(minutes=3)
+
+    assert lifecycle.operation_mark_queued(operation_id=operation.id, job_id="operation-x-0", queued_at=at)
+
+    operation.refresh_from_db()
+    assert operation.queued_at == at
+
+
+@pytest.mark.parametrize("status", [S.QUEUED, S.PROCESSING, S.COMPLETED, S.FAILED, S.CANCELLED])
+def test_only_a_pending_operation_is_queued(status):
+    operation = make(status=status, job_id="operation-x-0")
+
+    assert lifecycle.operation_mark_queued(operation_id=operation.id, job_id="operation-x-1") is False
+    operation.refresh_from_db()
+    assert (operation.status, operation.job_id) == (status, "operation-x-0")
+
+
+def test_an_enqueue_that_failed_puts_the_operation_back_to_pending_to_be_queued_later():
+    operation = make(status=S.PENDING)
+    lifecycle.operation_mark_queued(operation_id=operation.id, job_id="operation-x-0")
+
+    assert lifecycle.operation_mark_pending(operation_id=operation.id, job_id="operation-x-0") is True
+    assert lifecycle.operation_mark_pending(operation_id=operation.id, job_id="operation-x-0") is False
+
+    operation.refresh_from_db()
+    assert (operation.status, operation.queued_at) == (S.PENDING, None)
+    assert lifecycle.operation_mark_queued(operation_id=operation.id, job_id="operation-x-0") is True
+
+
+def test_a_failed_enqueue_of_a_replaced_job_leaves_the_operation_queued():
+    operation = make(status=S.PENDING)
+    lifecycle.operation_mark_queued(operation_id=operation.id, job_id="operation-x-0-after-1")
+
+    assert lifecycle.operation_mark_pending(operation_id=operation.id, job_id="operation-x-0") is False
+    operation.refresh_from_db()
+    assert operation.status == S.QUEUED and operation.queued_at is not None
+
+
+def test_a_sweep_that_saw_an_older_job_does_not_requeue_the_operation():
+    operation = make(job_id="operation-x-0-after-1", queued_at=timezone.now() - timedelta(minutes=5))
+
+    assert (
+        lifecycle.operation_mark_requeued(
+            operation_id=operation.id, job_id="operation-x-0", queued_at=operation.queued_at
+        )
+        is False
+    )
+
+
+# --- what each transition records -----------------------------------------------------------------
+def test_a_transition_changes_only_the_operation_it_names():
+    operation, other = make(), make()
+
+    lifecycle.operation_claim(operation_id=operation.id)
+
+    other.refresh_from_db()
+    assert (other.status, other.attempt, other.started_at) == (S.QUEUED, 0, None)
+
+
+def test_a_claim_starts_the_attempt_now_at_fetching_with_the_last_error_cleared():
+    operation = make()
+    first = claimed(operation)
+    lifecycle.operation_mark_retrying(operation_id=operation.id, attempt=first.attempt, message="Storage timed out.")
+    before = timezone.now()
+
+    second = lifecycle.operation_claim(operation_id=operation.id)
+
+    after = timezone.now()
+    assert before <= second.started_at <= after
+    assert second.heartbeat_at == second.started_at
+    assert (second.progress, second.phase, second.error_message) == (0, P.FETCHING, "")
+
+
+def test_a_progress_write_says_it_applied_and_never_records_less_than_zero():
+    operation = make()
+    attempt = lifecycle.operation_claim(operation_id=operation.id).attempt
+
+    assert lifecycle.operation_record_progress(operation_id=operation.id, attempt=attempt, progress=-5) is True
+
+    operation.refresh_from_db()
+    assert operation.progress == 0
+
+
+def test_a_phase_change_alone_keeps_the_progress_and_refreshes_the_heartbeat():
+    operation = claimed(make(), progress=30)
+    Operation.objects.filter(id=operation.id).update(heartbeat_at=timezone.now() - timedelta(seconds=20))
+    before = timezone.now()
+
+    assert lifecycle.operation_record_progress(operation_id=operation.id, attempt=operation.attempt, phase=P.STORING)
+
+    operation.refresh_from_db()
+    assert (operation.progress, operation.phase) == (30, P.STORING)
+    assert operation.heartbeat_at >= before
+
+
+def test_completion_clears_the_phase_and_any_error():
+    operation = claimed(make(), phase=P.STORING)
+
+    assert lifecycle.operation_mark_completed(operation_id=operation.id, attempt=operation.attempt, output=OUTPUT)
+
+    operation.refresh_from_db()
+    assert (operation.phase, operation.error_message) == ("", "")
+
+
+def test_a_failure_records_when_clears_the_phase_and_expires_after_the_retention_period(settings):
+    settings.FILE_RETENTION_DAYS = 3
+    operation = claimed(make())
+    before = timezone.now()
+
+    assert lifecycle.operation_mark_failed(
+        operation_id=operation.id, attempt=operation.attempt, message="The encoder stopped."
+    )
+
+    after = timezone.now()
+    operation.refresh_from_db()
+    assert (operation.status, operation.phase, operation.error_message) == (S.FAILED, "", "The encoder stopped.")
+    assert before <= operation.completed_at <= after
+    assert operation.expires_at - operation.completed_at == timedelta(days=3)
+
+
+def test_a_workers_late_failure_does_not_fail_its_attempt_once_back_on_the_queue():
+    operation = claimed(make())
+    lifecycle.operation_mark_retrying(operation_id=operation.id, attempt=operation.attempt, message="Trying again.")
+
+    assert (
+        lifecycle.operation_mark_failed(operation_id=operation.id, attempt=operation.attempt, message="Too late.")
+        is False
+    )
+    operation.refresh_from_db()
+    assert (operation.status, operation.error_message) == (S.QUEUED, "Trying again.")
+
+
+def test_a_retryable_error_puts_the_attempt_back_on_the_queue_from_the_start_with_its_message():
+    operation = claimed(make(queued_at=timezone.now() - timedelta(minutes=2)), progress=60)
+    before = timezone.now()
+
+    assert lifecycle.operation_mark_retrying(
+        operation_id=operation.id, attempt=operation.attempt, message="Storage timed out; trying again."
+    )
+
+    operation.refresh_from_db()
+    assert (operation.status, operation.phase, operation.progress) == (S.QUEUED, "", 0)
+    assert operation.error_message == "Storage timed out; trying again."
+    assert before <= operation.queued_at <= timezone.now()
+
+
+def test_cancelling_work_in_progress_records_when_clears_the_phase_and_sets_the_expiry(settings):
+    settings.FILE_RETENTION_DAYS = 2
+    operation = claimed(make())
+    before = timezone.now()
+
+    cancelled = lifecycle.operation_cancel(operation=operation)
+
+    after = timezone.now()
+    assert (cancelled.status, cancelled.phase) == (S.CANCELLED, "")
+    assert before <= cancelled.completed_at <= after
+    assert cancelled.expires_at - cancelled.completed_at == timedelta(days=2)
+
+
+def test_a_retry_clears_every_trace_of_the_previous_run():
+    operation = make(status=S.PENDING)
+    lifecycle.operation_mark_queued(operation_id=operation.id, job_id="operation-x-0")
+    operation = claimed(operation, progress=70)
+    lifecycle.operation_mark_failed(operation_id=operation.id, attempt=operation.attempt, message="It broke.")
+
+    retried = lifecycle.operation_reset_for_retry(operation=operation)
+
+    assert (retried.status, retried.retry_count, retried.progress) == (S.PENDING, 1, 0)
+    assert (retried.phase, retried.error_message) == ("", "")
+    times = (retried.started_at, retried.completed_at, retried.expires_at, retried.queued_at, retried.heartbeat_at)
+    assert times == (None, None, None, None, None)
+
+
+def test_a_retry_after_expiry_asks_for_the_file_again():
+    operation = make(status=S.FAILED, expires_at=timezone.now() - timedelta(seconds=1))
+
+    with pytest.raises(Expired) as caught:
+        lifecycle.operation_reset_for_retry(operation=operation)
+
+    assert caught.value.message == "The files of this operation have expired; upload the file again."
+
+
+def test_a_retry_of_an_active_operation_says_which_can_be_retried():
+    with pytest.raises(InvalidState) as caught:
+        lifecycle.operation_reset_for_retry(operation=make(status=S.QUEUED))
+
+    assert caught.value.message == "Only failed or cancelled operations can be retried; this one is queued."
+
+
+def test_a_retry_racing_a_delete_does_not_bring_the_deleted_operation_back():
+    operation = claimed(make())
+    lifecycle.operation_mark_failed(operation_id=operation.id, attempt=operation.attempt, message="It broke.")
+    seen_by_the_retry = Operation.objects.get(id=operation.id)
+    lifecycle.operation_mark_deleted(operation=operation)
+
+    with pytest.raises(InvalidState):
+        lifecycle.operation_reset_for_retry(operation=seen_by_the_retry)
+
+    operation.refresh_from_db()
+    assert (operation.status, operation.is_deleted) == (S.FAILED, True)
+
+
+def test_deleting_work_in_progress_records_when_and_clears_the_phase():
+    operation = claimed(make())
+    before = timezone.now()
+
+    deleted = lifecycle.operation_mark_deleted(operation=operation)
+
+    after = timezone.now()
+    deleted.refresh_from_db()
+    assert (deleted.status, deleted.phase, deleted.is_deleted) == (S.CANCELLED, "", True)
+    assert before <= deleted.deleted_at <= after
+    assert deleted.completed_at == deleted.deleted_at
+
+
+def test_deleting_a_finished_operation_records_when_and_keeps_its_completion_time():
+    operation = claimed(make())
+    lifecycle.operation_mark_completed(operation_id=operation.id, attempt=operation.attempt, output=OUTPUT)
+    completed_at = Operation.objects.get(id=operation.id).completed_at
+    before = timezone.now()
+
+    deleted = lifecycle.operation_mark_deleted(operation=operation)
+
+    deleted.refresh_from_db()
+    assert before <= deleted.deleted_at <= timezone.now()
+    assert (deleted.status, deleted.completed_at) == (S.COMPLETED, completed_at)

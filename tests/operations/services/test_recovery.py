@@ -4,6 +4,7 @@ within the stated bound, and never twice by two sweeps at once."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from datetime import timedelta
@@ -11,6 +12,7 @@ from datetime import timedelta
 import django_rq
 import pytest
 from django import db
+from django.utils import timezone
 from rq.exceptions import AbandonedJobError
 from rq.executions import Execution
 from rq.job import Job, JobStatus
@@ -18,13 +20,8 @@ from rq.job import Job, JobStatus
 from apps.operations import jobs
 from apps.operations.enums import FileType, OperationStatus
 from apps.operations.models import Operation
-from apps.operations.services import lifecycle
-from apps.operations.services.recovery import (
-    INTERRUPTED_MESSAGE,
-    TOO_MANY_INTERRUPTIONS_MESSAGE,
-    RecoveryReport,
-    recovery_run,
-)
+from apps.operations.services import lifecycle, recovery
+from apps.operations.services.recovery import RecoveryReport, recovery_run
 from apps.processors.registry import get_operation
 from tests.factories import backdate
 from tests.processors import conftest as processing
@@ -32,6 +29,10 @@ from tests.processors.conftest import assert_completed
 
 S = OperationStatus
 submit = processing.submit  # the processing tests' fixture: an operation with its input stored, queued
+# What the user reads, written out here rather than imported from the code under test.
+INTERRUPTED = "The worker processing this file stopped unexpectedly; it is being tried again."
+TOO_MANY_INTERRUPTIONS = "Processing was interrupted too many times; please try again."
+NO_LONGER_OFFERED = "This operation is no longer offered."
 
 
 def queue_of(operation: Operation):
@@ -162,7 +163,7 @@ def test_an_interrupted_attempt_is_queued_again_under_a_new_job_and_completes(im
     assert report == RecoveryReport(interrupted_requeued=1)
     operation.refresh_from_db()
     assert operation.status == S.QUEUED
-    assert operation.error_message == INTERRUPTED_MESSAGE
+    assert operation.error_message == INTERRUPTED
     assert operation.job_id == f"{old_job_id}-after-1"
     queue = queue_of(operation)
     assert queue.job_ids == [operation.job_id]
@@ -265,7 +266,7 @@ def test_an_operation_interrupted_three_times_fails_with_a_clear_message(image_j
 
     operation.refresh_from_db()
     assert operation.status == S.FAILED
-    assert operation.error_message == TOO_MANY_INTERRUPTIONS_MESSAGE
+    assert operation.error_message == TOO_MANY_INTERRUPTIONS
     assert operation.attempt == 3
     queue = queue_of(operation)
     assert queue.count == 0 and queue.started_job_registry.get_job_ids(cleanup=False) == []
@@ -325,3 +326,281 @@ def test_two_sweeps_at_once_act_on_each_operation_once(image_job, redis_connecti
     assert sorted(job_ids) == sorted({*job_ids})  # nothing twice
     expected = {Operation.objects.get(id=operation.id).job_id for operation in [*pending, vanished, interrupted]}
     assert set(job_ids) == expected
+
+
+# --- several operations in one sweep --------------------------------------------------------------
+def vanished(operation: Operation, *, minutes: float = 5) -> None:
+    """The operation's job gone from Redis, and its queueing ``minutes`` old."""
+    rq_job(operation.job_id).delete()
+    backdate(operation, timedelta(minutes=minutes))
+
+
+def kept_alive_in_redis(execution: Execution) -> None:
+    """The worker's parent still beats for the job (the job itself cannot reach the database)."""
+    execution.connection.hset(execution.key, "last_heartbeat", time.time())
+
+
+@pytest.mark.django_db
+def test_every_interrupted_attempt_is_recovered_and_counted_in_one_sweep(image_job):
+    operations = [image_job() for _ in range(2)]
+    for operation in operations:
+        started_by_a_dead_worker(operation)
+
+    assert recovery_run() == RecoveryReport(interrupted_requeued=2)
+    assert [Operation.objects.get(id=o.id).status for o in operations] == [S.QUEUED, S.QUEUED]
+
+
+@pytest.mark.django_db
+def test_a_job_still_in_live_hands_does_not_stop_the_sweep_from_recovering_the_next(image_job):
+    alive, dead = image_job(), image_job()
+    kept_alive_in_redis(started_by_a_dead_worker(alive, silent_for=120))  # looked at first: silent longer
+    started_by_a_dead_worker(dead, silent_for=60)
+
+    assert recovery_run() == RecoveryReport(interrupted_requeued=1)
+    alive.refresh_from_db()
+    dead.refresh_from_db()
+    assert (alive.status, dead.status) == (S.PROCESSING, S.QUEUED)
+
+
+@pytest.mark.django_db
+def test_every_attempt_over_its_budget_fails_and_is_counted_in_one_sweep(image_job, settings, caplog):
+    settings.RECOVERY_MAX_ATTEMPTS = 1
+    operations = [image_job() for _ in range(2)]
+    for operation in operations:
+        started_by_a_dead_worker(operation)
+
+    with caplog.at_level(logging.WARNING, logger=recovery.__name__):
+        assert recovery_run() == RecoveryReport(interrupted_failed=2)
+
+    for operation in operations:
+        operation.refresh_from_db()
+        assert (operation.status, operation.error_message) == (S.FAILED, TOO_MANY_INTERRUPTIONS)
+        assert operation.metadata["failure"] == {"detail": "attempt 1 interrupted (1 in this run)"}
+        assert f"Operation {operation.id} failed: attempt 1 interrupted" in caplog.messages
+
+
+@pytest.mark.django_db
+def test_every_vanished_job_is_queued_again_and_counted_in_one_sweep(image_job):
+    operations = [image_job() for _ in range(2)]
+    for operation in operations:
+        vanished(operation)
+
+    assert recovery_run() == RecoveryReport(vanished_requeued=2)
+    assert sorted(queue_of(operations[0]).job_ids) == sorted(o.job_id for o in operations)
+
+
+@pytest.mark.django_db
+def test_a_job_waiting_on_its_queue_does_not_stop_the_sweep_from_queuing_a_vanished_one(image_job):
+    waiting, lost = image_job(), image_job()
+    queued_long_ago(waiting)  # looked at first: queued longer ago
+    vanished(lost, minutes=1)
+
+    assert recovery_run() == RecoveryReport(vanished_requeued=1)
+    assert sorted(queue_of(lost).job_ids) == sorted([waiting.job_id, lost.job_id])
+
+
+@pytest.mark.django_db
+def test_an_operation_no_longer_offered_does_not_stop_the_sweep_from_queuing_a_vanished_one(image_job):
+    removed, lost = image_job(), image_job()
+    # Rows of an operation that an upgrade removed from the registry.
+    Operation.objects.filter(id=removed.id).update(operation="video_stabilize")
+    queued_long_ago(removed)
+    vanished(lost, minutes=1)
+
+    assert recovery_run() == RecoveryReport(vanished_requeued=1)
+    removed.refresh_from_db()
+    assert (removed.status, removed.error_message) == (S.FAILED, NO_LONGER_OFFERED)
+    assert queue_of(lost).job_ids == [removed.job_id, lost.job_id]
+
+
+@pytest.mark.django_db
+def test_a_sweep_works_through_a_backlog_its_limit_at_a_time_oldest_first(image_job):
+    interrupted = [image_job(), image_job()]
+    started_by_a_dead_worker(interrupted[0], silent_for=120)
+    started_by_a_dead_worker(interrupted[1], silent_for=60)
+    lost = [image_job(), image_job()]
+    vanished(lost[0], minutes=6)
+    vanished(lost[1], minutes=5)
+    pending = [image_job(enqueue=False), image_job(enqueue=False)]
+
+    def statuses() -> list[str]:
+        return [Operation.objects.get(id=o.id).status for o in [*interrupted, *pending]]
+
+    assert recovery_run(limit=1) == RecoveryReport(interrupted_requeued=1, vanished_requeued=1, pending_queued=1)
+    assert statuses() == [S.QUEUED, S.PROCESSING, S.QUEUED, S.PENDING]
+    assert queue_of(lost[0]).job_ids.count(lost[0].job_id) == 1
+    assert lost[1].job_id not in queue_of(lost[1]).job_ids
+
+    assert recovery_run(limit=1) == RecoveryReport(interrupted_requeued=1, vanished_requeued=1, pending_queued=1)
+    assert statuses() == [S.QUEUED] * 4
+
+
+@pytest.mark.django_db
+def test_finished_operations_never_use_up_a_steps_limit(image_job):
+    # Finished long ago: its heartbeat, its queueing and its creation come before everything below.
+    finished = image_job()
+    claimed = lifecycle.operation_claim(operation_id=finished.id)
+    output = {"file_path": f"outputs/{finished.id}/output.jpg", "file_name": "a.jpg", "file_size": 1}
+    assert lifecycle.operation_mark_completed(operation_id=finished.id, attempt=claimed.attempt, output=output)
+    backdate(finished, timedelta(hours=1))
+    interrupted, lost, pending = image_job(), image_job(), image_job(enqueue=False)
+    started_by_a_dead_worker(interrupted)
+    vanished(lost)
+
+    assert recovery_run(limit=1) == RecoveryReport(interrupted_requeued=1, vanished_requeued=1, pending_queued=1)
+    statuses = [Operation.objects.get(id=o.id).status for o in [finished, interrupted, pending]]
+    assert statuses == [S.COMPLETED, S.QUEUED, S.QUEUED]
+
+
+@pytest.mark.django_db
+def test_a_sweep_that_acted_says_what_it_did_in_the_log_and_an_idle_one_says_nothing(image_job, caplog):
+    image_job(enqueue=False)
+
+    with caplog.at_level(logging.WARNING, logger=recovery.__name__):
+        recovery_run()
+        recovery_run()
+
+    said = [record.getMessage() for record in caplog.records if record.name == recovery.__name__]
+    assert said == [
+        "Recovery: {'interrupted_requeued': 0, 'interrupted_failed': 0, 'vanished_requeued': 0, 'pending_queued': 1}"
+    ]
+
+
+# --- what RQ holds --------------------------------------------------------------------------------
+def held_by_rq(operation: Operation, status: JobStatus) -> Job:
+    """The operation's job taken off its queue and left in ``status``, its queueing long ago."""
+    queue = queue_of(operation)
+    job = rq_job(operation.job_id)
+    queue.remove(job)
+    job.set_status(status)
+    queued_long_ago(operation)
+    return job
+
+
+def started_without_a_claim(operation: Operation, *, last_beat_ago: float) -> None:
+    """A worker took the job (RQ's execution record beats) but has not claimed the operation yet,
+    for instance while the database is slow to answer."""
+    job = held_by_rq(operation, JobStatus.STARTED)
+    with job.connection.pipeline() as pipeline:
+        execution = Execution.create(job, ttl=600, pipeline=pipeline)
+        pipeline.execute()
+    job.connection.hset(execution.key, "last_heartbeat", time.time() - last_beat_ago)
+
+
+@pytest.mark.django_db
+def test_a_started_job_whose_worker_beats_is_not_queued_a_second_time(image_job):
+    operation = image_job()
+    started_without_a_claim(operation, last_beat_ago=1)
+
+    assert recovery_run() == RecoveryReport()
+    assert queue_of(operation).job_ids == []
+    assert rq_job(operation.job_id).get_status() == JobStatus.STARTED
+
+
+@pytest.mark.django_db
+def test_a_started_job_whose_worker_stopped_beating_is_queued_again(image_job):
+    operation = image_job()
+    started_without_a_claim(operation, last_beat_ago=120)
+
+    assert recovery_run() == RecoveryReport(vanished_requeued=1)
+    assert queue_of(operation).job_ids == [operation.job_id]
+
+
+@pytest.mark.django_db
+def test_a_deferred_job_is_not_queued_a_second_time(image_job):
+    operation = image_job()
+    held_by_rq(operation, JobStatus.DEFERRED)
+
+    assert recovery_run() == RecoveryReport()
+    assert queue_of(operation).job_ids == []
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("status", [JobStatus.FAILED, JobStatus.CANCELED])
+def test_a_job_rq_ended_without_the_database_hearing_of_it_is_queued_again(image_job, status):
+    operation = image_job()
+    held_by_rq(operation, status)
+
+    assert recovery_run() == RecoveryReport(vanished_requeued=1)
+    assert queue_of(operation).job_ids == [operation.job_id]
+    assert rq_job(operation.job_id).get_status() == JobStatus.QUEUED
+
+
+@pytest.mark.django_db
+def test_a_worker_whose_last_beat_is_exactly_at_the_bound_still_counts_as_alive(image_job):
+    now = timezone.now().replace(microsecond=0)
+    operation = image_job()
+    execution = started_by_a_dead_worker(operation, silent_for=120)
+    bound = now - timedelta(seconds=45)
+    execution.connection.hset(execution.key, "last_heartbeat", bound.timestamp())
+
+    assert recovery_run(now=now) == RecoveryReport()
+    operation.refresh_from_db()
+    assert operation.status == S.PROCESSING
+
+
+@pytest.mark.django_db
+def test_a_record_that_expired_does_not_hide_a_live_execution_of_the_same_job(image_job, redis_connection):
+    operation = image_job()
+    job = rq_job(operation.job_id)
+    started_by_a_dead_worker(operation, silent_for=120)
+    with redis_connection.pipeline() as pipeline:
+        expired = Execution.create(job, ttl=5, pipeline=pipeline)  # listed before the live one
+        pipeline.execute()
+    redis_connection.delete(expired.key)
+    # The dead worker's execution from started_by_a_dead_worker lives on; a new one beats now.
+    with redis_connection.pipeline() as pipeline:
+        live = Execution.create(job, ttl=900, pipeline=pipeline)
+        pipeline.execute()
+    assert job.execution_registry.get_execution_ids()[0] == expired.id
+    kept_alive_in_redis(live)
+
+    assert recovery_run() == RecoveryReport()
+    operation.refresh_from_db()
+    assert operation.status == S.PROCESSING
+
+
+# --- a worker heard from while the sweep looks ----------------------------------------------------
+# Between the sweep's look at RQ and its write to the database, the attempt can speak again. That
+# moment cannot be reached from outside, so the look is wrapped: the attempt speaks right after it.
+def speaking_after_the_look(monkeypatch, speak) -> None:
+    look = recovery.job_in_live_hands
+
+    def look_then_speak(**arguments) -> bool:
+        answer = look(**arguments)
+        speak()
+        return answer
+
+    monkeypatch.setattr(recovery, "job_in_live_hands", look_then_speak)
+
+
+@pytest.mark.django_db
+def test_an_attempt_heard_from_while_the_sweep_looked_is_not_failed(image_job, settings, monkeypatch):
+    settings.RECOVERY_MAX_ATTEMPTS = 1
+    operation = image_job()
+    started_by_a_dead_worker(operation)
+    speaking_after_the_look(
+        monkeypatch,
+        lambda: lifecycle.operation_record_progress(operation_id=operation.id, attempt=operation.attempt, progress=50),
+    )
+
+    assert recovery_run() == RecoveryReport()
+    operation.refresh_from_db()
+    assert (operation.status, operation.progress) == (S.PROCESSING, 50)
+
+
+@pytest.mark.django_db
+def test_an_attempt_put_back_on_the_queue_while_the_sweep_looked_is_not_failed(image_job, settings, monkeypatch):
+    settings.RECOVERY_MAX_ATTEMPTS = 1
+    operation = image_job()
+    started_by_a_dead_worker(operation)
+    speaking_after_the_look(
+        monkeypatch,
+        lambda: lifecycle.operation_mark_retrying(
+            operation_id=operation.id, attempt=operation.attempt, message="Storage timed out; trying again."
+        ),
+    )
+
+    assert recovery_run() == RecoveryReport()
+    operation.refresh_from_db()
+    assert (operation.status, operation.error_message) == (S.QUEUED, "Storage timed out; trying again.")
