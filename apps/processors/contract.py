@@ -16,17 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from apps.processors.ffmpeg import FFmpegResult, run_ffmpeg
+from apps.processors.ffmpeg import FFmpegResult, ProgressCallback, run_ffmpeg
 from apps.processors.formats import MediaType
 from apps.processors.probe import ImageInfo, MediaInfo, StreamInfo
 
-# Told the percentage done (None: alive, amount unknown); returns whether it wrote anything.
-# Raises ``OperationStopped`` when the work is no longer wanted.
-ProgressCallback = Callable[[float | None], Any]
 
-
-def _ignore_progress(percent: float | None) -> bool:
-    return False
+def _keep_going(percent: float | None) -> bool:
+    return True
 
 
 @dataclass(frozen=True)
@@ -42,7 +38,9 @@ class ProcessingContext:
     workspace: Path
     # time.monotonic() by which processing must be over, leaving time to store the output.
     deadline: float
-    report_progress: ProgressCallback = _ignore_progress
+    # Told the percentage done (None: alive, amount unknown); returning False stops the work
+    # (``OperationStopped``). Without one, the work runs to its end.
+    report_progress: ProgressCallback = _keep_going
     # Every FFmpeg run of this job, for the operator details of a failed output check.
     ffmpeg_runs: list[FFmpegResult] = field(default_factory=list)
 

@@ -168,3 +168,19 @@ def test_an_audio_processor_given_no_audio_stream_says_so(media, tmp_path):
 
     with pytest.raises(TypeError, match="audio_extract needs an input with an audio stream"):
         extract_audio(context)
+
+
+# A processor runs on a file alone: without a progress callback its FFmpeg runs to the end.
+def test_a_processor_given_no_progress_callback_runs_ffmpeg_to_the_end(media, tmp_path):
+    context = _context(
+        operation="audio_extract",
+        path=media.video(duration=1),
+        extension="mp4",
+        media_type=MediaType.VIDEO,
+        workspace=tmp_path,
+    )
+
+    result = extract_audio(context)
+
+    assert result.path.is_file() and result.path.stat().st_size > 0
+    assert verify_output(result=result, input_info=context.input_info).audio is not None
