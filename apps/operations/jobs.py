@@ -38,6 +38,7 @@ from apps.operations.enums import OperationStatus
 from apps.operations.models import Operation
 from apps.operations.services import lifecycle
 from apps.operations.services.failures import (
+    NO_LONGER_OFFERED_MESSAGE,
     Failure,
     WorkHorseKilled,
     classify_failure,
@@ -69,9 +70,7 @@ def process_operation(operation_id: str) -> str:
     job = get_current_job()
     definition = OPERATIONS.get(operation.operation)
     if definition is None:
-        return _fail(
-            operation, Failure("This operation is no longer offered.", True, f"unknown {operation.operation!r}")
-        )
+        return _fail(operation, Failure(NO_LONGER_OFFERED_MESSAGE, True, f"unknown {operation.operation!r}"))
     time_limit = job.timeout if job is not None and job.timeout and job.timeout > 0 else definition.timeout
     started = time.monotonic()
     deadline = started + time_limit - min(STORING_MARGIN_MAX_SECONDS, time_limit * STORING_MARGIN_RATIO)

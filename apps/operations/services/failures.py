@@ -20,6 +20,9 @@ from apps.core.exceptions import StorageError, ValidationFailed
 from apps.processors.exceptions import ProcessingError
 from apps.processors.registry import GROUP_NOUNS, OperationDefinition
 
+# What a user reads about an operation removed in an upgrade: nothing routes or runs it any more.
+NO_LONGER_OFFERED_MESSAGE = "This operation is no longer offered."
+
 
 @dataclass(frozen=True)
 class Failure:

@@ -29,7 +29,9 @@ from rq.registry import StartedJobRegistry
 from apps.core import queues
 from apps.operations.enums import OperationStatus as S
 from apps.operations.models import Operation
+from apps.operations.services.failures import NO_LONGER_OFFERED_MESSAGE
 from apps.operations.services.lifecycle import (
+    operation_mark_failed,
     operation_mark_pending,
     operation_mark_queued,
     operation_mark_requeued,
@@ -59,8 +61,12 @@ def job_id_for(operation: Operation, *, after_attempt: int | None = None) -> str
 
 def enqueue_operation(*, operation: Operation) -> bool:
     """Queue a pending operation now. ``False`` (and the operation left pending, for the
-    recovery sweep) when Redis cannot be reached or another caller already queued it."""
-    definition = get_operation(operation.operation)
+    recovery sweep) when Redis cannot be reached or another caller already queued it. An
+    operation no longer offered (removed in an upgrade) has no queue: it fails instead."""
+    definition = OPERATIONS.get(operation.operation)
+    if definition is None:
+        operation_mark_failed(operation_id=operation.id, message=NO_LONGER_OFFERED_MESSAGE)
+        return False
     job_id = job_id_for(operation)
     queued_at = timezone.now()
     if not operation_mark_queued(operation_id=operation.id, job_id=job_id, queued_at=queued_at):

@@ -51,6 +51,7 @@ from apps.core import queues
 from apps.operations.enums import OperationStatus
 from apps.operations.models import Operation
 from apps.operations.services import lifecycle
+from apps.operations.services.failures import NO_LONGER_OFFERED_MESSAGE
 from apps.operations.services.queue_manager import (
     enqueue_operation,
     job_withdraw,
@@ -68,7 +69,6 @@ DEFAULT_LIMIT = 500
 QUEUED_GRACE = timedelta(seconds=10)
 INTERRUPTED_MESSAGE = "The worker processing this file stopped unexpectedly; it is being tried again."
 TOO_MANY_INTERRUPTIONS_MESSAGE = "Processing was interrupted too many times; please try again."
-NO_LONGER_OFFERED_MESSAGE = "This operation is no longer offered."
 
 
 @dataclass
@@ -188,10 +188,6 @@ def job_will_run(*, job_id: str, queue_name: str, heartbeat_before: datetime) ->
 def _queue_pending(*, limit: int, report: RecoveryReport) -> None:
     pending = Operation.objects.filter(status=S.PENDING, is_deleted=False).order_by("created_at")[:limit]
     for operation in pending:
-        if operation.operation not in OPERATIONS:
-            # Queueing it would fail (no queue to route it to) and stop the sweep here.
-            lifecycle.operation_mark_failed(operation_id=operation.id, message=NO_LONGER_OFFERED_MESSAGE)
-            continue
         if enqueue_operation(operation=operation):
             report.pending_queued += 1
 

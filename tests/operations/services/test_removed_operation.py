@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import django_rq
 import pytest
+from django.conf import settings
 from django.utils import timezone
 
 from apps.core.exceptions import InvalidState
 from apps.operations.enums import OperationStatus
 from apps.operations.models import Operation
-from apps.operations.services import lifecycle, operations_manager
+from apps.operations.services import lifecycle, operations_manager, queue_manager
 from apps.operations.services.recovery import recovery_run
 from tests.processors import conftest as processing
 
@@ -95,3 +97,18 @@ def test_a_retry_of_an_operation_no_longer_offered_is_refused_and_changes_nothin
     assert refused.value.message == "This operation is no longer offered, so it cannot be run again."
     removed.refresh_from_db()
     assert removed.status == S.FAILED and removed.retry_count == 0
+
+
+@pytest.mark.django_db
+def test_queueing_an_operation_no_longer_offered_fails_it_and_puts_nothing_on_a_queue(image_job):
+    removed = image_job(enqueue=False)
+    renamed_to_a_removed_operation(removed)
+    removed.refresh_from_db()
+
+    assert queue_manager.enqueue_operation(operation=removed) is False
+
+    removed.refresh_from_db()
+    assert removed.status == S.FAILED
+    assert removed.error_message == "This operation is no longer offered."
+    assert removed.job_id == ""
+    assert all(django_rq.get_queue(name).count == 0 for name in settings.RQ_QUEUES)
