@@ -28,7 +28,7 @@ from django.utils import timezone
 from apps.core.utils import file_extension
 from apps.operations.enums import FileType, OperationStatus, ProcessingPhase
 from apps.operations.models import File, Operation
-from apps.operations.services import lifecycle
+from apps.operations.services import lifecycle, operations_manager
 from apps.operations.services.queue_manager import enqueue_operation, job_id_for
 from apps.processors.formats import MediaType, get_format, mime_type_for_extension
 from apps.processors.parameters import validate_parameters
@@ -145,25 +145,17 @@ class OperationFactory:
             operation_id=operation_id, source=source, extension=extension, media_type=definition.media_type
         )
         with transaction.atomic():
-            operation = Operation.objects.create(
-                id=operation_id,
+            return operations_manager.operation_record_upload(
+                operation_id=operation_id,
                 session_key=session_key,
-                operation=definition.name,
+                definition=definition,
                 parameters=parameters,
                 idempotency_key=idempotency_key,
-            )
-            File.objects.create(
-                operation=operation,
-                file_type=FileType.INPUT,
-                file_path=stored.key,
+                stored=stored,
                 file_name=f"holiday.{extension}" if name is None else name,
-                file_size=stored.size,
                 mime_type=mime_type,
-                cloudinary_public_id=stored.public_id,
-                cloudinary_url=stored.url,
                 metadata=metadata,
             )
-        return operation
 
     def _complete(self, claimed: Operation, definition: OperationDefinition, output: Path | None) -> None:
         """Store an output and complete the attempt, as ``processing.operation_process`` does."""

@@ -34,7 +34,7 @@ from apps.operations.services.queue_manager import dequeue_operation, enqueue_on
 from apps.processors.formats import MediaType
 from apps.processors.registry import OPERATIONS, OperationDefinition
 from apps.processors.sniffing import inspect_upload
-from apps.storage.backend import DownloadTarget, StorageBackend, get_storage
+from apps.storage.backend import DownloadTarget, StorageBackend, StoredObject, get_storage
 
 logger = logging.getLogger(__name__)
 
@@ -88,22 +88,15 @@ def operation_create(
         with transaction.atomic():
             if idempotency_key:
                 _release_stale_idempotency_key(session_key, idempotency_key)
-            operation = Operation.objects.create(
-                id=operation_id,
+            operation = operation_record_upload(
+                operation_id=operation_id,
                 session_key=session_key,
-                operation=definition.name,
+                definition=definition,
                 parameters=parameters,
                 idempotency_key=idempotency_key,
-            )
-            File.objects.create(
-                operation=operation,
-                file_type=FileType.INPUT,
-                file_path=stored.key,
+                stored=stored,
                 file_name=sanitize_filename(upload.name or "", fallback=f"upload.{inspection.extension}"),
-                file_size=stored.size,
                 mime_type=inspection.mime_type,
-                cloudinary_public_id=stored.public_id,
-                cloudinary_url=stored.url,
                 metadata={**inspection.metadata, "container": inspection.container},
             )
     except IntegrityError:
@@ -165,6 +158,41 @@ def _discard(storage: StorageBackend, key: str, media_type: MediaType) -> None:
 
 
 # --- retry, cancel, delete ------------------------------------------------------------------------
+def operation_record_upload(
+    *,
+    operation_id: uuid.UUID,
+    session_key: str,
+    definition: OperationDefinition,
+    parameters: dict[str, Any],
+    idempotency_key: str | None,
+    stored: StoredObject,
+    file_name: str,
+    mime_type: str,
+    metadata: dict[str, Any],
+) -> Operation:
+    """The rows of a new, pending operation whose input is already stored: the operation and its
+    input File. Call it inside a transaction, so that neither row exists without the other."""
+    operation = Operation.objects.create(
+        id=operation_id,
+        session_key=session_key,
+        operation=definition.name,
+        parameters=parameters,
+        idempotency_key=idempotency_key,
+    )
+    File.objects.create(
+        operation=operation,
+        file_type=FileType.INPUT,
+        file_path=stored.key,
+        file_name=file_name,
+        file_size=stored.size,
+        mime_type=mime_type,
+        cloudinary_public_id=stored.public_id,
+        cloudinary_url=stored.url,
+        metadata=metadata,
+    )
+    return operation
+
+
 def operation_retry(*, operation: Operation) -> Operation:
     """Queue a failed or cancelled operation again with the same input and id."""
     if operation.operation not in OPERATIONS:
