@@ -20,9 +20,9 @@ from rq.defaults import DEFAULT_WORKER_TTL
 from rq.job import Job
 from rq.utils import now as rq_now
 
-# Preloaded in the worker parent (see the module docstring).
-from apps.operations import jobs  # noqa: F401
 from apps.operations.jobs import on_work_horse_killed
+
+# Preloaded in the worker parent (see the module docstring); the jobs module comes with the line above.
 from apps.processors import audio, image, video  # noqa: F401
 from apps.processors.ffmpeg import resolve_ffmpeg_binary
 
