@@ -11,7 +11,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from apps.core.exceptions import InvalidState
-from apps.operations.enums import OperationStatus
+from apps.operations.enums import FileType, OperationStatus
 from apps.operations.models import Operation
 from apps.operations.services import lifecycle, operations_manager, queue_manager
 from apps.operations.services.recovery import recovery_run
@@ -84,7 +84,7 @@ def test_interrupted_work_of_an_operation_no_longer_offered_fails_instead_of_bei
 
 
 @pytest.mark.django_db
-def test_a_retry_of_an_operation_no_longer_offered_is_refused_and_changes_nothing(image_job):
+def test_a_retry_of_an_operation_no_longer_offered_is_refused_and_changes_nothing(image_job, storage_root):
     removed = image_job(enqueue=False)
     renamed_to_a_removed_operation(removed)
     recovery_run()  # fails it: the name is not offered
@@ -97,6 +97,8 @@ def test_a_retry_of_an_operation_no_longer_offered_is_refused_and_changes_nothin
     assert refused.value.message == "This operation is no longer offered, so it cannot be run again."
     removed.refresh_from_db()
     assert removed.status == S.FAILED and removed.retry_count == 0
+    # The upload is kept (until it expires like any failed operation's).
+    assert (storage_root / removed.files.get(file_type=FileType.INPUT).file_path).is_file()
 
 
 @pytest.mark.django_db
