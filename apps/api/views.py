@@ -25,7 +25,13 @@ from apps.api.pagination import EnvelopePagination
 from apps.api.parsers import UploadParser
 from apps.api.schema import CREATE_REQUEST_ENCODING
 from apps.api.throttling import DEFAULT_THROTTLES, HEALTH_THROTTLES, STATUS_THROTTLES, UPLOAD_THROTTLES
-from apps.api.utils import IgnoreAcceptNegotiation, attachment_disposition, session_key, success
+from apps.api.utils import (
+    IgnoreAcceptNegotiation,
+    attachment_disposition,
+    existing_session_key,
+    session_key,
+    success,
+)
 from apps.api.validators import IDEMPOTENCY_KEY_HEADER, validate_idempotency_key
 from apps.core.exceptions import NotFound
 from apps.operations import selectors
@@ -73,7 +79,16 @@ class OperationViewSet(viewsets.GenericViewSet):
         return [throttle() for throttle in classes]
 
     def _operation(self, request: Request, pk: str) -> Operation:
-        return selectors.operation_get(session_key=session_key(request), operation_id=pk)
+        return selectors.operation_get(session_key=self._owner(request), operation_id=pk)
+
+    @staticmethod
+    def _owner(request: Request) -> str:
+        """The session an operation must belong to; a caller without one owns none (and gets no
+        new session for asking)."""
+        key = existing_session_key(request)
+        if key is None:
+            raise NotFound(selectors.NOT_FOUND_MESSAGE)
+        return key
 
     def _data(self, operation: Operation) -> dict:
         return s.OperationSerializer(operation, context=self.get_serializer_context()).data
@@ -156,7 +171,7 @@ class OperationViewSet(viewsets.GenericViewSet):
     )
     @action(detail=True, methods=["get"])
     def status(self, request: Request, pk: str) -> Response:
-        info = selectors.operation_status(session_key=session_key(request), operation_id=pk)
+        info = selectors.operation_status(session_key=self._owner(request), operation_id=pk)
         return success(s.OperationStatusSerializer(info).data)
 
     @extend_schema(
