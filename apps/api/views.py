@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from django.http import FileResponse, HttpResponseBase, HttpResponseRedirect
+from django.http import HttpResponseBase, HttpResponseRedirect
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiRequest, OpenApiResponse, extend_schema
 from rest_framework import viewsets
@@ -23,6 +23,7 @@ from apps.api import serializers as s
 from apps.api.exceptions import error_body
 from apps.api.pagination import EnvelopePagination
 from apps.api.parsers import UploadParser
+from apps.api.ranges import ranged_file_response
 from apps.api.schema import CREATE_REQUEST_ENCODING
 from apps.api.throttling import DEFAULT_THROTTLES, HEALTH_THROTTLES, STATUS_THROTTLES, UPLOAD_THROTTLES
 from apps.api.utils import (
@@ -190,10 +191,15 @@ class OperationViewSet(viewsets.GenericViewSet):
         download = operations_manager.operation_download(operation=self._operation(request, pk))
         if download.target.url:
             return HttpResponseRedirect(download.target.url)
-        response = FileResponse(
-            download.target.stream, as_attachment=True, filename=download.file_name, content_type=download.mime_type
+        if download.target.stream is None:
+            raise RuntimeError("The storage gave neither a stream nor a URL to download from.")
+        response = ranged_file_response(
+            request,
+            stream=download.target.stream,
+            size=download.target.size,
+            content_type=download.mime_type,
+            disposition=attachment_disposition(download.file_name),
         )
-        response["Content-Disposition"] = attachment_disposition(download.file_name)
         response["X-Content-Type-Options"] = "nosniff"
         return response
 
