@@ -172,7 +172,13 @@ class OperationViewSet(viewsets.GenericViewSet):
     )
     @action(detail=True, methods=["get"])
     def status(self, request: Request, pk: str) -> Response:
-        info = selectors.operation_status(session_key=self._owner(request), operation_id=pk)
+        # The hot path of every client: the key the caller sent is matched against the operation's
+        # own key in the one query, without loading the session first (a made-up key matches no
+        # operation; a key is a 32-character secret either way). Saves a query on every poll.
+        key = request.session.session_key
+        if key is None:
+            raise NotFound(selectors.NOT_FOUND_MESSAGE)
+        info = selectors.operation_status(session_key=key, operation_id=pk)
         return success(s.OperationStatusSerializer(info).data)
 
     @extend_schema(

@@ -38,9 +38,11 @@ class ApiSessionMiddleware:
             request.session = self.session_store(session_key=header_key)
 
         response = self.get_response(request)
-        # Read after the view, which may have created the session (or rotated its key). A key that
-        # is unknown or expired was dropped when the session was loaded, so a made-up key never
-        # becomes an identity that someone else could guess into, and is never echoed back.
+        # Read after the view, which may have created the session (or rotated its key). A view that
+        # loaded the session has dropped a key that is unknown or expired, so a made-up key never
+        # becomes an identity that someone else could guess into. Views that need no session (and
+        # the status poll, which matches the key against its operation without loading the session)
+        # echo the key as it was sent.
         session_key = request.session.session_key
         if session_key is not None:
             response[self.header_name] = session_key

@@ -55,12 +55,15 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
-    "apps.core.middleware.ApiSessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last on purpose: it is synchronous only, so under ASGI Django runs every middleware above it
+    # synchronously too, in the request's one thread, instead of hopping between the event loop and
+    # a thread around each of them (docs/deployment.md). Keep a synchronous-only middleware last.
+    "apps.core.middleware.ApiSessionMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
