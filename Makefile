@@ -4,7 +4,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format install clean bench mutation
+# `make run` serves the web tier as the Procfile does (gunicorn, DEBUG off); `make dev` runs Django's
+# development server (DEBUG on) with the same workers.
+.PHONY: run dev test lint format install clean bench mutation
 
 $(STAMP): requirements.txt requirements/base.txt requirements/production.txt requirements/development.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +18,9 @@ install: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/python scripts/run_local.py
+
+dev: $(STAMP)
+	$(BIN)/python scripts/run_local.py --dev
 
 # The bench smoke run (marker `bench`) is left out; CI adds it: PYTEST_ARGS="-m 'bench or not bench'".
 # The bench harness's smoke run (marker `bench`, over a minute) is left out, except under CI

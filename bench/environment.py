@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shlex
 import shutil
 import socket
 import subprocess
@@ -123,12 +124,12 @@ class Bench:
 
     # --- Konvrt's processes -------------------------------------------------------------------
     def start_web(self, *, concurrency: int | None = None) -> WebServer:
-        """gunicorn as the Procfile starts it (its worker count from WEB_CONCURRENCY)."""
+        """The Procfile's web command (gunicorn with config/gunicorn.py; workers from WEB_CONCURRENCY)."""
         port = free_port()
         log = (self.logs / "gunicorn.log").open("ab")
         process = subprocess.Popen(
-            [str(Path(sys.executable).with_name("gunicorn")), "config.wsgi:application", "--bind", f"127.0.0.1:{port}"],
-            env=self.env(WEB_CONCURRENCY=str(concurrency or self.web_concurrency)),
+            procfile_web_command(),
+            env=self.env(WEB_CONCURRENCY=str(concurrency or self.web_concurrency), HOST="127.0.0.1", PORT=str(port)),
             cwd=REPO,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -163,6 +164,16 @@ class Bench:
             time.sleep(0.1)
         stop(process)
         raise RuntimeError("The bench worker did not register within 60 s.")
+
+
+def procfile_web_command() -> list[str]:
+    """The Procfile's web command, with this virtualenv's executables."""
+    for line in (REPO / "Procfile").read_text().splitlines():
+        name, _, command = line.partition(":")
+        if name.strip() == "web":
+            words = shlex.split(command)
+            return [str(Path(sys.executable).with_name(words[0])), *words[1:]]
+    raise RuntimeError("The Procfile has no web process.")
 
 
 @dataclass

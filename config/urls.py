@@ -1,13 +1,17 @@
 """Root URL configuration: the API under /api/v1/, its schema and docs, the admin, and the web page at /."""
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from apps.api.exceptions import unknown_endpoint
 
 urlpatterns = [
     path("api/v1/", include("apps.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    # Anything else under /api/ (a mistyped version, say) is the API's 404, not an HTML page.
+    re_path(r"^api/", unknown_endpoint),
     path("admin/", admin.site.urls),
     path("", include("apps.web.urls")),
 ]

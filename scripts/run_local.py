@@ -3,11 +3,17 @@
 Migrates, then runs the web server and the workers as child processes, with a private
 redis-server when REDIS_URL does not answer, SQLite when DATABASE_URL is unset and local storage
 when Cloudinary is off. Ctrl-C or SIGTERM stops everything it started.
+
+The web server is the Procfile's (gunicorn with config/gunicorn.py) with production's settings and
+DEBUG off (config/settings/local.py: plain HTTP on this machine), so that what runs here is what
+deploys. Without SECRET_KEY a random one is created once and kept under the storage root.
+``make dev`` (``--dev``, or DJANGO_DEBUG=true) runs Django's development server with DEBUG on instead.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -18,6 +24,8 @@ from embedded_redis import ensure_redis
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
+SECRET_KEY_FILE = ".secret_key"
+TRUE = {"1", "true", "yes", "on"}
 
 
 def manage(*args: str) -> list[str]:
@@ -88,13 +96,50 @@ def worker_commands(*, forking: bool | None = None) -> list[list[str]]:
     return [*commands, cron_command()]
 
 
-def main() -> int:
+def storage_root() -> Path:
+    return Path(os.environ.get("STORAGE_ROOT") or ROOT / "storage").resolve()
+
+
+def local_secret_key(root: Path) -> str:
+    """The key kept in ``root/.secret_key``, created (readable by its owner only) when missing."""
+    path = root / SECRET_KEY_FILE
+    if path.is_file() and len(key := path.read_text().strip()) >= 50:
+        return key
+    root.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(50)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(key + "\n")
+    return key
+
+
+def development_mode(argv: list[str]) -> bool:
+    return "--dev" in argv or os.environ.get("DJANGO_DEBUG", "").strip().lower() in TRUE
+
+
+def web_command(host: str, port: str, *, dev: bool) -> list[str]:
+    """Django's development server with --dev; else the Procfile's gunicorn (uvicorn alone where
+    there is no fork, i.e. Windows, which gunicorn does not run on)."""
+    if dev:
+        return manage("runserver", f"{host}:{port}", "--noreload")
+    if can_fork():
+        return [str(Path(PYTHON).with_name("gunicorn")), "--config", str(ROOT / "config" / "gunicorn.py")]
+    return [PYTHON, "-m", "uvicorn", "config.asgi:application", "--host", host, "--port", port]
+
+
+def main(argv: list[str] | None = None) -> int:
     from dotenv import load_dotenv
 
     load_dotenv(ROOT / ".env", override=False)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.development")
-    host = os.environ.get("HOST", "127.0.0.1")
-    port = os.environ.get("PORT", "8000")
+    dev = development_mode(sys.argv[1:] if argv is None else argv)
+    if dev:
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.development")
+    else:
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+        if not os.environ.get("SECRET_KEY"):
+            os.environ["SECRET_KEY"] = local_secret_key(storage_root())
+    host = os.environ.setdefault("HOST", "127.0.0.1")
+    port = os.environ.setdefault("PORT", "8000")
     children: list[subprocess.Popen] = []
     stopping = False
 
@@ -109,7 +154,7 @@ def main() -> int:
         if subprocess.call(manage("migrate", "--noinput", "-v", "0")) != 0:
             print("Migrations failed; not starting.", file=sys.stderr)
             return 1
-        children.append(subprocess.Popen(manage("runserver", f"{host}:{port}", "--noreload")))
+        children.append(subprocess.Popen(web_command(host, port, dev=dev), cwd=ROOT))
         children.extend(subprocess.Popen(command) for command in worker_commands())
         print(f"\nKonvrt is running at http://{host}:{port}/  (API: /api/v1/, docs: /api/docs/)")
         print("Press Ctrl-C to stop.\n", flush=True)

@@ -1,4 +1,5 @@
-"""`make run` on a bare machine: no ffmpeg or redis-server on PATH, no DATABASE_URL, Redis not answering."""
+"""`make run` on a bare machine: no ffmpeg or redis-server on PATH, no DATABASE_URL, Redis not answering,
+no SECRET_KEY; it serves the web tier as the Procfile does (gunicorn, DEBUG off)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ def listening(port: int) -> bool:
 
 def get_json(url: str) -> tuple[int, dict]:
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
+        # The first request waits for gunicorn's workers to boot (the master listens before they do).
+        with urllib.request.urlopen(url, timeout=30) as response:
             return response.status, json.load(response)
     except urllib.error.HTTPError as e:
         return e.code, json.load(e)
@@ -40,7 +42,8 @@ def get_json(url: str) -> tuple[int, dict]:
 @pytest.mark.slow
 def test_run_serves_health_on_a_bare_machine_and_stops_everything(tmp_path):
     web_port, redis_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "FFMPEG_BINARY", "DJANGO_SETTINGS_MODULE"}}
+    unset = {"DATABASE_URL", "FFMPEG_BINARY", "DJANGO_SETTINGS_MODULE", "SECRET_KEY", "DEBUG", "DJANGO_DEBUG"}
+    env = {k: v for k, v in os.environ.items() if k not in unset}
     env.update(
         PATH=str(Path(sys.executable).parent),  # the virtualenv only: no system ffmpeg or redis-server
         REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
@@ -72,6 +75,16 @@ def test_run_serves_health_on_a_bare_machine_and_stops_everything(tmp_path):
         assert {"database", "redis", "storage"} <= set(body["data"]["checks"])
         assert listening(redis_port), "a private redis-server should serve the missing REDIS_URL"
         assert (tmp_path / "storage" / "konvrt.sqlite3").exists()
+        # The Procfile's server, DEBUG off: no debug page listing every URL, and a key of its own.
+        with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/api/v1/health/", timeout=5) as response:
+            assert response.headers["server"] == "uvicorn"
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(f"http://127.0.0.1:{web_port}/no-such-page/", timeout=5)
+        assert missing.value.code == 404
+        assert b"URLconf" not in missing.value.read()
+        key_file = tmp_path / "storage" / ".secret_key"
+        assert len(key_file.read_text().strip()) >= 50
+        assert key_file.stat().st_mode & 0o077 == 0
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         output, _ = process.communicate(timeout=30)

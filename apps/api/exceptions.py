@@ -19,12 +19,12 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, HttpRequest, JsonResponse
 from django.views import defaults
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
 from apps.core.exceptions import KonvrtError
-from apps.core.middleware import API_PREFIX
 
 logger = logging.getLogger(__name__)
 
@@ -119,11 +119,15 @@ def _unhandled(exc: Exception, request: Any) -> Response:
 
 # --- URL-level handlers (config/urls.py): errors that never reached a DRF view -------------------
 def _is_api(request: HttpRequest) -> bool:
-    return request.path.startswith(API_PREFIX)
+    return request.path.startswith("/api/")
 
 
+# Exempt: a POST or DELETE to a path that does not exist is a 404, not Django's HTML page about a
+# missing CSRF cookie (the API's own views are exempt too: they use no cookie authentication).
+@csrf_exempt
 def unknown_endpoint(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
-    """The last route under /api/v1/: an unknown path is a 404 in the envelope, in DEBUG too."""
+    """The last route under /api/: an unknown path, with any method, is a 404 in the envelope, in
+    DEBUG too."""
     message = f"There is no API endpoint at {request.path}. Every path ends with a slash."
     return JsonResponse(error_body("not_found", message), status=404)
 

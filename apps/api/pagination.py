@@ -17,11 +17,25 @@ class EnvelopePagination(PageNumberPagination):
     max_page_size = 100
 
     def paginate_queryset(self, queryset: Any, request: Request, view: Any = None) -> list[Any] | None:
-        # A page that is not a number is a bad request (400); a number past the end stays DRF's 404.
-        page = request.query_params.get(self.page_query_param)
-        if page is not None and page not in self.last_page_strings and not (page.isdigit() and int(page) > 0):
-            raise ValidationFailed("The page is not valid.", details={"page": ["Must be a whole number from 1."]})
+        # A page or page size that is not a whole number from 1 is a bad request (400); a page past
+        # the end stays DRF's 404, and a page size over the maximum is cut to it.
+        for name in (self.page_query_param, self.page_size_query_param):
+            value = request.query_params.get(name)
+            if value is None or (name == self.page_query_param and value in self.last_page_strings):
+                continue
+            if not (value.isascii() and value.isdigit() and int(value) > 0):
+                raise ValidationFailed(
+                    f"The {name.replace('_', ' ')} is not valid.", details={name: ["Must be a whole number from 1."]}
+                )
         return super().paginate_queryset(queryset, request, view)
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            parameter["schema"] = {**parameter["schema"], "minimum": 1}
+            if parameter["name"] == self.page_size_query_param:
+                parameter["description"] = f"Results per page, at most {self.max_page_size} (larger is cut to it)."
+        return parameters
 
     def get_paginated_response(self, data: list[Any]) -> Response:
         page = self.page

@@ -24,11 +24,30 @@ def success(data: Any, *, message: str | None = None, status: int = 200) -> Resp
 
 
 def session_key(request: Request) -> str:
-    """The caller's session key. ApiSessionMiddleware gives every API request a stored session."""
-    key = request.session.session_key
+    """The caller's session key, creating the session when the caller has none yet.
+
+    Views call this only once the throttles have let the request through, so that refused and
+    misdirected requests create no session (see apps/core/middleware.py)."""
+    key = existing_session_key(request)
     if key is None:
-        raise ImproperlyConfigured("API views need ApiSessionMiddleware, which gives every API request a session.")
+        # create() stores it now so that the view can scope rows by its key; modified makes
+        # SessionMiddleware send the cookie as well.
+        request.session.create()
+        request.session.modified = True
+        key = request.session.session_key
+    if key is None:
+        raise ImproperlyConfigured("The session store did not create a session.")
     return key
+
+
+def existing_session_key(request: Request) -> str | None:
+    """The caller's session key when the request carries a valid one (cookie or header), else None.
+    Loading the session drops a key that is unknown or expired."""
+    session = request.session
+    if session.session_key is None:
+        return None
+    session.keys()
+    return session.session_key
 
 
 class IgnoreAcceptNegotiation(BaseContentNegotiation):

@@ -1,9 +1,13 @@
 """Anonymous identity for API clients.
 
-Every API request gets a Django session. A browser on our own origin carries it in the session
-cookie; a frontend on another domain (where third-party cookies are blocked) sends the key in the
-``X-Session-Key`` header instead. The header wins when both are present. The key is returned in
-the same header on every API response so that clients can store it.
+An API client is identified by a Django session. A browser on our own origin carries it in the
+session cookie; a frontend on another domain (where third-party cookies are blocked) sends the key
+in the ``X-Session-Key`` header instead. The header wins when both are present. The key is returned
+in the same header on every API response that has one, so that clients can store it.
+
+A new session is created only when a view that passed the throttles needs one
+(``apps.api.utils.session_key``): an unknown path, a 405, a 429 or a health probe creates no row,
+so that traffic which reaches nothing cannot fill the session table.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.module_loading import import_string
 
 API_PREFIX = "/api/v1/"
-# Load balancers poll health; giving each probe a session row would fill the table for nothing.
+# Load balancers poll health; it never needs a session, so none is loaded for it either.
 SESSIONLESS_PATHS = frozenset({"/api/v1/health/"})
 
 
@@ -32,18 +36,13 @@ class ApiSessionMiddleware:
         header_key = request.headers.get(self.header_name, "").strip()
         if header_key:
             request.session = self.session_store(session_key=header_key)
-        # Loading drops a key that is unknown or expired, so a made-up key never becomes an
-        # identity that someone else could guess into.
-        request.session.keys()
-        if not request.session.session_key:
-            # Start a fresh session. create() stores it now so that the view can scope rows by
-            # its key; modified makes SessionMiddleware send the cookie as well.
-            request.session.create()
-            request.session.modified = True
 
         response = self.get_response(request)
-        # Read after the view, which could have rotated the key; a view that flushed the session
-        # leaves none to hand back (no API view does either today).
+        # Read after the view, which may have created the session (or rotated its key). A view that
+        # loaded the session has dropped a key that is unknown or expired, so a made-up key never
+        # becomes an identity that someone else could guess into. Views that need no session (and
+        # the status poll, which matches the key against its operation without loading the session)
+        # echo the key as it was sent.
         session_key = request.session.session_key
         if session_key is not None:
             response[self.header_name] = session_key

@@ -111,7 +111,7 @@ def run_status(bench: Bench, web: WebServer) -> list[Result]:
 
     ours, theirs = interleave(konvrt, baseline, repeats=bench.repeats, warmup=True)
     result = Result(case="status polling, 32 concurrent pollers", konvrt=ours, baseline=theirs, metric="rps", unit="")
-    result.at_least("throughput ratio ≥ 0.70", result.ratio(), 0.70)
+    result.at_least("throughput ratio ≥ 0.50", result.ratio(), 0.50)
     result.at_most("p99 latency (ms) < 50", result.median(KONVRT, "p99_ms"), 50.0)
     result.report("p50 latency (ms)", result.median(KONVRT, "p50_ms"))
     result.report("bare view p99 latency (ms)", result.median(BASELINE, "p99_ms"))
@@ -120,8 +120,8 @@ def run_status(bench: Bench, web: WebServer) -> list[Result]:
         result.at_most("failed or non-2xx requests", errors, 0)
     tool = "wrk" if ours[0].extra["tool"] else "a Python client"
     result.notes.append(
-        f"gunicorn (Procfile command) with WEB_CONCURRENCY={bench.web_concurrency}; a queued operation "
-        f"(queue position and worker presence read from Redis); load by {tool}"
+        f"the Procfile's web command (gunicorn, uvicorn workers) with WEB_CONCURRENCY={bench.web_concurrency}; "
+        f"a queued operation (queue position and worker presence read from Redis); load by {tool}"
     )
     return [result]
 

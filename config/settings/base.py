@@ -55,12 +55,15 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
-    "apps.core.middleware.ApiSessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last on purpose: it is synchronous only, so under ASGI Django runs every middleware above it
+    # synchronously too, in the request's one thread, instead of hopping between the event loop and
+    # a thread around each of them (docs/deployment.md). Keep a synchronous-only middleware last.
+    "apps.core.middleware.ApiSessionMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -155,6 +158,9 @@ if USE_CLOUDINARY:
                 "USE_CLOUDINARY is on: set CLOUDINARY_URL, or all of " + ", ".join(missing) + "."
             )
 
+# --- Web serving (config/gunicorn.py; docs/deployment.md) ----------------------------------------
+from config.settings.web_settings import WEB_CONCURRENCY, WEB_THREADS, WEB_TIMEOUT  # noqa: E402, F401
+
 # --- Database -------------------------------------------------------------------------------
 DATABASE_URL = env_url(
     "DATABASE_URL",
@@ -163,7 +169,17 @@ DATABASE_URL = env_url(
 )
 # Typed loosely: dj_database_url's TypedDict says NAME is a str, Django also takes the Path below.
 DATABASES: dict[str, Mapping[str, Any]]
-if DATABASE_URL:
+# The web tier (config/asgi.py turns this on) runs each request's synchronous part in a thread of
+# its own, where Django's persistent connections would be opened per request and never reused: it
+# borrows from a psycopg pool of WEB_THREADS connections per process instead, checked and renewed
+# by the pool rather than by a query per request. Processes that fork (RQ's workers) keep plain
+# per-process connections: a pool's sockets must not be shared with a forked child.
+DATABASE_POOL = env_bool("DATABASE_POOL", False)
+if DATABASE_URL and DATABASE_POOL and not DATABASE_URL.startswith("sqlite"):
+    pool = {"min_size": 1, "max_size": WEB_THREADS, "timeout": WEB_TIMEOUT, "max_idle": 300}
+    parsed = dj_database_url.parse(DATABASE_URL)
+    DATABASES = {"default": {**parsed, "OPTIONS": {**parsed.get("OPTIONS", {}), "pool": pool}}}
+elif DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
 else:
     # The embedded default: one SQLite file beside the stored media, in WAL mode with a busy

@@ -32,6 +32,24 @@ def test_unknown_api_paths_are_a_404_envelope(client, settings, path):
     assert_error(client.get(path), 404, "not_found")
 
 
+@pytest.mark.parametrize("method", ["get", "post", "put", "patch", "delete", "options", "head"])
+@pytest.mark.parametrize(
+    "path", [f"{API}/operations/0.5/cancel/", f"{API}/nothing-here/", "/api/v2/operations/", "/api/", "/api/v1"]
+)
+def test_unknown_api_paths_are_a_404_envelope_with_any_method_and_no_csrf_page(method, path):
+    from django.test import Client
+
+    # Django's test client skips CSRF checks unless asked: a browser-like client, with a cookie.
+    client = Client(enforce_csrf_checks=True)
+    client.cookies["sessionid"] = "whatever"
+    response = getattr(client, method)(path)
+
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    if method != "head":
+        assert response.json()["error"]["code"] == "not_found"
+
+
 @pytest.mark.parametrize(
     ("method", "path"),
     [

@@ -64,13 +64,24 @@ def test_list_pages_and_caps_the_page_size(client, make_operation):
     assert capped["pagination"]["page_size"] == 100
 
 
-@pytest.mark.parametrize("page", ["abc", "0", "-1", "1.5"])
-def test_a_page_that_is_not_a_number_is_a_400(client, page):
-    response = client.get(f"{API}/operations/", {"page": page})
+@pytest.mark.parametrize("name", ["page", "page_size"])
+@pytest.mark.parametrize("value", ["abc", "0", "-1", "1.5", "", "٣"])
+def test_a_page_or_page_size_that_is_not_a_whole_number_from_1_is_a_400(client, name, value):
+    response = client.get(f"{API}/operations/", {name: value})
 
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "validation_error"
-    assert "page" in response.json()["error"]["details"]
+    assert name in response.json()["error"]["details"]
+
+
+def test_the_schema_says_page_and_page_size_start_at_1(client):
+    import yaml
+
+    schema = yaml.safe_load(client.get("/api/schema/").content)
+    parameters = {p["name"]: p["schema"] for p in schema["paths"]["/api/v1/operations/"]["get"]["parameters"]}
+
+    assert parameters["page"]["minimum"] == 1
+    assert parameters["page_size"]["minimum"] == 1
 
 
 def test_list_filters_by_status_and_operation(client, make_operation):

@@ -60,3 +60,49 @@ def test_health_checks_do_not_create_sessions(client):
 def test_non_api_paths_are_left_alone(client):
     client.get("/admin/login/")
     assert Session.objects.count() == 0
+
+
+# --- sessions are created only by requests that reach a real endpoint past the throttles ----------
+def test_unknown_paths_405s_and_health_create_no_session(client):
+    client.get("/api/v1/no-such-thing/")
+    client.post("/api/v1/operations/0.5/cancel/")
+    client.delete("/api/v1/session/")  # 405
+    client.put("/api/v1/operation-definitions/")  # 405
+    client.get("/api/v1/health/")
+    client.get("/api/v2/operations/")
+
+    assert Session.objects.count() == 0
+
+
+def test_a_throttled_request_creates_no_session(client, settings):
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "anon_burst": "1/minute"},
+    }
+    from django.test import Client
+
+    assert Client().get("/api/v1/session/").status_code == 200
+    refused = [Client().get("/api/v1/session/") for _ in range(3)]
+
+    assert {response.status_code for response in refused} == {429}
+    assert all("X-Session-Key" not in response for response in refused)
+    assert Session.objects.count() == 1
+
+
+def test_reading_an_operation_without_a_session_is_a_404_that_creates_none(client):
+    response = client.get("/api/v1/operations/00000000-0000-0000-0000-000000000000/status/")
+
+    assert response.status_code == 404
+    assert "X-Session-Key" not in response
+    assert Session.objects.count() == 0
+
+
+def test_a_made_up_key_is_not_echoed_and_creates_nothing_on_a_read(client):
+    response = client.get(
+        "/api/v1/operations/00000000-0000-0000-0000-000000000000/",
+        headers={"X-Session-Key": "madeupkey1234567890abcdefghijklm"},
+    )
+
+    assert response.status_code == 404
+    assert "X-Session-Key" not in response
+    assert Session.objects.count() == 0

@@ -1,0 +1,38 @@
+"""gunicorn's configuration for the web tier (the Procfile's web command and ``make run``).
+
+ASGI under uvicorn workers: a slow client (headers one line at a time, a body trickling in) and a
+live-progress stream cost a coroutine, not a worker. Django runs each request's synchronous part in
+a thread of its own, with a database connection borrowed from the worker's pool (config/asgi.py
+turns the pool on). Sizes come from WEB_CONCURRENCY, WEB_THREADS and WEB_TIMEOUT
+(config/settings/web_settings.py; docs/deployment.md explains the model).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from config.settings.web_settings import WEB_CONCURRENCY, WEB_THREADS, WEB_TIMEOUT  # noqa: E402
+
+wsgi_app = "config.asgi:application"
+worker_class = "uvicorn_worker.UvicornWorker"
+bind = [f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"]  # noqa: S104
+workers = WEB_CONCURRENCY
+# Read by config/settings/web_settings.py in each worker (the pool size); gunicorn's own `threads`
+# only applies to its threaded workers.
+threads = WEB_THREADS
+timeout = WEB_TIMEOUT
+graceful_timeout = WEB_TIMEOUT
+# Idle keep-alive connections are closed after this many seconds (a proxy in front reuses them).
+keepalive = 5
+# The proxy in front (NUM_PROXIES, read by the API) decides who the client is; uvicorn must not
+# rewrite the socket address from X-Forwarded-For on its own.
+forwarded_allow_ips = ""
+accesslog = "-"
+errorlog = "-"
+# gunicorn 27's control socket lives at one fixed path per user: several servers on one machine
+# (tests, a second checkout) would take it from each other. Nothing of Konvrt uses it.
+control_socket_disable = True
