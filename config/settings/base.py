@@ -229,6 +229,9 @@ REST_FRAMEWORK = {
     # Every error, DRF's and ours, in the error envelope; throttles and pagination are set per
     # view in apps/api (see apps/api/throttling.py for how clients are keyed).
     "EXCEPTION_HANDLER": "apps.api.exceptions.api_exception_handler",
+    # How many proxies in front of the web server append to X-Forwarded-For (Railway's router: 1).
+    # The client is that many entries from the right; 0 means the socket's address (apps.core.utils.client_ip).
+    "NUM_PROXIES": env_int("NUM_PROXIES", 0, minimum=0),
     "DEFAULT_THROTTLE_RATES": {
         "anon_burst": env_rate("THROTTLE_ANON_BURST", "60/minute"),
         "anon_sustained": env_rate("THROTTLE_ANON_SUSTAINED", "1000/day"),
