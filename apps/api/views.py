@@ -8,6 +8,7 @@ error envelope (the one exception is a degraded health report, which carries its
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import Any
 
 from django.http import FileResponse, HttpResponseBase, HttpResponseRedirect
 from drf_spectacular.types import OpenApiTypes
@@ -24,7 +25,13 @@ from apps.api.exceptions import error_body
 from apps.api.pagination import EnvelopePagination
 from apps.api.parsers import UploadParser
 from apps.api.schema import CREATE_REQUEST_ENCODING
-from apps.api.throttling import DEFAULT_THROTTLES, HEALTH_THROTTLES, STATUS_THROTTLES, UPLOAD_THROTTLES
+from apps.api.throttling import (
+    DEFAULT_THROTTLES,
+    HEALTH_THROTTLES,
+    STATUS_THROTTLES,
+    UPLOAD_THROTTLES,
+    CountedWhenAcceptedThrottle,
+)
 from apps.api.utils import IgnoreAcceptNegotiation, attachment_disposition, session_key, success
 from apps.api.validators import IDEMPOTENCY_KEY_HEADER, validate_idempotency_key
 from apps.core.exceptions import NotFound
@@ -63,14 +70,26 @@ class OperationViewSet(viewsets.GenericViewSet):
     parser_classes = [UploadParser]
     serializer_class = s.OperationSerializer
 
+    # What an accepted upload answers: a replayed create (200) or any refusal is not counted.
+    UPLOAD_ACCEPTED = {"create": 201, "retry": 200}
+
     def get_throttles(self) -> list[BaseThrottle]:
-        if self.action == "create":
+        if self.action in self.UPLOAD_ACCEPTED:
             classes = UPLOAD_THROTTLES
         elif self.action == "status":
             classes = STATUS_THROTTLES
         else:
             classes = DEFAULT_THROTTLES
-        return [throttle() for throttle in classes]
+        self._throttles_in_use: list[BaseThrottle] = [throttle() for throttle in classes]
+        return self._throttles_in_use
+
+    def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:
+        accepted = self.UPLOAD_ACCEPTED.get(self.action or "")
+        if accepted is not None and response.status_code != accepted:
+            for throttle in getattr(self, "_throttles_in_use", []):
+                if isinstance(throttle, CountedWhenAcceptedThrottle):
+                    throttle.forget()
+        return super().finalize_response(request, response, *args, **kwargs)
 
     def _operation(self, request: Request, pk: str) -> Operation:
         return selectors.operation_get(session_key=session_key(request), operation_id=pk)
