@@ -55,7 +55,9 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     if isinstance(exc, KonvrtError):
         if exc.status_code >= 500:
             logger.warning("%s: %s", type(exc).__name__, exc.message)
-        return Response(error_body(exc.default_code, exc.message, exc.details), status=exc.status_code)
+        return Response(
+            error_body(exc.default_code, exc.message, exc.details), status=exc.status_code, headers=exc.headers
+        )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

@@ -267,6 +267,14 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# --- Fairness and safety limits (apps/operations/services/quotas.py, health) ------------------
+# Operations of one session pending, queued or processing at once; more is a 429.
+MAX_ACTIVE_PER_SESSION = env_int("MAX_ACTIVE_PER_SESSION", 3, minimum=1)
+# Bytes one session's operations may keep stored (inputs and results); more is a 413 quota_exceeded.
+SESSION_STORAGE_QUOTA = env_size("SESSION_STORAGE_QUOTA", 2 * 1024 * 1024 * 1024)
+# Below this much free space on the storage or temp disk, /health/ reports storage degraded.
+MIN_FREE_DISK = env_size("MIN_FREE_DISK", 1024 * 1024 * 1024)
+
 # --- Media processing -----------------------------------------------------------------------
 FFMPEG_BINARY = env_str("FFMPEG_BINARY") or None
 # Caps checked by the worker on the probed input, so that no file can exhaust a worker whatever

@@ -29,7 +29,7 @@ from apps.core.utils import sanitize_filename
 from apps.operations import selectors
 from apps.operations.enums import FileType, OperationStatus
 from apps.operations.models import File, Operation
-from apps.operations.services import lifecycle
+from apps.operations.services import lifecycle, quotas
 from apps.operations.services.queue_manager import dequeue_operation, enqueue_on_commit
 from apps.processors.formats import MediaType
 from apps.processors.registry import OPERATIONS, OperationDefinition
@@ -76,6 +76,8 @@ def operation_create(
         if existing is not None:
             return OperationCreateResult(operation=existing, created=False)
 
+    # Checked before anything is stored, and again under the session's lock before the row is written.
+    quotas.session_check_capacity(session_key=session_key, incoming=upload.size or 0)
     with _local_path(upload) as path:
         inspection = inspect_upload(path=path, definition=definition)
 
@@ -86,8 +88,14 @@ def operation_create(
     )
     try:
         with transaction.atomic():
+            quotas.session_lock(session_key=session_key)
             if idempotency_key:
+                existing = _idempotent_match(session_key, idempotency_key)
+                if existing is not None:
+                    # A concurrent request with the same key won while this one was being stored.
+                    raise _Replayed(existing)
                 _release_stale_idempotency_key(session_key, idempotency_key)
+            quotas.session_check_capacity(session_key=session_key, incoming=stored.size)
             operation = operation_record_upload(
                 operation_id=operation_id,
                 session_key=session_key,
@@ -99,6 +107,9 @@ def operation_create(
                 mime_type=inspection.mime_type,
                 metadata={**inspection.metadata, "container": inspection.container},
             )
+    except _Replayed as replayed:
+        _discard(storage, stored.key, definition.media_type)
+        return OperationCreateResult(operation=replayed.operation, created=False)
     except IntegrityError:
         _discard(storage, stored.key, definition.media_type)
         # The unique (session, key) constraint: a concurrent request with the same key won.
@@ -114,6 +125,12 @@ def operation_create(
     enqueue_on_commit(operation_id=operation.id)
     operation.refresh_from_db()
     return OperationCreateResult(operation=operation, created=True)
+
+
+class _Replayed(Exception):  # noqa: N818 - control flow within operation_create, not an error
+    def __init__(self, operation: Operation) -> None:
+        super().__init__(str(operation.id))
+        self.operation = operation
 
 
 def _idempotent_match(session_key: str, idempotency_key: str) -> Operation | None:
@@ -200,8 +217,13 @@ def operation_retry(*, operation: Operation) -> Operation:
         raise InvalidState("This operation is no longer offered, so it cannot be run again.")
     if not any(file.file_type == FileType.INPUT for file in operation.files.all()):
         raise Expired("The input of this operation is no longer stored; upload the file again.")
-    operation = lifecycle.operation_reset_for_retry(operation=operation)
-    enqueue_on_commit(operation_id=operation.id)
+    with transaction.atomic():
+        # A retry puts work back in line: it takes one of the session's active slots.
+        quotas.session_lock(session_key=operation.session_key)
+        if operation.status in OperationStatus.retryable():
+            quotas.session_check_active(session_key=operation.session_key)
+        operation = lifecycle.operation_reset_for_retry(operation=operation)
+        enqueue_on_commit(operation_id=operation.id)
     operation.refresh_from_db()
     return operation
 
