@@ -223,7 +223,8 @@ CORS_URLS_REGEX = r"^/api/.*$"
 # --- REST framework -------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
-    "DEFAULT_PERMISSION_CLASSES": [],
+    # A cookie session's writes only from this site or an allowed frontend (apps/api/permissions.py).
+    "DEFAULT_PERMISSION_CLASSES": ["apps.api.permissions.CookieWritesFromAllowedOrigins"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     # Every error, DRF's and ours, in the error envelope; throttles and pagination are set per

@@ -8,6 +8,8 @@ a created operation whose job cannot be queued stays ``pending`` for the recover
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import tempfile
 import uuid
@@ -24,7 +26,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from apps.core.exceptions import Expired, InvalidState, StorageError
+from apps.core.exceptions import Expired, IdempotencyKeyMismatch, InvalidState, StorageError
 from apps.core.utils import sanitize_filename
 from apps.operations import selectors
 from apps.operations.enums import FileType, OperationStatus
@@ -39,6 +41,8 @@ from apps.storage.backend import DownloadTarget, StorageBackend, StoredObject, g
 logger = logging.getLogger(__name__)
 
 IDEMPOTENCY_WINDOW_HOURS = 24
+# Where an operation created with an Idempotency-Key keeps the fingerprint of its request.
+FINGERPRINT_KEY = "request_fingerprint"
 
 
 @dataclass(frozen=True)
@@ -71,10 +75,11 @@ def operation_create(
     With an ``idempotency_key`` already used by this session in the last 24 hours, the earlier
     operation is returned instead (``created=False``), also when two such requests race.
     """
+    fingerprint = _request_fingerprint(definition, parameters, upload) if idempotency_key else None
     if idempotency_key:
         existing = _idempotent_match(session_key, idempotency_key)
         if existing is not None:
-            return OperationCreateResult(operation=existing, created=False)
+            return OperationCreateResult(operation=_same_request(existing, fingerprint), created=False)
 
     # Checked before anything is stored, and again under the session's lock before the row is written.
     quotas.session_check_capacity(session_key=session_key, incoming=upload.size or 0)
@@ -106,17 +111,18 @@ def operation_create(
                 file_name=sanitize_filename(upload.name or "", fallback=f"upload.{inspection.extension}"),
                 mime_type=inspection.mime_type,
                 metadata={**inspection.metadata, "container": inspection.container},
+                request_fingerprint=fingerprint,
             )
     except _Replayed as replayed:
         _discard(storage, stored.key, definition.media_type)
-        return OperationCreateResult(operation=replayed.operation, created=False)
+        return OperationCreateResult(operation=_same_request(replayed.operation, fingerprint), created=False)
     except IntegrityError:
         _discard(storage, stored.key, definition.media_type)
         # The unique (session, key) constraint: a concurrent request with the same key won.
         existing = _idempotent_match(session_key, idempotency_key) if idempotency_key else None
         if existing is None:
             raise
-        return OperationCreateResult(operation=existing, created=False)
+        return OperationCreateResult(operation=_same_request(existing, fingerprint), created=False)
     except Exception:
         _discard(storage, stored.key, definition.media_type)
         raise
@@ -131,6 +137,31 @@ class _Replayed(Exception):  # noqa: N818 - control flow within operation_create
     def __init__(self, operation: Operation) -> None:
         super().__init__(str(operation.id))
         self.operation = operation
+
+
+def _request_fingerprint(definition: OperationDefinition, parameters: dict[str, Any], upload: UploadedFile) -> str:
+    """What makes two creates the same request: the operation, its validated parameters (defaults
+    filled in, so omitting a default is the same request) and the file's bytes."""
+    content = hashlib.sha256()
+    for chunk in upload.chunks():
+        content.update(chunk)
+    upload.seek(0)
+    request = json.dumps([definition.name, parameters, content.hexdigest()], sort_keys=True)
+    return hashlib.sha256(request.encode()).hexdigest()
+
+
+def _same_request(existing: Operation, fingerprint: str | None) -> Operation:
+    """``existing`` when this request is the one that created it, else ``IdempotencyKeyMismatch``
+    (the IETF Idempotency-Key draft: a key reused with a different payload is a 422). Operations
+    recorded before fingerprints were kept match any request."""
+    recorded = existing.metadata.get(FINGERPRINT_KEY)
+    if fingerprint is not None and recorded is not None and recorded != fingerprint:
+        raise IdempotencyKeyMismatch(
+            "This Idempotency-Key was already used for a different upload (another operation, other parameters "
+            "or another file). Send a new key for a new upload.",
+            details={"operation_id": str(existing.id)},
+        )
+    return existing
 
 
 def _idempotent_match(session_key: str, idempotency_key: str) -> Operation | None:
@@ -186,6 +217,7 @@ def operation_record_upload(
     file_name: str,
     mime_type: str,
     metadata: dict[str, Any],
+    request_fingerprint: str | None = None,
 ) -> Operation:
     """The rows of a new, pending operation whose input is already stored: the operation and its
     input File. Call it inside a transaction, so that neither row exists without the other."""
@@ -195,6 +227,7 @@ def operation_record_upload(
         operation=definition.name,
         parameters=parameters,
         idempotency_key=idempotency_key,
+        metadata={FINGERPRINT_KEY: request_fingerprint} if request_fingerprint else {},
     )
     File.objects.create(
         operation=operation,
