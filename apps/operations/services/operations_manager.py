@@ -8,6 +8,7 @@ a created operation whose job cannot be queued stays ``pending`` for the recover
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -36,7 +37,7 @@ from apps.operations.services.queue_manager import dequeue_operation, enqueue_on
 from apps.processors.formats import MediaType
 from apps.processors.registry import OPERATIONS, OperationDefinition
 from apps.processors.sniffing import inspect_upload
-from apps.storage.backend import DownloadTarget, StorageBackend, StoredObject, get_storage
+from apps.storage.backend import INPUT, DownloadTarget, StorageBackend, StoredObject, get_storage, object_key
 
 logger = logging.getLogger(__name__)
 
@@ -83,14 +84,22 @@ def operation_create(
 
     # Checked before anything is stored, and again under the session's lock before the row is written.
     quotas.session_check_capacity(session_key=session_key, incoming=upload.size or 0)
-    with _local_path(upload) as path:
+    with _disk_full_is_unavailable(), _local_path(upload) as path:
         inspection = inspect_upload(path=path, definition=definition)
 
     operation_id = uuid.uuid4()
     storage = get_storage()
-    stored = storage.save_upload(
-        operation_id=operation_id, source=upload, extension=inspection.extension, media_type=definition.media_type
-    )
+    try:
+        stored = storage.save_upload(
+            operation_id=operation_id, source=upload, extension=inspection.extension, media_type=definition.media_type
+        )
+    except OSError as e:
+        if not _is_disk_full(e):
+            raise
+        # A copy cut off by the full disk may have left part of the file under its key.
+        key = object_key(operation_id=operation_id, file_type=INPUT, extension=inspection.extension)
+        _discard(storage, key, definition.media_type)
+        raise _disk_full(e) from e
     try:
         with transaction.atomic():
             quotas.session_lock(session_key=session_key)
@@ -179,6 +188,30 @@ def _release_stale_idempotency_key(session_key: str, idempotency_key: str) -> No
     Operation.objects.filter(session_key=session_key, idempotency_key=idempotency_key).filter(
         Q(created_at__lt=since) | Q(is_deleted=True)
     ).update(idempotency_key=None)
+
+
+DISK_FULL_MESSAGE = "The server has run out of disk space, so this upload was not kept. Please try again later."
+
+
+def _is_disk_full(error: OSError) -> bool:
+    return error.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def _disk_full(error: OSError) -> StorageError:
+    """A full disk (or quota) while receiving an upload is the server's trouble, not the client's:
+    a 503 ``service_unavailable``, logged for the operator."""
+    logger.error("Out of disk space while storing an upload: %s", error)
+    return StorageError(DISK_FULL_MESSAGE)
+
+
+@contextmanager
+def _disk_full_is_unavailable() -> Iterator[None]:
+    try:
+        yield
+    except OSError as e:
+        if not _is_disk_full(e):
+            raise
+        raise _disk_full(e) from e
 
 
 @contextmanager
