@@ -288,6 +288,9 @@ PROCESSING_MAX_ANIMATION_FRAMES = env_int("PROCESSING_MAX_ANIMATION_FRAMES", 500
 # Frames × canvas pixels an animation may cost to convert (every frame is decoded onto the whole
 # canvas): 500 MP is 500 frames of 1000×1000.
 PROCESSING_MAX_ANIMATION_PIXELS = env_int("PROCESSING_MAX_ANIMATION_PIXELS", 500_000_000, minimum=1)
+# The memory one image job may use (decoded pictures and encoder buffers, above the worker's own):
+# an image that would need more fails with a sentence before it is decoded (apps/processors/memory.py).
+IMAGE_MEMORY_LIMIT = env_size("IMAGE_MEMORY_LIMIT", 512 * 1024 * 1024)
 # The largest result a job may write (FFmpeg's -fs); a larger one fails instead of filling the disk.
 PROCESSING_MAX_OUTPUT_SIZE = env_size("PROCESSING_MAX_OUTPUT_SIZE", 2 * 1024 * 1024 * 1024)
 # Each FFmpeg run's share of the machine: threads for decoding, filtering and encoding, and the
