@@ -10,6 +10,7 @@ handlers (unknown API paths, errors raised outside a view).
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import traceback
@@ -55,7 +56,9 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     if isinstance(exc, KonvrtError):
         if exc.status_code >= 500:
             logger.warning("%s: %s", type(exc).__name__, exc.message)
-        return Response(error_body(exc.default_code, exc.message, exc.details), status=exc.status_code)
+        return Response(
+            error_body(exc.default_code, exc.message, exc.details), status=exc.status_code, headers=exc.headers
+        )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
@@ -64,6 +67,17 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         return Response(
             error_body("file_too_large", "The form fields of this request are too large."),
             status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        )
+    elif isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        # The disk filled while a request body was being received (an upload's temporary file,
+        # which Django deletes as the request ends).
+        logger.error("Out of disk space while receiving %s: %s", getattr(context.get("request"), "path", "?"), exc)
+        return Response(
+            error_body(
+                "service_unavailable",
+                "The server has run out of disk space, so this upload was not kept. Please try again later.",
+            ),
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
         )
     elif isinstance(exc, SuspiciousOperation):
         # Too many fields or files, a malformed multipart body: the client's request is at fault.

@@ -11,30 +11,37 @@ from rest_framework.response import Response
 from apps.core.exceptions import ValidationFailed
 
 
+def _is_positive(value: str) -> bool:
+    # isdecimal, not isdigit: "²" is a digit that int() refuses. Bounded length: no 5000-digit int().
+    return value.isascii() and value.isdecimal() and len(value) <= 18 and int(value) > 0
+
+
 class EnvelopePagination(PageNumberPagination):
     page_size = 20
     page_size_query_param = "page_size"
     max_page_size = 100
 
     def paginate_queryset(self, queryset: Any, request: Request, view: Any = None) -> list[Any] | None:
-        # A page or page size that is not a whole number from 1 is a bad request (400); a page past
-        # the end stays DRF's 404, and a page size over the maximum is cut to it.
-        for name in (self.page_query_param, self.page_size_query_param):
-            value = request.query_params.get(name)
-            if value is None or (name == self.page_query_param and value in self.last_page_strings):
-                continue
-            if not (value.isascii() and value.isdigit() and int(value) > 0):
-                raise ValidationFailed(
-                    f"The {name.replace('_', ' ')} is not valid.", details={name: ["Must be a whole number from 1."]}
-                )
+        # A page that is not a number is a bad request (400); a number past the end stays DRF's 404.
+        page = request.query_params.get(self.page_query_param)
+        if page is not None and page not in self.last_page_strings and not _is_positive(page):
+            raise ValidationFailed("The page is not valid.", details={"page": ["Must be a whole number from 1."]})
+        # DRF would quietly fall back to the default size; a size of 0 or -5 is a mistake worth naming.
+        # Sizes over the maximum are capped, as documented.
+        page_size = request.query_params.get(self.page_size_query_param or "page_size")
+        if page_size is not None and not _is_positive(page_size):
+            raise ValidationFailed(
+                "The page size is not valid.",
+                details={"page_size": [f"Must be a whole number from 1 (at most {self.max_page_size} are given)."]},
+            )
         return super().paginate_queryset(queryset, request, view)
 
     def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
-        parameters = super().get_schema_operation_parameters(view)
+        parameters: list[dict[str, Any]] = super().get_schema_operation_parameters(view)
         for parameter in parameters:
             parameter["schema"] = {**parameter["schema"], "minimum": 1}
             if parameter["name"] == self.page_size_query_param:
-                parameter["description"] = f"Results per page, at most {self.max_page_size} (larger is cut to it)."
+                parameter["description"] = f"Results per page, from 1; more than {self.max_page_size} are capped."
         return parameters
 
     def get_paginated_response(self, data: list[Any]) -> Response:

@@ -46,7 +46,12 @@ class SizeLimitedUploadHandler(TemporaryFileUploadHandler):
         if start + len(raw_data) > self.limit:
             self.file.close()  # a NamedTemporaryFile: closing it deletes it
             raise file_too_large(self.limit)
-        super().receive_data_chunk(raw_data, start)
+        try:
+            super().receive_data_chunk(raw_data, start)
+        except OSError:
+            # A full disk: remove the partial file now (the exception handler answers 503).
+            self.file.close()
+            raise
 
 
 class UploadParser(MultiPartParser):

@@ -51,11 +51,18 @@ def _parse_json_object(text: str | None) -> Any:
     if not text:
         return {}
     try:
-        parsed = json.loads(text)
+        parsed = json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as e:
         raise ValidationFailed(
             "The parameters are not valid JSON.",
             details={"parameters": [f"Not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})."]},
+        ) from e
+    except (ValueError, RecursionError) as e:
+        # An integer past Python's int-to-str digit limit, NaN/Infinity, or nesting deeper than the
+        # decoder's recursion: no parameter of any operation looks like that.
+        raise ValidationFailed(
+            "The parameters are not valid JSON.",
+            details={"parameters": [f"Not valid JSON: {_json_refusal(e)}"]},
         ) from e
     if parsed is None:
         # Omitting the field means the defaults; an explicit null is a mistake worth naming.
@@ -64,6 +71,18 @@ def _parse_json_object(text: str | None) -> Any:
             details={"parameters": ['Expected a JSON object such as {"quality": 23}, or no parameters at all.']},
         )
     return parsed
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows.")
+
+
+def _json_refusal(error: Exception) -> str:
+    if isinstance(error, RecursionError):
+        return "it is nested too deeply."
+    if "digits" in str(error):
+        return "a number has too many digits."
+    return str(error)
 
 
 class OperationListQuerySerializer(serializers.Serializer):
@@ -229,7 +248,9 @@ class ErrorSerializer(serializers.Serializer):
             "invalid_state",
             "expired",
             "file_too_large",
+            "quota_exceeded",
             "unsupported_media",
+            "idempotency_key_mismatch",
             "throttled",
             "permission_denied",
             "service_unavailable",

@@ -10,7 +10,9 @@ Scopes (rates from THROTTLE_ANON_BURST, THROTTLE_ANON_SUSTAINED, THROTTLE_UPLOAD
 THROTTLE_STATUS_CHECKS):
 
 - ``anon_burst`` and ``anon_sustained`` on every endpoint, except the two below;
-- ``uploads`` in addition on creating an operation;
+- ``uploads`` in addition on creating an operation and on retrying one (a retry runs the work
+  again), counting only accepted ones: a refused request (a 4xx, a typo in the parameters, an
+  idempotent replay) is no upload, so it costs nothing (``CountedWhenAcceptedThrottle``);
 - ``status_checks`` alone on the status endpoint, which clients poll: polling gets its own
   budget so that it neither exhausts nor is exhausted by the rest of the API;
 - ``/health/`` counts in ``anon_burst`` only (by IP: it has no session), so that a load
@@ -82,6 +84,8 @@ class ClientRateThrottle(SimpleRateThrottle):
     duration: int | None
     # Set when allow_request refuses; DRF asks wait() only of a throttle that refused.
     seconds_to_wait: float | None = None
+    # Where allow_request logged this request: (connection, key, member).
+    _logged: tuple[Redis, str, str] | None = None
 
     def get_rate(self) -> str | None:
         # DRF keeps the rates it saw at import on the class; reading them per request lets the
@@ -109,16 +113,18 @@ class ClientRateThrottle(SimpleRateThrottle):
             return True
         now_ms = self.timer() * 1000
         period_ms = self.duration * 1000
+        member = uuid.uuid4().hex
         try:
             connection, prefix = _cache_redis()
+            full_key = f"{prefix}:{key}" if prefix else key
             oldest = connection.register_script(_SLIDING_LOG)(
-                keys=[f"{prefix}:{key}" if prefix else key],
-                args=[now_ms, period_ms, self.num_requests, uuid.uuid4().hex],
+                keys=[full_key], args=[now_ms, period_ms, self.num_requests, member]
             )
         except RedisError as e:
             logger.warning("Rate limit %s not enforced, the cache is unreachable: %s", self.scope, e)
             return True
         if oldest is None:
+            self._logged = (connection, full_key, member)
             return True
         self.seconds_to_wait = max(0.0, (float(oldest) + period_ms - now_ms) / 1000)
         return False
@@ -128,6 +134,28 @@ class ClientRateThrottle(SimpleRateThrottle):
         # measure from, the whole period.
         seconds = self.seconds_to_wait if self.seconds_to_wait is not None else (self.duration or 0)
         return max(1.0, math.ceil(seconds))
+
+
+class CountedWhenAcceptedThrottle(ClientRateThrottle):
+    """A limit on what costs (an upload, a retry), so counting only what was accepted: a request
+    refused for any reason (a 4xx, another limit, an error) is taken out of the log again with
+    ``forget()``, which the view calls once it knows the outcome.
+
+    DRF's throttles record every request they allow, before the view runs. Recording only after
+    success would let concurrent requests all pass the check before any is recorded; logging at
+    the check (one atomic script) and forgetting a refused request keeps the limit exact under
+    concurrency, at worst briefly holding a slot for a request about to be refused.
+    """
+
+    def forget(self) -> None:
+        if self._logged is None:
+            return
+        connection, key, member = self._logged
+        self._logged = None
+        try:
+            connection.zrem(key, member)
+        except RedisError as e:
+            logger.warning("Could not take a refused request out of the %s limit: %s", self.scope, e)
 
 
 class _BySession(ClientRateThrottle):
@@ -154,11 +182,11 @@ class AnonSustainedIPThrottle(_ByIP):
     scope = "anon_sustained"
 
 
-class UploadsSessionThrottle(_BySession):
+class UploadsSessionThrottle(CountedWhenAcceptedThrottle, _BySession):
     scope = "uploads"
 
 
-class UploadsIPThrottle(_ByIP):
+class UploadsIPThrottle(CountedWhenAcceptedThrottle, _ByIP):
     scope = "uploads"
 
 

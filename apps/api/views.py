@@ -8,6 +8,7 @@ error envelope (the one exception is a degraded health report, which carries its
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import Any
 
 from django.http import HttpResponseBase, HttpResponseRedirect
 from drf_spectacular.types import OpenApiTypes
@@ -25,7 +26,13 @@ from apps.api.pagination import EnvelopePagination
 from apps.api.parsers import UploadParser
 from apps.api.ranges import ranged_file_response
 from apps.api.schema import CREATE_REQUEST_ENCODING
-from apps.api.throttling import DEFAULT_THROTTLES, HEALTH_THROTTLES, STATUS_THROTTLES, UPLOAD_THROTTLES
+from apps.api.throttling import (
+    DEFAULT_THROTTLES,
+    HEALTH_THROTTLES,
+    STATUS_THROTTLES,
+    UPLOAD_THROTTLES,
+    CountedWhenAcceptedThrottle,
+)
 from apps.api.utils import (
     IgnoreAcceptNegotiation,
     attachment_disposition,
@@ -46,12 +53,20 @@ from apps.processors.registry import OPERATIONS
 def _errors(*codes: int) -> dict[int, OpenApiResponse]:
     descriptions = {
         400: "validation_error: a field or parameter is not valid (details per field).",
+        403: "permission_denied: a cookie-session write from a page on another site.",
         404: "not_found: no such operation in this session.",
         409: "invalid_state: the operation is not in a state that allows this.",
         410: "expired: the files have expired or were deleted.",
-        413: "file_too_large: the upload is over the operation's limit; nothing was kept.",
+        413: (
+            "file_too_large: the upload is over the operation's limit; or quota_exceeded: the session's stored "
+            "files would go over its quota (details.quota, details.used). Nothing was kept."
+        ),
         415: "unsupported_media: the extension or the content is not accepted.",
-        429: "throttled: too many requests; see the Retry-After header.",
+        422: "idempotency_key_mismatch: the Idempotency-Key was used for a different request.",
+        429: (
+            "throttled: too many requests, or too many of the session's operations waiting or running; "
+            "see the Retry-After header."
+        ),
         503: "service_unavailable: a dependency is down; nothing half-done was left behind.",
     }
     return {code: OpenApiResponse(s.ErrorEnvelopeSerializer, description=descriptions[code]) for code in codes}
@@ -70,14 +85,26 @@ class OperationViewSet(viewsets.GenericViewSet):
     parser_classes = [UploadParser]
     serializer_class = s.OperationSerializer
 
+    # What an accepted upload answers: a replayed create (200) or any refusal is not counted.
+    UPLOAD_ACCEPTED = {"create": 201, "retry": 200}
+
     def get_throttles(self) -> list[BaseThrottle]:
-        if self.action == "create":
+        if self.action in self.UPLOAD_ACCEPTED:
             classes = UPLOAD_THROTTLES
         elif self.action == "status":
             classes = STATUS_THROTTLES
         else:
             classes = DEFAULT_THROTTLES
-        return [throttle() for throttle in classes]
+        self._throttles_in_use: list[BaseThrottle] = [throttle() for throttle in classes]
+        return self._throttles_in_use
+
+    def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:
+        accepted = self.UPLOAD_ACCEPTED.get(self.action or "")
+        if accepted is not None and response.status_code != accepted:
+            for throttle in getattr(self, "_throttles_in_use", []):
+                if isinstance(throttle, CountedWhenAcceptedThrottle):
+                    throttle.forget()
+        return super().finalize_response(request, response, *args, **kwargs)
 
     def _operation(self, request: Request, pk: str) -> Operation:
         return selectors.operation_get(session_key=self._owner(request), operation_id=pk)
@@ -128,7 +155,7 @@ class OperationViewSet(viewsets.GenericViewSet):
         responses={
             201: s.OperationEnvelope,
             200: OpenApiResponse(s.OperationEnvelope, description="The operation created earlier with this key."),
-            **_errors(400, 413, 415, 429, 503),
+            **_errors(400, 403, 413, 415, 422, 429, 503),
         },
     )
     def create(self, request: Request) -> Response:
@@ -159,7 +186,7 @@ class OperationViewSet(viewsets.GenericViewSet):
         summary="Delete an operation and its files",
         description="Cancels running work and removes the files; the id is 404 afterwards.",
         parameters=[OPERATION_ID, RETRY_AFTER],
-        responses={200: s.OperationDeletedEnvelope, **_errors(404, 429)},
+        responses={200: s.OperationDeletedEnvelope, **_errors(403, 404, 429)},
     )
     def destroy(self, request: Request, pk: str) -> Response:
         operations_manager.operation_delete(operation=self._operation(request, pk))
@@ -214,7 +241,7 @@ class OperationViewSet(viewsets.GenericViewSet):
         description="Queues it again with the same input; the id stays the same.",
         request=None,
         parameters=[OPERATION_ID, RETRY_AFTER],
-        responses={200: s.OperationEnvelope, **_errors(404, 409, 410, 429)},
+        responses={200: s.OperationEnvelope, **_errors(403, 404, 409, 410, 429)},
     )
     @action(detail=True, methods=["post"])
     def retry(self, request: Request, pk: str) -> Response:
@@ -225,7 +252,7 @@ class OperationViewSet(viewsets.GenericViewSet):
         summary="Cancel a pending, queued or processing operation",
         request=None,
         parameters=[OPERATION_ID, RETRY_AFTER],
-        responses={200: s.OperationEnvelope, **_errors(404, 409, 429)},
+        responses={200: s.OperationEnvelope, **_errors(403, 404, 409, 429)},
     )
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str) -> Response:

@@ -16,6 +16,11 @@ class KonvrtError(Exception):
         self.details = details or {}
         super().__init__(self.message)
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """HTTP headers the error's response carries (Retry-After on a 429)."""
+        return {}
+
 
 class ValidationFailed(KonvrtError):
     status_code = 400
@@ -70,3 +75,39 @@ class StorageError(KonvrtError):
     def __init__(self, message: str | None = None, *, permanent: bool = False, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.permanent = permanent
+
+
+class Throttled(KonvrtError):
+    """Too much at once: the client should wait ``retry_after`` seconds (sent as Retry-After)."""
+
+    status_code = 429
+    default_code = "throttled"
+    default_detail = "Too many requests. Please wait and try again."
+
+    def __init__(self, message: str | None = None, *, retry_after: int, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message, details={**(details or {}), "retry_after": retry_after})
+        self.retry_after = retry_after
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class QuotaExceeded(KonvrtError):
+    status_code = 413
+    default_code = "quota_exceeded"
+    default_detail = "Your session stores as much as it may; delete some operations first."
+
+
+class IdempotencyKeyMismatch(KonvrtError):
+    """An Idempotency-Key reused for a different request (the IETF Idempotency-Key draft's 422)."""
+
+    status_code = 422
+    default_code = "idempotency_key_mismatch"
+    default_detail = "This Idempotency-Key was already used for a different request."
+
+
+class Forbidden(KonvrtError):
+    status_code = 403
+    default_code = "permission_denied"
+    default_detail = "You are not allowed to do this."

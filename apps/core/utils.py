@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import unicodedata
 from typing import TYPE_CHECKING
+
+from rest_framework.throttling import BaseThrottle
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
@@ -53,5 +56,31 @@ def human_size(size: int) -> str:
 
 
 def client_ip(request: HttpRequest) -> str:
-    """The caller's address as the WSGI server saw it (the PaaS router sets REMOTE_ADDR)."""
-    return request.META.get("REMOTE_ADDR", "") or "unknown"
+    """The caller's address as rate limits count it: one IPv4 address, or one IPv6 /64 network.
+
+    Behind ``NUM_PROXIES`` proxies (DRF's setting: each appends the address it received from to
+    X-Forwarded-For) the client is that many entries from the right; whatever a client wrote
+    further left itself is ignored. With 0 (the default) it is the socket's address. IPv6 is counted
+    per /64 because one home or one cloud machine is given a whole /64 and can rotate through it.
+    """
+    # DRF's own reading of NUM_PROXIES and X-Forwarded-For, as its throttles do it.
+    chosen = BaseThrottle().get_ident(request)  # type: ignore[arg-type]
+    return _network(chosen) or _network(request.META.get("REMOTE_ADDR", "")) or "unknown"
+
+
+def _network(address: str | None) -> str | None:
+    """``address`` as the identity rate limits count, ``None`` when it is no IP address."""
+    text = (address or "").strip()
+    if text.startswith("[") and "]" in text:  # [2001:db8::1]:443
+        text = text[1 : text.index("]")]
+    elif text.count(":") == 1:  # 203.0.113.7:51000, as some proxies append it
+        text = text.split(":", 1)[0]
+    try:
+        ip = ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)

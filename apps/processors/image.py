@@ -26,6 +26,7 @@ from apps.processors.contract import ProcessingContext, ProcessingResult
 from apps.processors.exceptions import ProcessingError
 from apps.processors.formats import FORMATS, MediaType, get_format
 from apps.processors.inspection import check_image_pixels
+from apps.processors.memory import check_image_memory
 from apps.processors.probe import ImageInfo
 
 logger = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ def resize_image(context: ProcessingContext) -> ProcessingResult:
             maintain_aspect_ratio=parameters.get("maintain_aspect_ratio", True),
         )
         check_image_pixels(*target)
+        check_image_memory(context.image, output_format=extension, output_size=target)
         if image.format == "JPEG":
             stored_target = (target[1], target[0]) if orientation in _SIDEWAYS else target
             image.draft(None, stored_target)
@@ -80,6 +82,7 @@ def convert_image(context: ProcessingContext) -> ProcessingResult:
     extension = parameters["output_format"]
     quality = parameters["quality"]
     output = context.output_path(extension)
+    check_image_memory(context.image, output_format=extension)
     with _open(context) as image:
         frames = getattr(image, "n_frames", 1)
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -21,6 +22,7 @@ def validate_parameters(definition: OperationDefinition, raw: Any) -> dict[str, 
             "Parameters must be a JSON object.",
             details={"parameters": ['Expected a JSON object such as {"quality": 23}.']},
         )
+    _check_shape(raw)
     schema = definition.parameters_schema
     parameters = copy.deepcopy(raw)
     for name, property_schema in schema.get("properties", {}).items():
@@ -38,7 +40,66 @@ def validate_parameters(definition: OperationDefinition, raw: Any) -> dict[str, 
             errors[field_name] = type_errors
     if errors:
         raise ValidationFailed("Some parameters are not valid.", details=errors)
-    return parameters
+    return _whole_numbers_as_integers(parameters, schema)
+
+
+# Operations take flat parameters; nesting this deep is never a real request, and refusing it
+# before anything recurses (deepcopy, the schema validator) keeps a RecursionError out.
+MAX_DEPTH = 16
+_INVALID_TEXT = (
+    "Text in the parameters must be valid Unicode; it holds a lone surrogate (an unpaired \\uD800-\\uDFFF escape)."
+)
+
+
+def _check_shape(raw: Any) -> None:
+    """Refuse, without recursion, what no schema can describe and no response could echo safely:
+    deep nesting, lone surrogates (they cannot be encoded as UTF-8 when the 400 is rendered) and
+    numbers that are not finite."""
+    pending: list[tuple[Any, int]] = [(raw, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, dict):
+            _check_depth(depth)
+            for key, item in value.items():
+                _check_text(key)
+                pending.append((item, depth + 1))
+        elif isinstance(value, list | tuple):
+            _check_depth(depth)
+            pending.extend((item, depth + 1) for item in value)
+        elif isinstance(value, str):
+            _check_text(value)
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise ValidationFailed(
+                "Some parameters are not valid.", details={"parameters": ["Numbers must be finite."]}
+            )
+
+
+def _check_depth(depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise ValidationFailed(
+            "Some parameters are not valid.",
+            details={"parameters": [f"The parameters are nested too deeply (more than {MAX_DEPTH} levels)."]},
+        )
+
+
+def _check_text(text: Any) -> None:
+    if not isinstance(text, str):
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValidationFailed("Some parameters are not valid.", details={"parameters": [_INVALID_TEXT]}) from e
+
+
+def _whole_numbers_as_integers(parameters: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    """JSON Schema counts 8.0 as an integer, and so accepts it; the processors need an ``int``."""
+    properties = schema.get("properties", {})
+    return {
+        name: int(value)
+        if isinstance(value, float) and value.is_integer() and properties.get(name, {}).get("type") == "integer"
+        else value
+        for name, value in parameters.items()
+    }
 
 
 def _describe(error: SchemaError, schema: dict[str, Any]) -> list[tuple[str, str]]:

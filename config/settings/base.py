@@ -239,12 +239,16 @@ CORS_URLS_REGEX = r"^/api/.*$"
 # --- REST framework -------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
-    "DEFAULT_PERMISSION_CLASSES": [],
+    # A cookie session's writes only from this site or an allowed frontend (apps/api/permissions.py).
+    "DEFAULT_PERMISSION_CLASSES": ["apps.api.permissions.CookieWritesFromAllowedOrigins"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     # Every error, DRF's and ours, in the error envelope; throttles and pagination are set per
     # view in apps/api (see apps/api/throttling.py for how clients are keyed).
     "EXCEPTION_HANDLER": "apps.api.exceptions.api_exception_handler",
+    # How many proxies in front of the web server append to X-Forwarded-For (Railway's router: 1).
+    # The client is that many entries from the right; 0 means the socket's address (apps.core.utils.client_ip).
+    "NUM_PROXIES": env_int("NUM_PROXIES", 0, minimum=0),
     "DEFAULT_THROTTLE_RATES": {
         "anon_burst": env_rate("THROTTLE_ANON_BURST", "60/minute"),
         "anon_sustained": env_rate("THROTTLE_ANON_SUSTAINED", "1000/day"),
@@ -280,6 +284,14 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# --- Fairness and safety limits (apps/operations/services/quotas.py, health) ------------------
+# Operations of one session pending, queued or processing at once; more is a 429.
+MAX_ACTIVE_PER_SESSION = env_int("MAX_ACTIVE_PER_SESSION", 3, minimum=1)
+# Bytes one session's operations may keep stored (inputs and results); more is a 413 quota_exceeded.
+SESSION_STORAGE_QUOTA = env_size("SESSION_STORAGE_QUOTA", 2 * 1024 * 1024 * 1024)
+# Below this much free space on the storage or temp disk, /health/ reports storage degraded.
+MIN_FREE_DISK = env_size("MIN_FREE_DISK", 1024 * 1024 * 1024)
+
 # --- Media processing -----------------------------------------------------------------------
 FFMPEG_BINARY = env_str("FFMPEG_BINARY") or None
 # Caps checked by the worker on the probed input, so that no file can exhaust a worker whatever
@@ -292,6 +304,9 @@ PROCESSING_MAX_ANIMATION_FRAMES = env_int("PROCESSING_MAX_ANIMATION_FRAMES", 500
 # Frames × canvas pixels an animation may cost to convert (every frame is decoded onto the whole
 # canvas): 500 MP is 500 frames of 1000×1000.
 PROCESSING_MAX_ANIMATION_PIXELS = env_int("PROCESSING_MAX_ANIMATION_PIXELS", 500_000_000, minimum=1)
+# The memory one image job may use (decoded pictures and encoder buffers, above the worker's own):
+# an image that would need more fails with a sentence before it is decoded (apps/processors/memory.py).
+IMAGE_MEMORY_LIMIT = env_size("IMAGE_MEMORY_LIMIT", 512 * 1024 * 1024)
 # The largest result a job may write (FFmpeg's -fs); a larger one fails instead of filling the disk.
 PROCESSING_MAX_OUTPUT_SIZE = env_size("PROCESSING_MAX_OUTPUT_SIZE", 2 * 1024 * 1024 * 1024)
 # Each FFmpeg run's share of the machine: threads for decoding, filtering and encoding, and the

@@ -161,3 +161,21 @@ def test_an_id_that_is_not_a_uuid_is_a_404(client):
 
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize(
+    "query", [{"page_size": 0}, {"page_size": -5}, {"page_size": "ten"}, {"page": 0}, {"page": "²"}]
+)
+def test_a_page_or_page_size_below_one_is_a_400(client, query):
+    response = client.get(f"{API}/operations/", query)
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "validation_error"
+    assert list(response.json()["error"]["details"]) == list(query)
+
+
+def test_the_schema_says_page_and_page_size_start_at_one(openapi_spec):
+    parameters = {p["name"]: p for p in openapi_spec["paths"]["/api/v1/operations/"]["get"]["parameters"]}
+
+    assert parameters["page"]["schema"]["minimum"] == 1
+    assert parameters["page_size"]["schema"]["minimum"] == 1

@@ -6,7 +6,7 @@ import pytest
 from django.test import Client
 
 from apps.api.throttling import ClientRateThrottle
-from tests.api.conftest import API, session_key_of
+from tests.api.conftest import API, session_key_of, upload
 
 pytestmark = pytest.mark.django_db
 
@@ -110,13 +110,69 @@ def test_status_polls_have_their_own_budget(client, rates, make_operation):
     assert_throttled(polls[5])
 
 
-def test_uploads_are_limited_per_hour(client, rates):
+def test_uploads_are_limited_per_hour(client, rates, media):
     rates(uploads="1/hour")
-    client.post(f"{API}/operations/", {})  # counted even though it is refused as invalid
+    assert upload(client, media.png(), operation="image_resize", parameters={"width": 8}).status_code == 201
 
-    response = client.post(f"{API}/operations/", {})
+    response = upload(client, media.png(), operation="image_resize", parameters={"width": 8})
 
     assert_throttled(response, period=3600)
+
+
+def test_refused_uploads_are_not_counted(client, rates, media):
+    rates(uploads="2/hour")
+    typos = [
+        client.post(f"{API}/operations/", {}),
+        upload(client, media.png(), operation="image_resise"),
+        upload(client, media.png(), operation="image_resize", parameters={"widht": 8}),
+        upload(client, media.text(extension="png"), operation="image_resize", parameters={"width": 8}),
+    ]
+    assert [r.status_code for r in typos] == [400, 400, 400, 415]
+
+    accepted = [upload(client, media.png(), operation="image_resize", parameters={"width": 8}) for _ in range(2)]
+
+    assert [r.status_code for r in accepted] == [201, 201]
+    assert_throttled(upload(client, media.png(), operation="image_resize", parameters={"width": 8}), period=3600)
+
+
+def test_a_new_browser_behind_the_same_address_is_not_refused_for_anothers_typos(client, rates, media):
+    rates(uploads="2/hour")
+    for _ in range(3):
+        assert client.post(f"{API}/operations/", {}).status_code == 400
+
+    newcomer = Client()
+    assert upload(newcomer, media.png(), operation="image_resize", parameters={"width": 8}).status_code == 201
+
+
+def test_a_replayed_upload_is_not_counted_again(client, rates, media):
+    rates(uploads="2/hour")
+    headers = {"Idempotency-Key": "photo-1"}
+    first = upload(client, media.png(), operation="image_resize", parameters={"width": 8}, headers=headers)
+    again = upload(client, media.png(), operation="image_resize", parameters={"width": 8}, headers=headers)
+
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert upload(client, media.png(), operation="image_resize", parameters={"width": 8}).status_code == 201
+
+
+def test_a_retry_counts_as_an_upload(client, rates, media):
+    rates(uploads="2/hour")
+    created = upload(client, media.png(), operation="image_resize", parameters={"width": 8})
+    operation_id = created.json()["data"]["id"]
+    assert client.post(f"{API}/operations/{operation_id}/cancel/").status_code == 200
+    assert client.post(f"{API}/operations/{operation_id}/retry/").status_code == 200
+    assert client.post(f"{API}/operations/{operation_id}/cancel/").status_code == 200
+
+    assert_throttled(client.post(f"{API}/operations/{operation_id}/retry/"), period=3600)
+
+
+def test_a_refused_retry_is_not_counted(client, rates, media):
+    rates(uploads="2/hour")
+    created = upload(client, media.png(), operation="image_resize", parameters={"width": 8})
+    operation_id = created.json()["data"]["id"]
+    # Still queued: a retry is refused (409), and costs nothing.
+    assert [client.post(f"{API}/operations/{operation_id}/retry/").status_code for _ in range(3)] == [409] * 3
+
+    assert upload(client, media.png(), operation="image_resize", parameters={"width": 8}).status_code == 201
 
 
 def test_health_is_not_refused_by_the_daily_limit(client, rates):

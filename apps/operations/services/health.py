@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 import uuid
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from django.db import connection
 
 from apps.core.exceptions import StorageError
 from apps.core.redis import redis_client
+from apps.core.utils import human_size
 from apps.storage.backend import get_storage
 
 logger = logging.getLogger(__name__)
@@ -42,11 +44,25 @@ def _redis() -> None:
 
 def _storage() -> None:
     """Where files live: the local storage root, or with Cloudinary the local working directory
-    that uploads and jobs pass through."""
-    if settings.USE_CLOUDINARY:
-        _check_writable(Path(settings.TEMP_ROOT))
-    else:
+    that uploads and jobs pass through. Writable, and with at least ``MIN_FREE_DISK`` free: a disk
+    about to fill is reported before uploads start failing."""
+    local = not settings.USE_CLOUDINARY and getattr(settings, "STORAGE_BACKEND", "local") == "local"
+    if local:
         get_storage().check()
+    else:
+        _check_writable(Path(settings.TEMP_ROOT))
+    for directory in (Path(settings.STORAGE_ROOT), Path(settings.TEMP_ROOT)) if local else (Path(settings.TEMP_ROOT),):
+        _check_free_space(directory)
+
+
+def _check_free_space(directory: Path) -> None:
+    existing = next((path for path in (directory, *directory.parents) if path.exists()), directory)
+    free = shutil.disk_usage(existing).free
+    if free < settings.MIN_FREE_DISK:
+        raise StorageError(
+            f"Only {human_size(free)} free on the disk of {directory}; "
+            f"MIN_FREE_DISK asks for {human_size(settings.MIN_FREE_DISK)}."
+        )
 
 
 def _cloudinary() -> None:

@@ -8,6 +8,9 @@ a created operation whose job cannot be queued stays ``pending`` for the recover
 
 from __future__ import annotations
 
+import errno
+import hashlib
+import json
 import logging
 import tempfile
 import uuid
@@ -24,21 +27,23 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from apps.core.exceptions import Expired, InvalidState, StorageError
+from apps.core.exceptions import Expired, IdempotencyKeyMismatch, InvalidState, StorageError
 from apps.core.utils import sanitize_filename
 from apps.operations import selectors
 from apps.operations.enums import FileType, OperationStatus
 from apps.operations.models import File, Operation
-from apps.operations.services import lifecycle
+from apps.operations.services import lifecycle, quotas
 from apps.operations.services.queue_manager import dequeue_operation, enqueue_on_commit
 from apps.processors.formats import MediaType
 from apps.processors.registry import OPERATIONS, OperationDefinition
 from apps.processors.sniffing import inspect_upload
-from apps.storage.backend import DownloadTarget, StorageBackend, StoredObject, get_storage
+from apps.storage.backend import INPUT, DownloadTarget, StorageBackend, StoredObject, get_storage, object_key
 
 logger = logging.getLogger(__name__)
 
 IDEMPOTENCY_WINDOW_HOURS = 24
+# Where an operation created with an Idempotency-Key keeps the fingerprint of its request.
+FINGERPRINT_KEY = "request_fingerprint"
 
 
 @dataclass(frozen=True)
@@ -71,23 +76,40 @@ def operation_create(
     With an ``idempotency_key`` already used by this session in the last 24 hours, the earlier
     operation is returned instead (``created=False``), also when two such requests race.
     """
+    fingerprint = _request_fingerprint(definition, parameters, upload) if idempotency_key else None
     if idempotency_key:
         existing = _idempotent_match(session_key, idempotency_key)
         if existing is not None:
-            return OperationCreateResult(operation=existing, created=False)
+            return OperationCreateResult(operation=_same_request(existing, fingerprint), created=False)
 
-    with _local_path(upload) as path:
+    # Checked before anything is stored, and again under the session's lock before the row is written.
+    quotas.session_check_capacity(session_key=session_key, incoming=upload.size or 0)
+    with _disk_full_is_unavailable(), _local_path(upload) as path:
         inspection = inspect_upload(path=path, definition=definition)
 
     operation_id = uuid.uuid4()
     storage = get_storage()
-    stored = storage.save_upload(
-        operation_id=operation_id, source=upload, extension=inspection.extension, media_type=definition.media_type
-    )
+    try:
+        stored = storage.save_upload(
+            operation_id=operation_id, source=upload, extension=inspection.extension, media_type=definition.media_type
+        )
+    except OSError as e:
+        if not _is_disk_full(e):
+            raise
+        # A copy cut off by the full disk may have left part of the file under its key.
+        key = object_key(operation_id=operation_id, file_type=INPUT, extension=inspection.extension)
+        _discard(storage, key, definition.media_type)
+        raise _disk_full(e) from e
     try:
         with transaction.atomic():
+            quotas.session_lock(session_key=session_key)
             if idempotency_key:
+                existing = _idempotent_match(session_key, idempotency_key)
+                if existing is not None:
+                    # A concurrent request with the same key won while this one was being stored.
+                    raise _Replayed(existing)
                 _release_stale_idempotency_key(session_key, idempotency_key)
+            quotas.session_check_capacity(session_key=session_key, incoming=stored.size)
             operation = operation_record_upload(
                 operation_id=operation_id,
                 session_key=session_key,
@@ -98,14 +120,18 @@ def operation_create(
                 file_name=sanitize_filename(upload.name or "", fallback=f"upload.{inspection.extension}"),
                 mime_type=inspection.mime_type,
                 metadata={**inspection.metadata, "container": inspection.container},
+                request_fingerprint=fingerprint,
             )
+    except _Replayed as replayed:
+        _discard(storage, stored.key, definition.media_type)
+        return OperationCreateResult(operation=_same_request(replayed.operation, fingerprint), created=False)
     except IntegrityError:
         _discard(storage, stored.key, definition.media_type)
         # The unique (session, key) constraint: a concurrent request with the same key won.
         existing = _idempotent_match(session_key, idempotency_key) if idempotency_key else None
         if existing is None:
             raise
-        return OperationCreateResult(operation=existing, created=False)
+        return OperationCreateResult(operation=_same_request(existing, fingerprint), created=False)
     except Exception:
         _discard(storage, stored.key, definition.media_type)
         raise
@@ -114,6 +140,37 @@ def operation_create(
     enqueue_on_commit(operation_id=operation.id)
     operation.refresh_from_db()
     return OperationCreateResult(operation=operation, created=True)
+
+
+class _Replayed(Exception):  # noqa: N818 - control flow within operation_create, not an error
+    def __init__(self, operation: Operation) -> None:
+        super().__init__(str(operation.id))
+        self.operation = operation
+
+
+def _request_fingerprint(definition: OperationDefinition, parameters: dict[str, Any], upload: UploadedFile) -> str:
+    """What makes two creates the same request: the operation, its validated parameters (defaults
+    filled in, so omitting a default is the same request) and the file's bytes."""
+    content = hashlib.sha256()
+    for chunk in upload.chunks():
+        content.update(chunk)
+    upload.seek(0)
+    request = json.dumps([definition.name, parameters, content.hexdigest()], sort_keys=True)
+    return hashlib.sha256(request.encode()).hexdigest()
+
+
+def _same_request(existing: Operation, fingerprint: str | None) -> Operation:
+    """``existing`` when this request is the one that created it, else ``IdempotencyKeyMismatch``
+    (the IETF Idempotency-Key draft: a key reused with a different payload is a 422). Operations
+    recorded before fingerprints were kept match any request."""
+    recorded = existing.metadata.get(FINGERPRINT_KEY)
+    if fingerprint is not None and recorded is not None and recorded != fingerprint:
+        raise IdempotencyKeyMismatch(
+            "This Idempotency-Key was already used for a different upload (another operation, other parameters "
+            "or another file). Send a new key for a new upload.",
+            details={"operation_id": str(existing.id)},
+        )
+    return existing
 
 
 def _idempotent_match(session_key: str, idempotency_key: str) -> Operation | None:
@@ -131,6 +188,30 @@ def _release_stale_idempotency_key(session_key: str, idempotency_key: str) -> No
     Operation.objects.filter(session_key=session_key, idempotency_key=idempotency_key).filter(
         Q(created_at__lt=since) | Q(is_deleted=True)
     ).update(idempotency_key=None)
+
+
+DISK_FULL_MESSAGE = "The server has run out of disk space, so this upload was not kept. Please try again later."
+
+
+def _is_disk_full(error: OSError) -> bool:
+    return error.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def _disk_full(error: OSError) -> StorageError:
+    """A full disk (or quota) while receiving an upload is the server's trouble, not the client's:
+    a 503 ``service_unavailable``, logged for the operator."""
+    logger.error("Out of disk space while storing an upload: %s", error)
+    return StorageError(DISK_FULL_MESSAGE)
+
+
+@contextmanager
+def _disk_full_is_unavailable() -> Iterator[None]:
+    try:
+        yield
+    except OSError as e:
+        if not _is_disk_full(e):
+            raise
+        raise _disk_full(e) from e
 
 
 @contextmanager
@@ -169,6 +250,7 @@ def operation_record_upload(
     file_name: str,
     mime_type: str,
     metadata: dict[str, Any],
+    request_fingerprint: str | None = None,
 ) -> Operation:
     """The rows of a new, pending operation whose input is already stored: the operation and its
     input File. Call it inside a transaction, so that neither row exists without the other."""
@@ -178,6 +260,7 @@ def operation_record_upload(
         operation=definition.name,
         parameters=parameters,
         idempotency_key=idempotency_key,
+        metadata={FINGERPRINT_KEY: request_fingerprint} if request_fingerprint else {},
     )
     File.objects.create(
         operation=operation,
@@ -200,8 +283,13 @@ def operation_retry(*, operation: Operation) -> Operation:
         raise InvalidState("This operation is no longer offered, so it cannot be run again.")
     if not any(file.file_type == FileType.INPUT for file in operation.files.all()):
         raise Expired("The input of this operation is no longer stored; upload the file again.")
-    operation = lifecycle.operation_reset_for_retry(operation=operation)
-    enqueue_on_commit(operation_id=operation.id)
+    with transaction.atomic():
+        # A retry puts work back in line: it takes one of the session's active slots.
+        quotas.session_lock(session_key=operation.session_key)
+        if operation.status in OperationStatus.retryable():
+            quotas.session_check_active(session_key=operation.session_key)
+        operation = lifecycle.operation_reset_for_retry(operation=operation)
+        enqueue_on_commit(operation_id=operation.id)
     operation.refresh_from_db()
     return operation
 
