@@ -27,7 +27,20 @@ def test_definitions_list_every_operation_from_the_registry(client, settings):
     assert extract["media_type"] == "video"
     assert extract["queue"] == "audio_queue"
     assert extract["max_file_size"] == settings.MAX_FILE_SIZE["video"]
-    assert extract["input_formats"] == ["mp4", "mov", "avi", "mkv", "webm", "wmv", "flv"]
+    assert extract["input_formats"] == [
+        "mp4",
+        "m4v",
+        "mov",
+        "3gp",
+        "avi",
+        "mkv",
+        "webm",
+        "wmv",
+        "flv",
+        "mpg",
+        "mpeg",
+        "ts",
+    ]
     assert definitions["video_compress"]["queue"] == "video_queue"
     for name, item in definitions.items():
         assert item["parameters"] == OPERATIONS[name].parameters_schema

@@ -131,7 +131,8 @@ def test_extract_defaults_to_mp3(media, run_operation, output_path):
 
 
 def test_extract_from_a_silent_video_fails_with_a_clear_message(media, run_operation, storage_root):
-    operation = run_operation("audio_extract", media.video(duration=1, audio=False))
+    # Refused at upload since the probe knows (test_sniffing); the worker checks again all the same.
+    operation = run_operation("audio_extract", media.video(duration=1, audio=False), inspect=False)
 
     assert_failed_keeping_input(operation, storage_root, "This video has no audio track to extract.")
     assert operation.error_message == "This video has no audio track to extract."
