@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from PIL import Image, ImageOps
+from PIL import Image, ImageMath, ImageOps
 
 from apps.processors.contract import ProcessingContext, ProcessingResult
 from apps.processors.exceptions import ProcessingError
@@ -201,9 +201,12 @@ def _eight_bit(picture: Image.Image) -> Image.Image:
     """16-bit greyscale scaled to 8 bits (not clipped to white), its colour key (a tRNS grey
     value) kept as an alpha channel."""
     grey = picture.point(lambda value: value / 256).convert("L")
-    if picture.has_transparency_data:
-        # Pillow applies a 16-bit colour key when converting to RGBA; only its alpha is right.
-        grey.putalpha(picture.convert("RGBA").getchannel("A"))
+    key = picture.info.get("transparency")
+    if isinstance(key, int):
+        # Compared on the 16-bit values: Pillow's own conversion to RGBA clips them to 8 bits first
+        # and so misses any key above 255.
+        alpha = ImageMath.lambda_eval(lambda args: (args["grey"] != key) * 255, grey=picture.convert("I"))
+        grey.putalpha(alpha.convert("L"))
     return grey
 
 

@@ -158,6 +158,20 @@ def test_queues_count_jobs_by_state_and_live_workers(client, redis_connection, m
     assert data["image_queue"]["workers"] == 1
 
 
+@pytest.mark.django_db(transaction=True)
+def test_queues_count_operations_as_finished_work_not_the_periodic_passes(client, make_operation, run_worker, tmp_path):
+    make_operation(
+        operation="image_convert", parameters={"output_format": "png", "quality": 85}, status=OperationStatus.QUEUED
+    )
+    # What config/cron.py enqueues every 30 s: a job under RQ's own id on the image queue.
+    django_rq.get_queue("image_queue").enqueue("tests.jobs.write_marker", str(tmp_path / "pass"), "done")
+
+    run_worker("image_queue")
+
+    assert (tmp_path / "pass").read_text() == "done"
+    assert client.get(f"{API}/queues/").json()["data"]["image_queue"]["finished"] == 1
+
+
 def test_queues_with_redis_stopped_is_a_503(client, own_redis):
     own_redis.stop()
 
