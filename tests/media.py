@@ -28,6 +28,10 @@ _VIDEO_CODECS: dict[str, tuple[list[str], list[str]]] = {
     "avi": (["-c:v", "mpeg4", "-q:v", "5"], ["-c:a", "libmp3lame", "-b:a", "96k"]),
     "wmv": (["-c:v", "wmv2", "-b:v", "300k"], ["-c:a", "wmav2", "-b:a", "64k"]),
     "flv": (["-c:v", "flv1", "-b:v", "300k"], ["-c:a", "libmp3lame", "-b:a", "64k", "-ar", "44100"]),
+    "m4v": (["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"], ["-c:a", "aac", "-b:a", "96k"]),
+    "3gp": (["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"], ["-c:a", "aac", "-b:a", "64k"]),
+    "mpg": (["-c:v", "mpeg2video", "-q:v", "5"], ["-c:a", "mp2", "-b:a", "128k"]),
+    "ts": (["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"], ["-c:a", "aac", "-b:a", "96k"]),
 }
 
 _AUDIO_CODECS: dict[str, list[str]] = {
@@ -38,6 +42,9 @@ _AUDIO_CODECS: dict[str, list[str]] = {
     "ogg": ["-c:a", "libvorbis", "-q:a", "3"],
     "flac": ["-c:a", "flac"],
     "opus": ["-c:a", "libopus", "-b:a", "64k"],
+    "oga": ["-c:a", "libvorbis", "-q:a", "3"],
+    "aiff": ["-c:a", "pcm_s16be"],
+    "wma": ["-c:a", "wmav2", "-b:a", "64k"],
 }
 
 
@@ -160,6 +167,25 @@ class MediaFactory:
         path = self._path("bmp", "bmp", width=width, height=height)
         if not path.exists():
             self._pattern(width, height).save(path, "BMP")
+        return path
+
+    def tif(self, *, width: int = 40, height: int = 30) -> Path:
+        path = self._path("tif", "tif", width=width, height=height)
+        if not path.exists():
+            self._pattern(width, height).save(path, "TIFF", compression="tiff_deflate")
+        return path
+
+    def heic(self, *, width: int = 64, height: int = 48) -> Path:
+        """A HEIC photo as an iPhone writes it (HEVC in HEIF), through pillow-heif's encoder."""
+        path = self._path("heic", "heic", width=width, height=height)
+        if not path.exists():
+            self._pattern(width, height).save(path, "HEIF", quality=90)
+        return path
+
+    def avif(self, *, width: int = 48, height: int = 48) -> Path:
+        path = self._path("avif", "avif", width=width, height=height)
+        if not path.exists():
+            self._pattern(width, height).save(path, "AVIF", quality=90)
         return path
 
     def sample(self, extension: str) -> Path:

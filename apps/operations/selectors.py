@@ -196,9 +196,15 @@ def session_summary(*, session_key: str) -> dict[str, Any]:
     return {"session_key": session_key, "operations_total": sum(counts.values()), "operations_by_status": counts}
 
 
+# Every job of an operation has an id starting so (``queue_manager.job_id_for``); the periodic
+# cleanup and recovery passes (``config/cron.py``) run on the same queues under RQ's own ids.
+OPERATION_JOB_PREFIX = "operation-"
+
+
 def queue_statistics() -> dict[str, dict[str, int]]:
     """Per queue: jobs waiting, running, finished, failed, scheduled (retries), deferred, and
-    the workers listening. ``ServiceUnavailable`` when Redis cannot be reached."""
+    the workers listening. ``finished`` counts operations' jobs only, not the periodic passes
+    that also run there. ``ServiceUnavailable`` when Redis cannot be reached."""
     statistics: dict[str, dict[str, int]] = {}
     try:
         for worker in settings.WORKER_CONFIG.values():
@@ -206,7 +212,7 @@ def queue_statistics() -> dict[str, dict[str, int]]:
             statistics[queue.name] = {
                 "queued": queue.count,
                 "started": StartedJobRegistry(queue=queue).count,
-                "finished": FinishedJobRegistry(queue=queue).count,
+                "finished": _operation_jobs(FinishedJobRegistry(queue=queue)),
                 "failed": FailedJobRegistry(queue=queue).count,
                 "scheduled": ScheduledJobRegistry(queue=queue).count,
                 "deferred": DeferredJobRegistry(queue=queue).count,
@@ -216,6 +222,10 @@ def queue_statistics() -> dict[str, dict[str, int]]:
         logger.warning("Queue statistics unavailable: %s", e)
         raise ServiceUnavailable("The job queue cannot be reached right now; please try again shortly.") from e
     return statistics
+
+
+def _operation_jobs(registry: FinishedJobRegistry) -> int:
+    return sum(1 for job_id in registry.get_job_ids() if job_id.startswith(OPERATION_JOB_PREFIX))
 
 
 def _parse_id(operation_id: str | uuid.UUID) -> uuid.UUID:

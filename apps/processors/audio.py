@@ -1,7 +1,10 @@
 """audio_convert and audio_extract: FFmpeg writes MP3, WAV, AAC (ADTS), Ogg Vorbis or FLAC.
 
 Only the first audio stream is mapped (``-vn``): cover art and a video's picture are never decoded,
-which keeps extraction from a long video as cheap as reading its audio. The input's metadata (ID3
+which keeps extraction from a long video as cheap as reading its audio, and lets audio_convert
+take sound that carries a picture track (an M4A with an H.264 video beside its AAC). The output
+must last as long as that audio stream, measured from its packets when headers disagree (see
+``verification.py``). The input's metadata (ID3
 tags, GPS, encoder names) is dropped for privacy. When the input's audio already is what was asked
 for (same codec, no resampling, a bitrate no higher than requested), it is copied instead of
 re-encoded: faster, and without a second generation of lossy compression.
@@ -87,6 +90,7 @@ def _encode_audio(
         expect_video=False,
         expect_audio=True,
         expected_duration=duration,
+        duration_source=context.measured_from(stream),
         details={"stream_copied": copied},
     )
 

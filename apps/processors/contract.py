@@ -76,6 +76,12 @@ class ProcessingContext:
     def demuxer(self) -> str:
         return self.input_format
 
+    def measured_from(self, stream: StreamInfo) -> StreamSource:
+        """Where the final check measures the length the output must have: ``stream`` of the input."""
+        return StreamSource(
+            path=self.input_path, demuxer=self.input_format, stream_index=stream.index, kind=stream.kind
+        )
+
     @property
     def pillow_format(self) -> str:
         return self.input_format
@@ -98,6 +104,17 @@ class ProcessingContext:
 
 
 @dataclass(frozen=True)
+class StreamSource:
+    """The input stream an output was made from, for the final check to measure when the headers'
+    durations disagree (a track shorter than its container, a header that overstates its length)."""
+
+    path: Path
+    demuxer: str
+    stream_index: int
+    kind: str  # "audio" or "video": the output's stream of the same kind is measured against it
+
+
+@dataclass(frozen=True)
 class ProcessingResult:
     path: Path
     extension: str
@@ -106,6 +123,9 @@ class ProcessingResult:
     expect_video: bool = False
     expect_audio: bool = False
     expected_duration: float | None = None
+    # The input stream ``expected_duration`` is the length of; when given and the output's header
+    # disagrees with it, both streams are measured from their packets before the output is refused.
+    duration_source: StreamSource | None = None
     # What the processor decided (stream copy, first GIF frame, ...), shown in the output's metadata.
     details: dict[str, Any] = field(default_factory=dict)
 

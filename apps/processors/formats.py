@@ -54,8 +54,8 @@ class Format:
         return self.decoder
 
 
-def _video(extension: str, label: str, mime_type: str, demuxer: str, muxer: str = "") -> Format:
-    return Format(extension, MediaType.VIDEO, label, mime_type, demuxer, muxer)
+def _video(extension: str, label: str, mime_type: str, demuxer: str, muxer: str = "", *, alias_of: str = "") -> Format:
+    return Format(extension, MediaType.VIDEO, label, mime_type, demuxer, muxer, alias_of=alias_of)
 
 
 def _audio(
@@ -68,6 +68,7 @@ def _audio(
     codec: str = "",
     encoder: str = "",
     lossless: bool = False,
+    alias_of: str = "",
 ) -> Format:
     return Format(
         extension,
@@ -79,30 +80,53 @@ def _audio(
         audio_codec=codec,
         audio_encoder=encoder,
         lossless=lossless,
+        alias_of=alias_of,
     )
 
 
-def _image(extension: str, label: str, mime_type: str, pillow_format: str, *, writable: bool = False) -> Format:
-    return Format(extension, MediaType.IMAGE, label, mime_type, pillow_format, pillow_format if writable else "")
+def _image(
+    extension: str, label: str, mime_type: str, pillow_format: str, *, writable: bool = False, alias_of: str = ""
+) -> Format:
+    encoder = pillow_format if writable else ""
+    return Format(extension, MediaType.IMAGE, label, mime_type, pillow_format, encoder, alias_of=alias_of)
 
 
-# In the order they are listed to users.
+# In the order they are listed to users. An alias is another name for a format and is stored under
+# its main extension: a ".tiff" upload is kept as ".tif", an ".oga" sound as ".ogg".
 FORMATS: dict[str, Format] = {
     entry.extension: entry
     for entry in (
         _video("mp4", "an MP4 video", "video/mp4", "mov", "mp4"),
+        # Apple's name for an MP4 video (iTunes, old iPhones): the same container and codecs.
+        _video("m4v", "an M4V video", "video/x-m4v", "mov", alias_of="mp4"),
+        # The MP4 family also covers classic QuickTime files, whose atoms come before any "ftyp".
         _video("mov", "a QuickTime (MOV) video", "video/quicktime", "mov", "mov"),
+        # Phone video (H.263/H.264 with AMR or AAC) in the MP4 family: read by the same demuxer.
+        _video("3gp", "a 3GP phone video", "video/3gpp", "mov"),
         _video("avi", "an AVI video", "video/x-msvideo", "avi"),
         _video("mkv", "a Matroska (MKV) video", "video/x-matroska", "matroska"),
         _video("webm", "a WebM video", "video/webm", "matroska", "webm"),
         _video("wmv", "a Windows Media (WMV) video", "video/x-ms-wmv", "asf"),
         _video("flv", "a Flash (FLV) video", "video/x-flv", "flv"),
+        # MPEG-1/2 program streams (DVD rips, old camcorders) and transport streams (TV recordings,
+        # camcorder .mts files).
+        _video("mpg", "an MPEG video", "video/mpeg", "mpeg"),
+        _video("mpeg", "an MPEG video", "video/mpeg", "mpeg", alias_of="mpg"),
+        _video("ts", "an MPEG transport stream (TS) video", "video/mp2t", "mpegts"),
         _image("jpg", "a JPEG image", "image/jpeg", "JPEG", writable=True),
-        Format("jpeg", MediaType.IMAGE, "a JPEG image", "image/jpeg", "JPEG", "JPEG", alias_of="jpg"),
+        _image("jpeg", "a JPEG image", "image/jpeg", "JPEG", writable=True, alias_of="jpg"),
         _image("png", "a PNG image", "image/png", "PNG", writable=True),
         _image("webp", "a WebP image", "image/webp", "WEBP", writable=True),
-        _image("gif", "a GIF image", "image/gif", "GIF"),
+        # Pillow's own AVIF plugin (libavif) reads and writes it.
+        _image("avif", "an AVIF image", "image/avif", "AVIF", writable=True),
+        # Written only by image_resize, which keeps an animated GIF a GIF (see image.py).
+        _image("gif", "a GIF image", "image/gif", "GIF", writable=True),
         _image("bmp", "a BMP image", "image/bmp", "BMP"),
+        _image("tif", "a TIFF image", "image/tiff", "TIFF"),
+        _image("tiff", "a TIFF image", "image/tiff", "TIFF", alias_of="tif"),
+        # iPhone photos; read through pillow-heif's plugin for Pillow (``probe.py`` registers it).
+        _image("heic", "a HEIC image", "image/heic", "HEIF"),
+        _image("heif", "a HEIF image", "image/heif", "HEIF", alias_of="heic"),
         _audio("mp3", "an MP3 audio file", "audio/mpeg", "mp3", "mp3", codec="mp3", encoder="libmp3lame"),
         _audio(
             "wav", "a WAV audio file", "audio/wav", "wav", "wav", codec="pcm_s16le", encoder="pcm_s16le", lossless=True
@@ -111,8 +135,14 @@ FORMATS: dict[str, Format] = {
         _audio("aac", "an AAC audio file", "audio/aac", "aac", "adts", codec="aac", encoder="aac"),
         _audio("m4a", "an M4A audio file", "audio/mp4", "mov"),
         _audio("ogg", "an Ogg Vorbis audio file", "audio/ogg", "ogg", "ogg", codec="vorbis", encoder="libvorbis"),
+        # The extension desktop sound themes use for Ogg audio.
+        _audio("oga", "an Ogg audio file", "audio/ogg", "ogg", alias_of="ogg"),
         _audio("flac", "a FLAC audio file", "audio/flac", "flac", "flac", codec="flac", encoder="flac", lossless=True),
         _audio("opus", "an Opus audio file", "audio/opus", "ogg"),
+        _audio("aiff", "an AIFF audio file", "audio/aiff", "aiff"),
+        _audio("aif", "an AIFF audio file", "audio/aiff", "aiff", alias_of="aiff"),
+        # Windows Media Audio: the ASF container of WMV holding only sound.
+        _audio("wma", "a Windows Media Audio (WMA) file", "audio/x-ms-wma", "asf"),
     )
 }
 

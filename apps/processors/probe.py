@@ -19,9 +19,19 @@ from typing import Any
 
 import av
 from PIL import Image
+from pillow_heif import register_heif_opener
 
 from apps.processors.exceptions import ProbeError
 from apps.processors.formats import MediaType, decoders
+
+# HEIC/HEIF (iPhone photos) through pillow-heif's Pillow plugin, registered as Pillow's "HEIF"
+# format; like every format it is only decoded where the catalog's decoder names it. Embedded
+# thumbnails are never decoded: only the main picture is.
+register_heif_opener(thumbnails=False)
+
+# A bound on the packets read to measure a stream (``measure_stream_duration``): four hours of
+# 60 fps video or of 20 ms Opus frames are under a million.
+MEASURE_MAX_PACKETS = 2_000_000
 
 # Options FFmpeg's defaults already give, pinned so that a different FFmpeg build (FFMPEG_BINARY,
 # an older distribution package) cannot quietly turn them back on: QuickTime "data references"
@@ -170,6 +180,38 @@ def probe_media(path: Path, *, format_name: str | None = None) -> MediaInfo:
             )
     except (av.FFmpegError, OSError, ValueError) as e:
         raise ProbeError(f"Could not read {path.name} as media: {e}") from e
+
+
+def measure_stream_duration(
+    path: Path, *, format_name: str | None, stream_index: int, max_packets: int = MEASURE_MAX_PACKETS
+) -> float | None:
+    """How long stream ``stream_index`` really lasts, from the timestamps of its packets.
+
+    The durations a probe reports come from headers, which can be wrong: an MP3's Xing/VBRI
+    header or a FLAC's STREAMINFO may count far more samples than the file holds, and a
+    container's duration is its longest track's, not the one worked on. Packets are only read,
+    never decoded. ``None`` when the stream has no timestamped packets or has more than
+    ``max_packets`` (the caller keeps the header's figure then).
+    """
+    try:
+        with av.open(
+            local_url(path), format=format_name, options=safe_input_options(format_name), timeout=30
+        ) as container:
+            stream = container.streams[stream_index]
+            first = last = None
+            for count, packet in enumerate(container.demux(stream)):
+                if count >= max_packets:
+                    return None
+                if packet.pts is None:  # the demuxer's empty flush packet at the end
+                    continue
+                start, end = packet.pts, packet.pts + (packet.duration or 0)
+                first = start if first is None else min(first, start)
+                last = end if last is None else max(last, end)
+            if first is None or last is None or stream.time_base is None:
+                return None
+            return float((last - first) * stream.time_base)
+    except (av.FFmpegError, OSError, ValueError, IndexError) as e:
+        raise ProbeError(f"Could not measure stream {stream_index} of {path.name}: {e}") from e
 
 
 def probe_image(path: Path, *, allowed_formats: tuple[str, ...]) -> ImageInfo:

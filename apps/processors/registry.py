@@ -29,6 +29,8 @@ AUDIO_INPUT_FORMATS = readable_formats(MediaType.AUDIO)
 
 VIDEO_OUTPUT_FORMATS = writable_formats(MediaType.VIDEO)
 IMAGE_OUTPUT_FORMATS = writable_formats(MediaType.IMAGE)
+# GIF is written only to keep a resized GIF a GIF: a palette of 256 colours is no conversion target.
+IMAGE_CONVERT_FORMATS = tuple(extension for extension in IMAGE_OUTPUT_FORMATS if extension != "gif")
 AUDIO_OUTPUT_FORMATS = writable_formats(MediaType.AUDIO)
 
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
@@ -173,8 +175,9 @@ OPERATIONS: dict[str, OperationDefinition] = {
             media_type=MediaType.IMAGE,
             description=(
                 "Resize an image. With maintain_aspect_ratio (the default) it fits inside width × height; "
-                "without, it is stretched to exactly that size. Output keeps the input's format when it is "
-                "JPEG, PNG or WebP, else PNG."
+                "without, it is stretched to exactly that size. The result keeps the input's format when "
+                "Konvrt writes it (JPEG, PNG, WebP, AVIF, GIF; an animated GIF or WebP stays animated), "
+                "else it is a PNG."
             ),
             parameters_schema=_object_schema(
                 {
@@ -207,22 +210,22 @@ OPERATIONS: dict[str, OperationDefinition] = {
             title="Convert image",
             output_suffix="converted",
             media_type=MediaType.IMAGE,
-            description="Convert an image to JPEG, PNG or WebP.",
+            description="Convert an image to JPEG, PNG, WebP or AVIF (an animation to WebP stays animated).",
             parameters_schema=_object_schema(
                 {
-                    "output_format": {"type": "string", "enum": list(IMAGE_OUTPUT_FORMATS)},
+                    "output_format": {"type": "string", "enum": list(IMAGE_CONVERT_FORMATS)},
                     "quality": {
                         "type": "integer",
                         "minimum": 1,
                         "maximum": 100,
                         "default": 85,
-                        "description": "JPEG/WebP quality (ignored for PNG, which is lossless).",
+                        "description": "JPEG/WebP/AVIF quality (ignored for PNG, which is lossless).",
                     },
                 },
                 required=["output_format"],
             ),
             input_formats=IMAGE_INPUT_FORMATS,
-            output_formats=IMAGE_OUTPUT_FORMATS,
+            output_formats=IMAGE_CONVERT_FORMATS,
             processor="apps.processors.image.convert_image",
         ),
         OperationDefinition(
@@ -231,7 +234,10 @@ OPERATIONS: dict[str, OperationDefinition] = {
             output_suffix="converted",
             required_stream=RequiredStream("audio", "This file has no audio track to convert."),
             media_type=MediaType.AUDIO,
-            description="Convert audio to MP3, WAV, AAC (ADTS), Ogg Vorbis or FLAC.",
+            description=(
+                "Convert audio to MP3, WAV, AAC (ADTS), Ogg Vorbis or FLAC. A file that also carries a picture "
+                "track (cover art, an M4A with video) gives its sound."
+            ),
             parameters_schema=_object_schema(
                 {
                     "output_format": {"type": "string", "enum": list(AUDIO_OUTPUT_FORMATS)},

@@ -46,12 +46,25 @@ class UploadInspection:
 
 
 # The formats a signature below can name, from the catalog.
-MP4, MOV, M4A = FORMATS["mp4"], FORMATS["mov"], FORMATS["m4a"]
+MP4, MOV, M4A, THREE_GP = FORMATS["mp4"], FORMATS["mov"], FORMATS["m4a"], FORMATS["3gp"]
 WEBM, MKV, AVI, WMV, FLV = FORMATS["webm"], FORMATS["mkv"], FORMATS["avi"], FORMATS["wmv"], FORMATS["flv"]
+MPEG_PS, MPEG_TS = FORMATS["mpg"], FORMATS["ts"]
 MP3, AAC, WAV, OGG, OPUS, FLAC = (FORMATS[name] for name in ("mp3", "aac", "wav", "ogg", "opus", "flac"))
+AIFF, WMA = FORMATS["aiff"], FORMATS["wma"]
 JPEG, PNG, GIF, WEBP, BMP = FORMATS["jpg"], FORMATS["png"], FORMATS["gif"], FORMATS["webp"], FORMATS["bmp"]
+TIFF, HEIC, AVIF = FORMATS["tif"], FORMATS["heic"], FORMATS["avif"]
 
 _ASF_GUID = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")
+
+# ISO base media ("ftyp") brands that say what the file is; anything else is read as MP4.
+_AUDIO_BRANDS = (b"M4A ", b"M4B ", b"M4P ")
+_HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1")
+_AVIF_BRANDS = (b"avif", b"avis")
+# Atoms a classic QuickTime file (before 2001, and many cameras since) starts with instead of "ftyp".
+_QUICKTIME_ATOMS = (b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot")
+# MPEG transport streams: 188-byte packets starting with 0x47 (192 with a 4-byte timecode in front
+# on Blu-ray and AVCHD ".m2ts"/".mts"); three packets in a row make it more than chance.
+_TS_PACKETS = ((0, 188), (4, 192))
 
 # Formats refused like any unknown content, recognised only to say what they are. The first four
 # point FFmpeg at other files or at the network; the others need decoders Konvrt never runs.
@@ -75,18 +88,21 @@ def sniff_formats(head: bytes) -> list[Format]:
     One container can carry several media types (an MP4 file holds video or only audio), so the
     caller picks the candidate of the media type it needs and the probe confirms the streams.
     """
-    if head[4:8] == b"ftyp":
-        brand = head[8:12]
-        if brand in (b"M4A ", b"M4B "):
-            return [M4A, MP4]
-        return [MOV if brand == b"qt  " else MP4, M4A]
+    if head[4:8] == b"ftyp" or head[4:8] in _QUICKTIME_ATOMS:
+        return _iso_media(head)
     if head.startswith(b"\x1a\x45\xdf\xa3"):
         # The EBML header names the document type within its first few dozen bytes.
         return [WEBM] if b"webm" in head[:64] else [MKV]
     if head.startswith(b"RIFF") and len(head) >= 12:
         return {b"WAVE": [WAV], b"AVI ": [AVI], b"WEBP": [WEBP]}.get(head[8:12], [])
     if head.startswith(_ASF_GUID):
-        return [WMV]
+        return [WMV, WMA]
+    if head.startswith(b"FORM") and head[8:12] in (b"AIFF", b"AIFC"):
+        return [AIFF]
+    if head.startswith(b"\x00\x00\x01\xba"):  # an MPEG program stream's pack header
+        return [MPEG_PS]
+    if any(_is_transport_stream(head, offset, size) for offset, size in _TS_PACKETS):
+        return [MPEG_TS]
     if head.startswith(b"FLV\x01"):
         return [FLV]
     if head.startswith(b"OggS"):
@@ -104,7 +120,47 @@ def sniff_formats(head: bytes) -> list[Format]:
         return [GIF]
     if head.startswith(b"BM") and len(head) >= 26:
         return [BMP]
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):  # TIFF and BigTIFF
+        return [TIFF]
     return _mpeg_audio(head)
+
+
+def _iso_media(head: bytes) -> list[Format]:
+    """The ISO base media family (MP4, MOV, M4A, 3GP, HEIC, AVIF): the brand in the "ftyp" atom
+    says which. Classic QuickTime files have no "ftyp": their first atoms are the movie itself
+    ("moov", "mdat") or padding ("wide", "free", "skip") and a preview ("pnot"), skipped here to
+    reach an "ftyp" if one follows."""
+    position = 0
+    while position + 8 <= len(head):
+        size, kind = int.from_bytes(head[position : position + 4], "big"), head[position + 4 : position + 8]
+        if kind == b"ftyp":
+            return _by_brand(head[position + 8 : position + 12], head[position + 16 : position + max(size, 16)])
+        if kind not in _QUICKTIME_ATOMS:
+            break
+        if kind in (b"moov", b"mdat") or size < 8:
+            break  # the movie itself (or an atom reaching to the end of the file): no "ftyp" to come
+        position += size
+    return [MOV, M4A]
+
+
+def _by_brand(brand: bytes, compatible: bytes) -> list[Format]:
+    compatible_brands = {compatible[i : i + 4] for i in range(0, len(compatible) - 3, 4)}
+    if brand in _AVIF_BRANDS or (brand in (b"mif1", b"msf1") and compatible_brands & set(_AVIF_BRANDS)):
+        return [AVIF]
+    if brand in _HEIF_BRANDS:
+        return [HEIC]
+    if brand in _AUDIO_BRANDS:
+        return [M4A, MP4]
+    if brand == b"qt  ":
+        return [MOV, M4A]
+    if brand.startswith((b"3gp", b"3g2")):
+        return [THREE_GP, M4A]
+    return [MP4, M4A]
+
+
+def _is_transport_stream(head: bytes, offset: int, packet_size: int) -> bool:
+    starts = range(offset, offset + 3 * packet_size, packet_size)
+    return len(head) > starts[-1] and all(head[start] == 0x47 for start in starts)
 
 
 def _after_id3(head: bytes) -> list[Format]:
@@ -156,8 +212,12 @@ def inspect_upload(*, path: Path, definition: OperationDefinition) -> UploadInsp
             streams = media.video_streams if sniffed.media_type == MediaType.VIDEO else media.audio_streams
             if not streams:
                 _reject(f"This file holds no {sniffed.media_type.label.lower()} stream to work on.")
-            if sniffed.media_type == MediaType.AUDIO and media.video_streams:
-                _reject(f"This file is a video, but {definition.name} needs an audio file; use audio_extract.")
+            # An audio operation given sound with a picture track (an M4A carrying a video) works
+            # on the sound; an operation that needs a track the file lacks is refused now, not
+            # stored to fail in the worker.
+            required = definition.required_stream
+            if required is not None and (media.video if required.kind == "video" else media.audio) is None:
+                _refuse(required.missing_message)
             check_media_limits(media)
             metadata = media.as_metadata()
     except ImageTooLarge as e:
@@ -202,3 +262,8 @@ def _over_limit(message: str, *, cause: Exception) -> NoReturn:
     # Readable media of an accepted type, only too big to process: a 400, not a 415.
     logger.info("Upload refused over a processing cap: %s", message)
     raise ValidationFailed(message, details={"file": [message]}) from cause
+
+
+def _refuse(message: str) -> NoReturn:
+    # Readable media of an accepted type that this operation cannot work on: a 400, not a 415.
+    raise ValidationFailed(message, details={"file": [message]})

@@ -17,15 +17,20 @@ from apps.processors.contract import ProcessingContext, ProcessingResult
 from apps.processors.ffmpeg import input_args, output_args
 from apps.processors.formats import MediaType, get_format
 from apps.processors.probe import MediaInfo, StreamInfo
+from apps.processors.registry import X264_PRESETS
 
 logger = logging.getLogger(__name__)
 
 EVEN_DIMENSIONS = "scale=trunc(iw/2)*2:trunc(ih/2)*2"
-_YUV420_EVEN = ["-pix_fmt", "yuv420p", "-vf", EVEN_DIMENSIONS]
+# Full-range ("yuvj", PC range) input such as an old camera's MJPEG is scaled to the limited (TV)
+# range that yuv420p means and players expect; without out_range the picture is tagged yuvj420p.
+_YUV420_EVEN = ["-vf", f"{EVEN_DIMENSIONS}:out_range=tv,format=yuv420p", "-color_range", "tv"]
 # Conversion is about the container and codecs, not the smallest file: "fast" costs a few percent
 # of size against "medium" for a clearly shorter wait.
 CONVERT_X264_PRESET = "fast"
 CONVERT_AUDIO_BITRATE = "128k"
+# The highest (smallest-file) quality number the API takes.
+MAX_QUALITY_NUMBER = 28
 # VP9's CRF scale (0-63) is not x264's (0-51): this maps the API's 18-28 onto VP9's usual range,
 # 23 (the default) → 32, close to libvpx's recommended quality for web video.
 VP9_CRF_PER_QUALITY = 1.4
@@ -56,7 +61,7 @@ def compress_video(context: ProcessingContext) -> ProcessingResult:
         details["notice"] = (
             f"The compressed video ({_megabytes(output_size)}) came out larger than the original "
             f"({_megabytes(input_size)}): the original was already efficiently encoded. "
-            "A higher quality number (up to 28) or a slower preset makes smaller files."
+            f"{_smaller_file_hint(parameters['quality'], parameters['preset'])}"
         )
     return _result(output, "mp4", info, details)
 
@@ -81,6 +86,19 @@ def convert_video(context: ProcessingContext) -> ProcessingResult:
     ]
     context.run_ffmpeg(args, duration=info.duration)
     return _result(output, output_format, info, {"audio_copied": audio_copied})
+
+
+def _smaller_file_hint(quality: int, preset: str) -> str:
+    """What could still make the file smaller: only the settings not already at their limit."""
+    hints = []
+    if quality < MAX_QUALITY_NUMBER:
+        hints.append(f"a higher quality number (up to {MAX_QUALITY_NUMBER})")
+    if preset != X264_PRESETS[-1]:
+        hints.append("a slower preset")
+    if not hints:
+        return "Every setting is already at its smallest; the original may be the better file to keep."
+    sentence = " or ".join(hints)
+    return f"{sentence[0].upper()}{sentence[1:]} makes smaller files."
 
 
 # --- argument builders ----------------------------------------------------------------------------

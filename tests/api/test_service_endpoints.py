@@ -27,7 +27,20 @@ def test_definitions_list_every_operation_from_the_registry(client, settings):
     assert extract["media_type"] == "video"
     assert extract["queue"] == "audio_queue"
     assert extract["max_file_size"] == settings.MAX_FILE_SIZE["video"]
-    assert extract["input_formats"] == ["mp4", "mov", "avi", "mkv", "webm", "wmv", "flv"]
+    assert extract["input_formats"] == [
+        "mp4",
+        "m4v",
+        "mov",
+        "3gp",
+        "avi",
+        "mkv",
+        "webm",
+        "wmv",
+        "flv",
+        "mpg",
+        "mpeg",
+        "ts",
+    ]
     assert definitions["video_compress"]["queue"] == "video_queue"
     for name, item in definitions.items():
         assert item["parameters"] == OPERATIONS[name].parameters_schema
@@ -143,6 +156,20 @@ def test_queues_count_jobs_by_state_and_live_workers(client, redis_connection, m
     }
     assert data["image_queue"]["scheduled"] == 1
     assert data["image_queue"]["workers"] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_queues_count_operations_as_finished_work_not_the_periodic_passes(client, make_operation, run_worker, tmp_path):
+    make_operation(
+        operation="image_convert", parameters={"output_format": "png", "quality": 85}, status=OperationStatus.QUEUED
+    )
+    # What config/cron.py enqueues every 30 s: a job under RQ's own id on the image queue.
+    django_rq.get_queue("image_queue").enqueue("tests.jobs.write_marker", str(tmp_path / "pass"), "done")
+
+    run_worker("image_queue")
+
+    assert (tmp_path / "pass").read_text() == "done"
+    assert client.get(f"{API}/queues/").json()["data"]["image_queue"]["finished"] == 1
 
 
 def test_queues_with_redis_stopped_is_a_503(client, own_redis):

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from apps.operations.enums import FileType
-from apps.processors.probe import probe_media
+from apps.processors.contract import ProcessingResult, StreamSource
+from apps.processors.exceptions import ProcessingError
+from apps.processors.ffmpeg import resolve_ffmpeg_binary
+from apps.processors.formats import MediaType
+from apps.processors.probe import measure_stream_duration, probe_media
+from apps.processors.verification import verify_output
 from tests.processors.conftest import assert_completed, assert_failed_keeping_input
 
 pytestmark = pytest.mark.django_db
@@ -131,7 +138,8 @@ def test_extract_defaults_to_mp3(media, run_operation, output_path):
 
 
 def test_extract_from_a_silent_video_fails_with_a_clear_message(media, run_operation, storage_root):
-    operation = run_operation("audio_extract", media.video(duration=1, audio=False))
+    # Refused at upload since the probe knows (test_sniffing); the worker checks again all the same.
+    operation = run_operation("audio_extract", media.video(duration=1, audio=False), inspect=False)
 
     assert_failed_keeping_input(operation, storage_root, "This video has no audio track to extract.")
     assert operation.error_message == "This video has no audio track to extract."
@@ -158,3 +166,94 @@ def test_lossy_formats_encode_at_the_extremes_of_rate_channels_and_bitrate(
     assert_completed(operation)
     audio = probe_output(operation, output_path, output_format).audio
     assert (audio.sample_rate, audio.channels) == (sample_rate, channels)
+
+
+# --- real media behaves (issue: headers and tracks that disagree) ---------------------------------
+def ffmpeg(*args: str) -> None:
+    subprocess.run([resolve_ffmpeg_binary(), "-hide_banner", "-loglevel", "error", "-y", *args], check=True, timeout=60)
+
+
+def audio_length(path, demuxer: str) -> float:
+    info = probe_media(path, format_name=demuxer)
+    measured = measure_stream_duration(path, format_name=demuxer, stream_index=info.audio.index)
+    assert measured is not None
+    return measured
+
+
+def test_convert_of_an_m4a_carrying_a_video_track_gives_its_sound(media, run_operation, output_path, tmp_path):
+    song = tmp_path / "song.m4a"
+    song.write_bytes(media.video(duration=1).read_bytes())  # H.264 beside AAC, as some phones write
+
+    operation = run_operation("audio_convert", song, {"output_format": "mp3"})
+
+    assert_completed(operation)
+    output = probe_output(operation, output_path, "mp3")
+    assert output.video is None and output.audio.codec == "mp3"
+    assert output.duration == pytest.approx(1.0, abs=0.15)
+
+
+def test_extract_of_an_audio_track_shorter_than_its_video_checks_the_tracks_length(
+    media, run_operation, output_path, tmp_path
+):
+    # Matroska gives no per-track duration: the container's (the video's 4 s) is all the header says.
+    clip = tmp_path / "clip.mkv"
+    ffmpeg(
+        "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=10:duration=4",
+        "-f", "lavfi", "-i", "sine=frequency=440:duration=1.5",
+        "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "libvorbis", str(clip),
+    )  # fmt: skip
+    assert probe_media(clip, format_name="matroska").duration == pytest.approx(4.0, abs=0.1)
+
+    operation = run_operation("audio_extract", clip, {"output_format": "wav"})
+
+    assert_completed(operation)
+    assert audio_length(output_path(operation), "wav") == pytest.approx(1.5, abs=0.1)
+
+
+def cut(path, tmp_path, name: str, keep: float) -> object:
+    shortened = tmp_path / name
+    data = path.read_bytes()
+    shortened.write_bytes(data[: int(len(data) * keep)])
+    return shortened
+
+
+@pytest.mark.parametrize(("extension", "demuxer"), [("mp3", "mp3"), ("flac", "flac")])
+def test_a_header_overstating_the_length_does_not_fail_a_right_output(
+    media, run_operation, output_path, tmp_path, extension, demuxer
+):
+    # LAME's Xing header and FLAC's STREAMINFO count the samples of the whole 6 s; a third is there.
+    whole = media.audio(extension=extension, duration=6)
+    overstated = cut(whole, tmp_path, f"overstated.{extension}", keep=0.34)
+    header = probe_media(overstated, format_name=demuxer).duration
+    real = audio_length(overstated, demuxer)
+    assert header == pytest.approx(6.0, abs=0.1) and real < 2.5
+
+    operation = run_operation("audio_convert", overstated, {"output_format": "ogg"})
+
+    assert_completed(operation)
+    assert audio_length(output_path(operation), "ogg") == pytest.approx(real, abs=0.1)
+
+
+def test_an_output_shorter_than_its_measured_input_still_fails_the_check(media, tmp_path):
+    # The measurement only settles a disagreement of headers: a short output stays refused.
+    source = media.audio(extension="wav", duration=3)
+    short = media.audio(extension="mp3", duration=1)
+    result = ProcessingResult(
+        path=short,
+        extension="mp3",
+        media_type=MediaType.AUDIO,
+        expect_audio=True,
+        expected_duration=3.0,
+        duration_source=StreamSource(path=source, demuxer="wav", stream_index=0, kind="audio"),
+    )
+
+    with pytest.raises(ProcessingError, match=r"lasts 1\.\d s instead of 3\.0 s"):
+        verify_output(result=result, input_info=probe_media(source, format_name="wav"))
+
+
+@pytest.mark.parametrize("extension", ["oga", "aiff", "wma"])
+def test_new_audio_inputs_are_converted(media, run_operation, output_path, extension):
+    operation = run_operation("audio_convert", media.audio(extension=extension, duration=1), {"output_format": "mp3"})
+
+    assert_completed(operation)
+    assert probe_output(operation, output_path, "mp3").duration == pytest.approx(1.0, abs=0.15)

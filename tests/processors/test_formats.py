@@ -49,11 +49,23 @@ def test_decoders_keep_images_apart_from_audio_and_video():
         "jpeg": "JPEG",
         "png": "PNG",
         "webp": "WEBP",
+        "avif": "AVIF",
         "gif": "GIF",
         "bmp": "BMP",
+        "tif": "TIFF",
+        "tiff": "TIFF",
+        "heic": "HEIF",
+        "heif": "HEIF",
     }
     media = decoders(MediaType.VIDEO)
     assert media["mp4"] == "mov" and media["m4a"] == "mov" and media["opus"] == "ogg" and media["wmv"] == "asf"
+    assert (media["mpg"], media["ts"], media["3gp"], media["aiff"], media["wma"]) == (
+        "mpeg",
+        "mpegts",
+        "mov",
+        "aiff",
+        "asf",
+    )
     assert "png" not in media
 
 
@@ -61,6 +73,19 @@ def test_jpeg_is_read_but_written_as_jpg():
     assert "jpeg" in OPERATIONS["image_convert"].input_formats
     assert "jpeg" not in OPERATIONS["image_convert"].output_formats
     assert get_format("jpeg").alias_of == "jpg"
+
+
+def test_aliases_are_read_and_never_written_under_their_own_name():
+    for alias, main in (("jpeg", "jpg"), ("tiff", "tif"), ("heif", "heic"), ("oga", "ogg"), ("m4v", "mp4")):
+        entry = get_format(alias)
+        assert (entry.alias_of, entry.decoder, entry.writable) == (main, get_format(main).decoder, False)
+        for definition in OPERATIONS.values():
+            assert alias not in definition.output_formats
+
+
+def test_image_convert_writes_avif_but_not_gif():
+    assert OPERATIONS["image_convert"].output_formats == ("jpg", "png", "webp", "avif")
+    assert "gif" in OPERATIONS["image_resize"].output_formats
 
 
 def test_what_the_sniffer_recognises_is_a_catalog_entry():

@@ -133,9 +133,9 @@ CASES = [
         "image_resize",
         lambda media: media.gif(),
         {"height": 16},
-        "holiday_resized.png",
-        "image/png",
-        image_check("PNG", (16, 16)),
+        "holiday_resized.gif",
+        "image/gif",
+        image_check("GIF", (16, 16)),
     ),
     Case(
         "image_convert",
@@ -286,14 +286,21 @@ def test_a_compression_that_grew_says_so_through_the_api(client, media, run_work
 
 
 @pytest.mark.django_db(transaction=True)  # the API queues on commit
-def test_extracting_audio_from_a_silent_video_fails_with_a_clear_message_through_the_api(client, media, run_worker):
-    created = create(client, "audio_extract", media.video(duration=1, audio=False), {})
+def test_extracting_audio_from_a_silent_video_is_refused_at_upload(client, media):
+    response = client.post(
+        f"{API}/operations/",
+        {
+            "operation": "audio_extract",
+            "parameters": "{}",
+            "file": SimpleUploadedFile("holiday.mp4", media.video(duration=1, audio=False).read_bytes()),
+        },
+    )
 
-    run_worker()
-
-    status = client.get(f"{API}/operations/{created['id']}/status/").json()["data"]
-    assert (status["status"], status["error_message"]) == ("failed", "This video has no audio track to extract.")
-    assert client.get(f"{API}/operations/{created['id']}/download/").status_code == 409
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert error["code"] == "validation_error"
+    assert error["message"] == "This video has no audio track to extract."
+    assert error["details"]["file"] == ["This video has no audio track to extract."]
 
 
 @pytest.mark.slow

@@ -29,6 +29,9 @@ from tests.hostile.attacks import gif_animation, png_bomb
         ("webm", "matroska"),
         ("wmv", "asf"),
         ("flv", "flv"),
+        ("mpg", "mpeg"),
+        ("ts", "mpegts"),
+        ("3gp", "mov"),
     ],
 )
 def test_every_accepted_video_format_is_recognised_and_probed(media, extension, container):
@@ -54,6 +57,8 @@ def test_every_accepted_video_format_is_recognised_and_probed(media, extension, 
         ("ogg", "ogg", "audio/ogg"),
         ("flac", "flac", "audio/flac"),
         ("opus", "ogg", "audio/opus"),
+        ("aiff", "aiff", "audio/aiff"),
+        ("wma", "asf", "audio/x-ms-wma"),
     ],
 )
 def test_every_accepted_audio_format_is_recognised_and_probed(media, extension, container, mime_type):
@@ -81,6 +86,9 @@ def test_mp3_with_cover_art_is_still_audio(media):
         (lambda m: m.gif(), "gif", "GIF"),
         (lambda m: m.webp(), "webp", "WEBP"),
         (lambda m: m.bmp(), "bmp", "BMP"),
+        (lambda m: m.tif(), "tif", "TIFF"),
+        (lambda m: m.heic(), "heic", "HEIF"),
+        (lambda m: m.avif(), "avif", "AVIF"),
     ],
 )
 def test_every_accepted_image_format_is_recognised_and_probed(media, make, extension, pillow_format):
@@ -123,12 +131,61 @@ def test_a_format_of_the_right_kind_that_the_operation_does_not_take_is_refused_
     assert (refusal.value.message, refusal.value.details) == (message, {"file": [message]})
 
 
-def test_a_video_is_refused_by_an_audio_operation_even_in_an_audio_container(media, tmp_path):
-    renamed = tmp_path / "song.m4a"
-    renamed.write_bytes(media.video(duration=0.5).read_bytes())
+def test_an_audio_operation_given_sound_with_a_video_track_takes_it_as_audio(media, tmp_path):
+    # An M4A carrying an H.264 track beside its AAC: audio_convert works on the sound.
+    song = tmp_path / "song.m4a"
+    song.write_bytes(media.video(duration=0.5).read_bytes())
 
-    with pytest.raises(UnsupportedMedia, match="use audio_extract"):
-        inspect_upload(path=renamed, definition=OPERATIONS["audio_convert"])
+    inspection = inspect_upload(path=song, definition=OPERATIONS["audio_convert"])
+
+    assert (inspection.media_type, inspection.extension, inspection.container) == (MediaType.AUDIO, "m4a", "mov")
+    assert inspection.metadata["audio_codec"] == "aac"
+
+
+def test_audio_extract_of_a_video_without_sound_is_refused_at_upload_with_the_registry_sentence(media):
+    with pytest.raises(ValidationFailed) as refusal:
+        inspect_upload(path=media.video(duration=0.5, audio=False), definition=OPERATIONS["audio_extract"])
+
+    message = "This video has no audio track to extract."
+    assert (refusal.value.message, refusal.value.details) == (message, {"file": [message]})
+    assert refusal.value.status_code == 400
+
+
+def test_media_with_the_stream_an_operation_needs_is_not_refused_for_lacking_another(media):
+    # A silent video is fine for video_compress, which needs only the picture.
+    inspection = inspect_upload(path=media.video(duration=0.5, audio=False), definition=OPERATIONS["video_compress"])
+    assert inspection.metadata["video_codec"] == "h264"
+
+
+def test_aliases_are_stored_under_the_main_extension(media, tmp_path):
+    for alias, make, definition, stored in (
+        ("oga", lambda: media.audio(extension="oga", duration=0.5), "audio_convert", "ogg"),
+        ("m4v", lambda: media.video(extension="m4v", duration=0.5), "video_convert", "mp4"),
+        ("tiff", media.tif, "image_convert", "tif"),
+        ("heif", media.heic, "image_convert", "heic"),
+        ("mpeg", lambda: media.video(extension="mpg", duration=0.5), "video_convert", "mpg"),
+    ):
+        named = tmp_path / f"upload.{alias}"
+        named.write_bytes(make().read_bytes())
+        assert alias in OPERATIONS[definition].input_formats
+        assert inspect_upload(path=named, definition=OPERATIONS[definition]).extension == stored, alias
+
+
+def classic_quicktime(modern: bytes) -> bytes:
+    """A QuickTime file as cameras wrote them before 2001: no "ftyp" atom, the movie's own atoms
+    first. FFmpeg's MOV muxer writes ftyp, wide, mdat, moov; turning the ftyp into a "free" atom
+    of the same size gives exactly that layout (a free atom, then wide, mdat, moov)."""
+    assert modern[4:8] == b"ftyp"
+    return modern[:4] + b"free" + modern[8:]
+
+
+def test_a_classic_quicktime_movie_without_ftyp_is_read_as_mov(media, tmp_path):
+    camera = tmp_path / "MVI_0001.mov"
+    camera.write_bytes(classic_quicktime(media.video(extension="mov", duration=0.5).read_bytes()))
+
+    inspection = inspect_upload(path=camera, definition=OPERATIONS["video_convert"])
+
+    assert (inspection.extension, inspection.container, inspection.metadata["width"]) == ("mov", "mov", 320)
 
 
 def test_an_audio_only_mp4_is_refused_as_a_video(media, tmp_path):
@@ -171,6 +228,25 @@ def test_the_demuxer_is_pinned_to_the_sniffed_format(media, tmp_path):
         (b"RIFF\x00\x00\x00\x00WAVEfmt ", ["wav"]),
         (b"RIFF\x00\x00\x00\x00WEBPVP8 ", ["webp"]),
         (b"GIF89a", ["gif"]),
+        (b"\x00\x00\x00\x08wide\x00\x10\x00\x00mdat", ["mov", "m4a"]),
+        (b"\x00\x00\x00\x10moov\x00\x00\x00\x08mvhd", ["mov", "m4a"]),
+        (b"\x00\x00\x00\x0cpnot\x00\x00\x00\x00\x00\x00\x00\x14ftypqt  ", ["mov", "m4a"]),
+        (b"\x00\x00\x00\x08free\x00\x00\x00\x14ftypisom", ["mp4", "m4a"]),
+        (b"\x00\x00\x00\x20ftypM4V \x00\x00\x02\x00M4V M4A mp42isom", ["mp4", "m4a"]),
+        (b"\x00\x00\x00\x18ftyp3gp6\x00\x00\x01\x00", ["3gp", "m4a"]),
+        (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic", ["heic"]),
+        (b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1miaf", ["avif"]),
+        (b"\x00\x00\x00\x1cftypmif1\x00\x00\x00\x00mif1avifmiaf", ["avif"]),
+        (b"\x00\x00\x01\xba\x44\x00\x04\x00", ["mpg"]),
+        (b"FORM\x00\x00\x10\x00AIFFCOMM", ["aiff"]),
+        (b"FORM\x00\x00\x10\x00AIFCFVER", ["aiff"]),
+        (bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c"), ["wmv", "wma"]),
+        (b"II*\x00\x08\x00\x00\x00", ["tif"]),
+        (b"MM\x00*\x00\x00\x00\x08", ["tif"]),
+        ((b"\x47" + b"\x00" * 187) * 3, ["ts"]),
+        ((b"\x00\x00\x00\x00\x47" + b"\x00" * 187) * 3, ["ts"]),
+        ((b"\x47" + b"\x00" * 187) * 2, []),
+        (b"\x00\x00\x00\x08junk\x00\x00\x00\x08mdat", []),
         (b"<html>", []),
         (b"", []),
     ],

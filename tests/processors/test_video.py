@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import av
 import pytest
 
 from apps.operations.enums import FileType
+from apps.processors import video
 from apps.processors.ffmpeg import resolve_ffmpeg_binary
 from apps.processors.probe import probe_media
 from tests.processors.conftest import assert_completed, assert_failed_keeping_input
@@ -132,7 +134,7 @@ def test_convert_writes_the_requested_container_and_codecs(
         assert moov_before_mdat(output_path(operation))
 
 
-@pytest.mark.parametrize("extension", ["mp4", "mov", "mkv", "webm", "avi", "wmv", "flv"])
+@pytest.mark.parametrize("extension", ["mp4", "mov", "mkv", "webm", "avi", "wmv", "flv", "m4v", "3gp", "mpg", "ts"])
 def test_every_accepted_video_container_is_read(media, run_operation, output_path, extension):
     operation = run_operation("video_convert", media.video(extension=extension, duration=1), {"output_format": "mp4"})
 
@@ -192,3 +194,59 @@ def test_a_truncated_video_fails_its_output_check(media, run_operation, storage_
 
     assert_failed_keeping_input(operation, storage_root, "failed its final check")
     assert "instead of" in operation.error_message
+
+
+# --- real media behaves: old cameras' QuickTime, full range, the notice at the slowest preset -----
+def camera_clip(tmp_path) -> Path:
+    """An old camera's clip: full-range MJPEG (yuvj420p) and PCM sound in a classic QuickTime file,
+    whose first atom is not "ftyp" (FFmpeg's ftyp turned into a "free" atom of the same size)."""
+    modern = tmp_path / "modern.mov"
+    subprocess.run(
+        [
+            resolve_ffmpeg_binary(), "-hide_banner", "-loglevel", "error", "-y",
+            "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=15:duration=1",
+            "-f", "lavfi", "-i", "sine=frequency=440:duration=1",
+            "-c:v", "mjpeg", "-pix_fmt", "yuvj420p", "-q:v", "4", "-c:a", "pcm_s16le", "-f", "mov", str(modern),
+        ],
+        check=True,
+        timeout=60,
+    )  # fmt: skip
+    data = modern.read_bytes()
+    clip = tmp_path / "MVI_0042.MOV"
+    clip.write_bytes(data[:4] + b"free" + data[8:])
+    return clip
+
+
+def test_a_full_range_mjpeg_from_a_classic_quicktime_file_becomes_yuv420p_h264(run_operation, output_path, tmp_path):
+    clip = camera_clip(tmp_path)
+    with av.open(str(clip)) as container:
+        assert container.streams.video[0].codec_context.format.name == "yuvj420p"
+
+    operation = run_operation("video_convert", clip, {"output_format": "mp4"})
+
+    assert_completed(operation)
+    with av.open(str(output_path(operation))) as container:
+        video = container.streams.video[0].codec_context
+        assert (video.name, video.format.name) == ("h264", "yuv420p")
+        assert video.color_range != 2  # 2 is JPEG/full range
+
+
+def test_the_larger_than_input_notice_suggests_only_settings_that_are_left(media, run_operation):
+    source = media.video(extension="webm", duration=0.5)  # VP9 at 200 kb/s: H.264 at CRF 18 cannot beat it
+
+    operation = run_operation("video_compress", source, {"quality": 18, "preset": "veryslow"})
+
+    notice = operation.files.get(file_type=FileType.OUTPUT).metadata["notice"]
+    assert notice.endswith("A higher quality number (up to 28) makes smaller files.")
+
+
+@pytest.mark.parametrize(
+    ("quality", "preset", "hint"),
+    [
+        (23, "medium", "A higher quality number (up to 28) or a slower preset makes smaller files."),
+        (28, "medium", "A slower preset makes smaller files."),
+        (28, "veryslow", "Every setting is already at its smallest; the original may be the better file to keep."),
+    ],
+)
+def test_the_notice_names_no_setting_already_at_its_limit(quality, preset, hint):
+    assert video._smaller_file_hint(quality, preset) == hint

@@ -29,6 +29,7 @@ from rq.registry import StartedJobRegistry
 from apps.core import queues
 from apps.operations.enums import OperationStatus as S
 from apps.operations.models import Operation
+from apps.operations.selectors import OPERATION_JOB_PREFIX
 from apps.operations.services.failures import NO_LONGER_OFFERED_MESSAGE
 from apps.operations.services.lifecycle import (
     operation_mark_failed,
@@ -55,7 +56,7 @@ _WAITING = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
 def job_id_for(operation: Operation, *, after_attempt: int | None = None) -> str:
     """``operation-<id>-<retry count>``; the job that takes over from an interrupted attempt adds
     ``-after-<attempt>``."""
-    job_id = f"operation-{operation.id}-{operation.retry_count}"
+    job_id = f"{OPERATION_JOB_PREFIX}{operation.id}-{operation.retry_count}"
     return job_id if after_attempt is None else f"{job_id}-after-{after_attempt}"
 
 
