@@ -13,6 +13,7 @@ from config.settings.env import (
     env_bool,
     env_int,
     env_list,
+    env_networks,
     env_rate,
     env_size,
     env_str,
@@ -305,6 +306,11 @@ if RECOVERY_STALE_SECONDS < 3 * JOB_HEARTBEAT_SECONDS:
         f"RECOVERY_STALE_SECONDS ({RECOVERY_STALE_SECONDS}) must be at least three times "
         f"JOB_HEARTBEAT_SECONDS ({JOB_HEARTBEAT_SECONDS})."
     )
+
+# --- Outbound requests (apps/core/outbound.py: webhooks, URL import) ---------------------------
+# Requests to addresses a client gave never reach loopback, private, link-local, reserved or cloud
+# metadata addresses, except those inside these networks (CIDRs), e.g. an internal media server.
+OUTBOUND_ALLOWED_NETWORKS = env_networks("OUTBOUND_ALLOWED_NETWORKS", [])
 
 # --- Logging --------------------------------------------------------------------------------
 LOG_LEVEL = (env_str("LOG_LEVEL") or "INFO").upper()
