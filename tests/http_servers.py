@@ -138,3 +138,61 @@ def ipv6_loopback_available() -> bool:
     except OSError:
         return False
     return True
+
+
+class CuttingProxy:
+    """A TCP proxy to ``127.0.0.1:upstream_port`` that drops the connection carrying the
+    ``cut_after``-th byte sent by the client (once): the server sees a body end early and the
+    client a broken connection, as when a phone loses its network midway through an upload."""
+
+    def __init__(self, upstream_port: int, *, cut_after: int) -> None:
+        self.upstream_port = upstream_port
+        self.cut_after = cut_after
+        self.forwarded = 0
+        self.cuts = 0
+        self._lock = threading.Lock()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._closing = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def _accept(self) -> None:
+        while not self._closing:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+
+    def _pump(self, source: socket.socket, target: socket.socket, upstream_bound: bool) -> None:
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                if upstream_bound:
+                    with self._lock:
+                        allowed = self.cut_after - self.forwarded if self.cuts == 0 else len(data)
+                        self.forwarded += min(len(data), max(allowed, 0))
+                    if allowed < len(data):
+                        target.sendall(data[: max(allowed, 0)])
+                        self.cuts += 1
+                        break
+                target.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, target):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+    def close(self) -> None:
+        self._closing = True
+        self._listener.close()

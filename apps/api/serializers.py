@@ -94,12 +94,16 @@ class OperationCreateSerializer(serializers.Serializer):
         validate_size(size=upload.size, limit=definition.max_file_size)
         return {**validated, "upload": upload}
 
-    def _finished_upload(self, definition: OperationDefinition, reference: str) -> Upload:
+    def _finished_upload(self, definition: OperationDefinition, reference: str) -> Upload | None:
         """The session's tus upload named by its id or URL, checked like a direct upload's name and size."""
         upload_id = reference.strip().rstrip("/").rsplit("/", 1)[-1]
         try:
             upload = uploads.upload_get(session_key=self.context["session_key"], upload_id=upload_id)
         except (NotFound, Expired) as e:
+            if uploads.upload_consumed_by_idempotent_create(
+                session_key=self.context["session_key"], idempotency_key=self.context.get("idempotency_key")
+            ):
+                return None  # a retried create whose first attempt consumed the upload: it answers
             raise ValidationFailed(e.message, details={"upload": [e.message]}) from e
         validate_extension(definition=definition, file_name=upload.file_name)
         validate_size(size=upload.length, limit=definition.max_file_size)

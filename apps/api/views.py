@@ -122,7 +122,9 @@ class OperationViewSet(viewsets.GenericViewSet):
     )
     def create(self, request: Request) -> Response:
         idempotency_key = validate_idempotency_key(request.headers.get(IDEMPOTENCY_KEY_HEADER))
-        serializer = s.OperationCreateSerializer(data=request.data, context={"session_key": session_key(request)})
+        serializer = s.OperationCreateSerializer(
+            data=request.data, context={"session_key": session_key(request), "idempotency_key": idempotency_key}
+        )
         serializer.is_valid(raise_exception=True)
         data = dict(serializer.validated_data)
         if "tus_upload" in data:

@@ -42,7 +42,11 @@ from apps.core.exceptions import Expired, FileTooLarge, KonvrtError, NotFound, V
 from apps.core.utils import human_size, sanitize_filename
 from apps.operations import selectors
 from apps.operations.models import Operation, Upload
-from apps.operations.services.operations_manager import OperationCreateResult, operation_create
+from apps.operations.services.operations_manager import (
+    IDEMPOTENCY_WINDOW_HOURS,
+    OperationCreateResult,
+    operation_create,
+)
 from apps.operations.services.queue_manager import enqueue_on_commit
 from apps.processors.registry import OperationDefinition
 
@@ -271,16 +275,35 @@ class _FinishedUpload(TemporaryUploadedFile):
             self.file.close()
 
 
+def upload_consumed_by_idempotent_create(*, session_key: str, idempotency_key: str | None) -> bool:
+    """Whether a create with this Idempotency-Key already happened (and so consumed its upload)."""
+    return bool(idempotency_key) and _idempotent_match(session_key, idempotency_key) is not None
+
+
+def _idempotent_match(session_key: str, idempotency_key: str | None) -> Operation | None:
+    if not idempotency_key:
+        return None
+    return selectors.operation_by_idempotency_key(
+        session_key=session_key, idempotency_key=idempotency_key, within_hours=IDEMPOTENCY_WINDOW_HOURS
+    )
+
+
 def operation_create_from_upload(
     *,
     session_key: str,
-    upload: Upload,
+    upload: Upload | None,
     definition: OperationDefinition,
     parameters: dict[str, Any],
     idempotency_key: str | None = None,
 ) -> OperationCreateResult:
     """Create an operation whose input is a finished upload (already checked for name and size by
-    the caller), with the same content checks as a direct upload, and consume the upload."""
+    the caller), with the same content checks as a direct upload, and consume the upload.
+    ``upload`` is None for a retried create whose first attempt consumed it: that one answers."""
+    if upload is None:
+        existing = _idempotent_match(session_key, idempotency_key)
+        if existing is None:
+            raise NotFound("There is no such upload in this session.")
+        return OperationCreateResult(operation=existing, created=False)
     if upload.completed_at is None:
         offset = part_path(upload.id).stat().st_size if part_path(upload.id).exists() else 0
         raise ValidationFailed(
@@ -322,12 +345,9 @@ def operation_create_from_url(
 ) -> OperationCreateResult:
     """Record an operation whose input a worker fetches from ``source_url`` (already checked by the
     outbound guard) and queue it; the fetch, its limits and the content checks happen there."""
-    if idempotency_key:
-        existing = selectors.operation_by_idempotency_key(
-            session_key=session_key, idempotency_key=idempotency_key, within_hours=24
-        )
-        if existing is not None:
-            return OperationCreateResult(operation=existing, created=False)
+    existing = _idempotent_match(session_key, idempotency_key)
+    if existing is not None:
+        return OperationCreateResult(operation=existing, created=False)
     try:
         with transaction.atomic():
             operation = Operation.objects.create(
@@ -338,13 +358,7 @@ def operation_create_from_url(
                 source_url=source_url,
             )
     except IntegrityError:
-        existing = (
-            selectors.operation_by_idempotency_key(
-                session_key=session_key, idempotency_key=idempotency_key, within_hours=24
-            )
-            if idempotency_key
-            else None
-        )
+        existing = _idempotent_match(session_key, idempotency_key)
         if existing is None:
             raise
         return OperationCreateResult(operation=existing, created=False)
