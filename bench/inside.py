@@ -24,6 +24,7 @@ from apps.operations.services import lifecycle
 from apps.operations.services.operations_manager import operation_delete
 from apps.operations.services.processing import ProcessingOutcome, operation_process
 from apps.operations.services.progress import Heartbeat, ProgressTracker
+from apps.operations.services.url_import import operation_fetch_source
 from apps.operations.services.workspace import job_workspace
 from apps.processors.parameters import validate_parameters
 from apps.processors.probe import local_url
@@ -134,6 +135,21 @@ def run_operation(*, operation: str, input_path: str, parameters: dict[str, Any]
         "commands": [list(run.command) for run in outcome.ffmpeg_runs],
         "details": outcome.result.details,
     }
+
+
+def fetch_from_url(*, operation: str, url: str) -> dict[str, Any]:
+    """The fetching phase of an import from a URL as the worker runs it (download through the
+    outbound guard, content check, store, record), timed from inside; then the operation is deleted."""
+    definition = get_operation(operation)
+    created = Operation.objects.create(session_key=BENCH_SESSION, operation=operation, source_url=url)
+    with job_workspace(created.id) as workspace:
+        started = time.perf_counter()
+        operation_fetch_source(
+            operation=created, definition=definition, workspace=workspace, deadline=time.monotonic() + 600
+        )
+        wall = time.perf_counter() - started
+    operation_delete(operation=Operation.objects.get(id=created.id))
+    return {"wall": wall}
 
 
 def probe_seconds(*, input_path: str, demuxer: str) -> float:

@@ -10,25 +10,68 @@ from drf_spectacular.utils import extend_schema_field, inline_serializer
 from rest_framework import serializers
 
 from apps.api.validators import validate_extension, validate_size
-from apps.core.exceptions import ValidationFailed
+from apps.core.exceptions import Expired, NotFound, ValidationFailed
+from apps.core.outbound import OutboundRefused, check_url
 from apps.operations.enums import FileType, OperationStatus, ProcessingPhase
-from apps.operations.models import File, Operation
+from apps.operations.models import File, Operation, Upload
 from apps.operations.selectors import operation_eta_seconds
+from apps.operations.services import uploads
 from apps.processors.formats import MediaType
 from apps.processors.parameters import validate_parameters
 from apps.processors.registry import OPERATIONS, OperationDefinition
 
-
 # --- requests -------------------------------------------------------------------------------------
+INPUT_FIELDS = ("file", "upload", "source_url")
+ONE_INPUT_MESSAGE = "Send exactly one of file, upload (a finished tus upload) or source_url."
+
+
+class ParametersField(serializers.CharField):
+    """A JSON object as text (a multipart form's part), or as an object in a JSON body."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if isinstance(data, dict):
+            return json.dumps(data)
+        return super().to_internal_value(data)
+
+
 class OperationCreateSerializer(serializers.Serializer):
     operation = serializers.CharField(help_text="The operation's name, e.g. video_compress.")
-    parameters = serializers.CharField(
+    parameters = ParametersField(
         required=False,
         allow_blank=True,
         trim_whitespace=True,
         help_text='The parameters as a JSON object, e.g. {"quality": 23}. Omitted: the defaults.',
     )
-    file = serializers.FileField(allow_empty_file=False, use_url=False, help_text="The media file to process.")
+    file = serializers.FileField(
+        required=False, allow_empty_file=False, use_url=False, help_text="The media file to process."
+    )
+    upload = serializers.CharField(
+        required=False,
+        max_length=2048,
+        help_text="Instead of file: the id (or URL) of a finished tus upload of this session; it is consumed.",
+    )
+    source_url = serializers.CharField(
+        required=False,
+        max_length=2048,
+        help_text="Instead of file: an http(s) URL the worker fetches the input from.",
+    )
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        # Exactly one input, reported beside any other field's error (a request missing both the
+        # operation and its file hears about both).
+        given = [name for name in INPUT_FIELDS if data.get(name) not in (None, "")]
+        errors: dict[str, Any] = {}
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as e:
+            errors = dict(e.detail) if isinstance(e.detail, dict) else {"non_field_errors": e.detail}
+            value = {}
+        if len(given) != 1:
+            for name in given or ["file"]:
+                errors.setdefault(name, [ONE_INPUT_MESSAGE])
+        if errors:
+            raise serializers.ValidationError(errors)
+        return value
 
     def validate_operation(self, value: str) -> OperationDefinition:
         definition = OPERATIONS.get(value)
@@ -41,10 +84,37 @@ class OperationCreateSerializer(serializers.Serializer):
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         definition: OperationDefinition = attrs["operation"]
         attrs["parameters"] = validate_parameters(definition, _parse_json_object(attrs.get("parameters")))
+        validated = {"definition": definition, "parameters": attrs["parameters"]}
+        if attrs.get("upload"):
+            return {**validated, "tus_upload": self._finished_upload(definition, attrs["upload"])}
+        if attrs.get("source_url"):
+            return {**validated, "source_url": _checked_source_url(attrs["source_url"])}
         upload = attrs["file"]
         validate_extension(definition=definition, file_name=upload.name or "")
         validate_size(size=upload.size, limit=definition.max_file_size)
-        return {"definition": definition, "parameters": attrs["parameters"], "upload": upload}
+        return {**validated, "upload": upload}
+
+    def _finished_upload(self, definition: OperationDefinition, reference: str) -> Upload | None:
+        """The session's tus upload named by its id or URL, checked like a direct upload's name and size."""
+        upload_id = reference.strip().rstrip("/").rsplit("/", 1)[-1]
+        try:
+            upload = uploads.upload_get(session_key=self.context["session_key"], upload_id=upload_id)
+        except (NotFound, Expired) as e:
+            if uploads.upload_consumed_by_idempotent_create(
+                session_key=self.context["session_key"], idempotency_key=self.context.get("idempotency_key")
+            ):
+                return None  # a retried create whose first attempt consumed the upload: it answers
+            raise ValidationFailed(e.message, details={"upload": [e.message]}) from e
+        validate_extension(definition=definition, file_name=upload.file_name)
+        validate_size(size=upload.length, limit=definition.max_file_size)
+        return upload
+
+
+def _checked_source_url(url: str) -> str:
+    try:
+        return check_url(url).url
+    except OutboundRefused as e:
+        raise ValidationFailed(e.message, details={"source_url": [e.message]}) from e
 
 
 def _parse_json_object(text: str | None) -> Any:

@@ -3,7 +3,7 @@
 from django.urls import path, re_path
 from rest_framework.routers import SimpleRouter
 
-from apps.api import views
+from apps.api import uploads, views
 from apps.api.exceptions import unknown_endpoint
 
 router = SimpleRouter()
@@ -21,5 +21,7 @@ urlpatterns = [
     path("health/", views.HealthView.as_view(), name="health"),
     path("queues/", views.QueuesView.as_view(), name="queues"),
     path("session/", views.SessionView.as_view(), name="session"),
+    path("uploads/", uploads.UploadCollectionView.as_view(), name="upload-list"),
+    path("uploads/<str:upload_id>/", uploads.UploadDetailView.as_view(), name="upload-detail"),
     re_path(r"^.*$", unknown_endpoint),
 ]

@@ -15,6 +15,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiRequest, OpenApiResponse, extend_schema
 from rest_framework import viewsets
 from rest_framework.decorators import action
+from rest_framework.parsers import FormParser, JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
@@ -45,7 +46,7 @@ from apps.core.exceptions import NotFound
 from apps.operations import selectors
 from apps.operations.enums import OperationStatus, ProcessingPhase
 from apps.operations.models import Operation
-from apps.operations.services import operations_manager
+from apps.operations.services import operations_manager, uploads
 from apps.operations.services.health import run_health_checks
 from apps.processors.registry import OPERATIONS
 
@@ -82,7 +83,8 @@ class OperationViewSet(viewsets.GenericViewSet):
     """A session's operations: upload, follow, download, retry, cancel, delete."""
 
     pagination_class = EnvelopePagination
-    parser_classes = [UploadParser]
+    # multipart (a file, or an upload id / source_url as form fields), or a JSON body without a file.
+    parser_classes = [UploadParser, FormParser, JSONParser]
     serializer_class = s.OperationSerializer
 
     # What an accepted upload answers: a replayed create (200) or any refusal is not counted.
@@ -142,7 +144,10 @@ class OperationViewSet(viewsets.GenericViewSet):
             "is kept and queued later). With an `Idempotency-Key` already used by this session in the last 24 "
             "hours: 200 with that earlier operation."
         ),
-        request=OpenApiRequest(s.OperationCreateSerializer, encoding=CREATE_REQUEST_ENCODING),
+        request={
+            "multipart/form-data": OpenApiRequest(s.OperationCreateSerializer, encoding=CREATE_REQUEST_ENCODING),
+            "application/json": s.OperationCreateSerializer,
+        },
         parameters=[
             OpenApiParameter(
                 IDEMPOTENCY_KEY_HEADER,
@@ -160,11 +165,23 @@ class OperationViewSet(viewsets.GenericViewSet):
     )
     def create(self, request: Request) -> Response:
         idempotency_key = validate_idempotency_key(request.headers.get(IDEMPOTENCY_KEY_HEADER))
-        serializer = s.OperationCreateSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        result = operations_manager.operation_create(
-            session_key=session_key(request), idempotency_key=idempotency_key, **serializer.validated_data
+        serializer = s.OperationCreateSerializer(
+            data=request.data, context={"session_key": session_key(request), "idempotency_key": idempotency_key}
         )
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        if "tus_upload" in data:
+            result = uploads.operation_create_from_upload(
+                session_key=session_key(request), idempotency_key=idempotency_key, upload=data.pop("tus_upload"), **data
+            )
+        elif "source_url" in data:
+            result = uploads.operation_create_from_url(
+                session_key=session_key(request), idempotency_key=idempotency_key, **data
+            )
+        else:
+            result = operations_manager.operation_create(
+                session_key=session_key(request), idempotency_key=idempotency_key, **data
+            )
         if not result.created:
             return success(self._data(result.operation), message="This upload was already received.")
         message = (

@@ -37,6 +37,8 @@ class Operation(models.Model):
     # NULL, not "", so that the unique constraint ignores operations created without a key.
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
     metadata = models.JSONField(default=dict, blank=True, help_text="Operator details: FFmpeg stderr tail, timings.")
+    # Import from a URL: the worker fetches the input from here (phase ``fetching``) before probing.
+    source_url = models.CharField(max_length=2048, blank=True, default="")
 
     class Meta:
         ordering = ["-created_at"]
@@ -87,3 +89,30 @@ class File(models.Model):
 
     def __str__(self) -> str:
         return f"{self.file_type} {self.file_name}"
+
+
+class Upload(models.Model):
+    """A resumable (tus) upload, unfinished or finished, that no operation has used yet.
+
+    Its bytes live in a part file under the storage root (``tus/<id>``), so that any web process
+    sharing that directory can continue it; the part file's size is the upload's offset, so no
+    write of the body has to be mirrored here. Creating an operation with it consumes it.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    session_key = models.CharField(max_length=40)
+    length = models.BigIntegerField(help_text="Upload-Length: the size the upload will have.")
+    file_name = models.CharField(max_length=255, blank=True, default="", help_text="The filename metadata, sanitised.")
+    metadata = models.JSONField(default=dict, blank=True, help_text="Upload-Metadata as the client sent it.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(help_text="Unfinished or unused, it is removed after this.")
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["session_key"], name="upload_session"),
+            models.Index(fields=["expires_at"], name="upload_expiry"),
+        ]
+
+    def __str__(self) -> str:
+        return f"upload {self.id} ({self.file_name or 'unnamed'}, {self.length} bytes)"

@@ -13,6 +13,7 @@ from config.settings.env import (
     env_bool,
     env_int,
     env_list,
+    env_networks,
     env_rate,
     env_size,
     env_str,
@@ -232,8 +233,32 @@ CORS_ALLOW_HEADERS = (
     "user-agent",
     "x-requested-with",
     "x-session-key",
+    # tus 1.0.0 (/api/v1/uploads/)
+    "tus-resumable",
+    "upload-length",
+    "upload-metadata",
+    "upload-offset",
+    "upload-checksum",
+    "upload-concat",
+    "upload-defer-length",
+    "x-http-method-override",
 )
-CORS_EXPOSE_HEADERS = ("X-Session-Key", "Retry-After", "Content-Disposition")
+CORS_EXPOSE_HEADERS = (
+    "X-Session-Key",
+    "Retry-After",
+    "Content-Disposition",
+    # tus 1.0.0: what a browser client must be able to read
+    "Location",
+    "Tus-Resumable",
+    "Tus-Version",
+    "Tus-Extension",
+    "Tus-Max-Size",
+    "Tus-Checksum-Algorithm",
+    "Upload-Offset",
+    "Upload-Length",
+    "Upload-Metadata",
+    "Upload-Expires",
+)
 CORS_URLS_REGEX = r"^/api/.*$"
 
 # --- REST framework -------------------------------------------------------------------------
@@ -336,6 +361,19 @@ if RECOVERY_STALE_SECONDS < 3 * JOB_HEARTBEAT_SECONDS:
         f"RECOVERY_STALE_SECONDS ({RECOVERY_STALE_SECONDS}) must be at least three times "
         f"JOB_HEARTBEAT_SECONDS ({JOB_HEARTBEAT_SECONDS})."
     )
+
+# --- Resumable uploads (tus) and import from a URL ---------------------------------------------
+# An unfinished or unused tus upload is removed this long after it was created (its parts live in
+# STORAGE_ROOT/tus, which every web process continuing an upload must share).
+UPLOAD_EXPIRY_HOURS = env_int("UPLOAD_EXPIRY_HOURS", 24, minimum=1)
+# The whole fetch of a source_url (connections, redirects, body), in seconds.
+URL_IMPORT_TIMEOUT = env_int("URL_IMPORT_TIMEOUT", 300, minimum=1)
+URL_IMPORT_MAX_REDIRECTS = 5
+
+# --- Outbound requests (apps/core/outbound.py: webhooks, URL import) ---------------------------
+# Requests to addresses a client gave never reach loopback, private, link-local, reserved or cloud
+# metadata addresses, except those inside these networks (CIDRs), e.g. an internal media server.
+OUTBOUND_ALLOWED_NETWORKS = env_networks("OUTBOUND_ALLOWED_NETWORKS", [])
 
 # --- Logging --------------------------------------------------------------------------------
 LOG_LEVEL = (env_str("LOG_LEVEL") or "INFO").upper()

@@ -165,8 +165,16 @@ def test_malformed_idempotency_key_is_a_400(client, media):
     assert "Idempotency-Key" in response.json()["error"]["details"]
 
 
-def test_json_body_instead_of_multipart_is_a_415(client):
+def test_a_json_body_without_an_upload_or_source_url_is_a_400_naming_them(client):
+    # A JSON body can name a tus upload or a source_url (tests/api/test_uploads.py); a file needs multipart.
     response = client.post(f"{API}/operations/", {"operation": "image_resize"}, content_type="application/json")
+
+    assert response.status_code == 400
+    assert "exactly one of file, upload" in response.json()["error"]["details"]["file"][0]
+
+
+def test_an_xml_body_is_a_415(client):
+    response = client.post(f"{API}/operations/", "<operation/>", content_type="application/xml")
 
     assert response.status_code == 415
     assert response.json()["error"]["code"] == "unsupported_media"

@@ -53,6 +53,8 @@ def test_every_case_runs_both_sides_and_reports(bench, tmp_path):
         "progress": 1,
         "queue": 2,
         "upload": 1,
+        "tus upload": 1,
+        "url import": 1,
         "end to end": 1,
         "status polling": 1,
     }

@@ -11,7 +11,9 @@ One run (``cleanup_run``, every hour from RQ cron and on demand with ``manage.py
    was killed never ran its ``finally``), upload temp files older than a day, and local storage
    folders under ``uploads/`` and ``outputs/`` that no File row points into, older than an hour
    (so an upload being stored right now, before its row is committed, is never taken).
-4. Expired Django sessions.
+4. Resumable (tus) uploads past ``expires_at`` (``UPLOAD_EXPIRY_HOURS`` after they started),
+   finished or not, and part files under ``tus/`` that no upload row accounts for.
+5. Expired Django sessions.
 
 Active operations (pending, queued, processing) are never touched. Every removal is claimed first
 (a row lock taken with SKIP LOCKED, or an atomic rename of a directory), so two runs at once, on
@@ -39,6 +41,7 @@ from apps.core.exceptions import StorageError
 from apps.operations.enums import OperationStatus
 from apps.operations.models import File, Operation
 from apps.operations.services import lifecycle
+from apps.operations.services.uploads import upload_remove_expired
 from apps.operations.services.workspace import jobs_temp_root
 from apps.processors.formats import MediaType
 from apps.processors.registry import OPERATIONS
@@ -68,6 +71,7 @@ class CleanupReport:
     job_workspaces_removed: int = 0
     upload_temp_files_removed: int = 0
     orphaned_folders_removed: int = 0
+    expired_uploads_removed: int = 0
     expired_sessions_cleared: bool = False
 
     def as_dict(self) -> dict[str, int | bool]:
@@ -95,6 +99,7 @@ def cleanup_run(*, now: datetime | None = None, limit: int = DEFAULT_LIMIT) -> C
         report.orphaned_folders_removed = _remove_orphaned_folders(
             root=Path(settings.STORAGE_ROOT), older_than=now - STORAGE_ORPHAN_AGE
         )
+    report.expired_uploads_removed = upload_remove_expired(now=now, limit=limit)
     report.expired_sessions_cleared = _clear_expired_sessions()
     logger.info("Cleanup removed %s", report.as_dict())
     return report

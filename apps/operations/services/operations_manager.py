@@ -281,7 +281,8 @@ def operation_retry(*, operation: Operation) -> Operation:
     if operation.operation not in OPERATIONS:
         # Removed in an upgrade: there is no queue to route it to, and no worker would run it.
         raise InvalidState("This operation is no longer offered, so it cannot be run again.")
-    if not any(file.file_type == FileType.INPUT for file in operation.files.all()):
+    has_input = any(file.file_type == FileType.INPUT for file in operation.files.all())
+    if not has_input and not operation.source_url:  # an import from a URL fetches it again
         raise Expired("The input of this operation is no longer stored; upload the file again.")
     with transaction.atomic():
         # A retry puts work back in line: it takes one of the session's active slots.

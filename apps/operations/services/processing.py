@@ -20,6 +20,7 @@ from apps.operations.enums import FileType, OperationStatus, ProcessingPhase
 from apps.operations.models import Operation
 from apps.operations.services import lifecycle
 from apps.operations.services.progress import ProgressTracker
+from apps.operations.services.url_import import operation_fetch_source
 from apps.operations.services.workspace import jobs_temp_root
 from apps.processors.contract import ProcessingContext, ProcessingResult
 from apps.processors.exceptions import OperationStopped, ProcessingError
@@ -60,6 +61,11 @@ def operation_process(
     operation no longer wants this attempt (cancelled, deleted or taken over meanwhile)."""
     started = time.monotonic()
     input_file = operation.files.filter(file_type=FileType.INPUT).first()
+    if input_file is None and operation.source_url:
+        # Import from a URL: the phase is already ``fetching`` (set by the claim).
+        input_file = operation_fetch_source(
+            operation=operation, definition=definition, workspace=workspace, deadline=deadline
+        )
     if input_file is None:
         raise ProcessingError("The uploaded file of this operation is missing; please upload it again.")
     extension = file_extension(input_file.file_path)

@@ -15,6 +15,7 @@ LINES = (
     ("job_workspaces_removed", "abandoned job workspaces removed"),
     ("upload_temp_files_removed", "stale upload temp files removed"),
     ("orphaned_folders_removed", "orphaned storage folders removed"),
+    ("expired_uploads_removed", "expired resumable uploads removed"),
 )
 
 

@@ -1,0 +1,397 @@
+"""Resumable uploads (tus 1.0.0) and operations created from them or from a URL.
+
+Why our own tus server: the Django ones on offer (django-tus, drf-tus) keep upload state in the
+cache or behind their own middleware, have no notion of an owner other than Django's user, and
+lack creation-with-upload; ours is the part of the protocol Konvrt offers (core, creation,
+creation-with-upload, termination, expiration, checksum), tested against the reference clients
+(tuspy, tus-js-client).
+
+State: an ``Upload`` row (owner, length, name, expiry, finished) and a part file under the storage
+root (``tus/<id>``) whose size *is* the offset. Any web process that shares the storage root can
+therefore continue an upload, and a request cut off midway keeps every byte it wrote (that is what
+a client resumes from). One writer at a time per upload: an exclusive ``flock`` on the part file,
+held for the length of one PATCH; a second writer gets 423 and its client retries.
+
+Consuming: ``operation_create_from_upload`` hard-links the finished part into a temporary name
+next to it and hands that to ``operation_create`` as an uploaded temp file (local storage renames
+it into place, so a 500 MB upload is never copied), with the same content checks as a direct
+upload. Only a created operation consumes the upload; a refused one (415, 503) leaves it usable.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import fcntl
+import hashlib
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+from django.conf import settings
+from django.core.files.uploadedfile import TemporaryUploadedFile, UploadedFile
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from apps.core.exceptions import Expired, FileTooLarge, KonvrtError, NotFound, ValidationFailed
+from apps.core.utils import human_size, sanitize_filename
+from apps.operations import selectors
+from apps.operations.models import Operation, Upload
+from apps.operations.services.operations_manager import (
+    IDEMPOTENCY_WINDOW_HOURS,
+    OperationCreateResult,
+    operation_create,
+)
+from apps.operations.services.queue_manager import enqueue_on_commit
+from apps.processors.registry import OperationDefinition
+
+logger = logging.getLogger(__name__)
+
+TUS_VERSION = "1.0.0"
+TUS_EXTENSIONS = ("creation", "creation-with-upload", "termination", "expiration", "checksum")
+CHECKSUM_ALGORITHMS: dict[str, Callable[[], Any]] = {
+    "sha1": hashlib.sha1,
+    "sha256": hashlib.sha256,
+    "md5": hashlib.md5,
+}
+WRITE_CHUNK_SIZE = 64 * 1024
+METADATA_MAX_LENGTH = 4096
+
+
+class UploadConflict(KonvrtError):
+    status_code = 409
+    default_code = "invalid_state"
+    default_detail = "The upload is not at that offset."
+
+
+class UploadLocked(KonvrtError):
+    status_code = 423
+    default_code = "locked"
+    default_detail = "Another request is writing to this upload; try again in a moment."
+
+
+class ChecksumMismatch(KonvrtError):
+    status_code = 460
+    default_code = "checksum_mismatch"
+    default_detail = "The data does not match its Upload-Checksum; nothing of it was kept."
+
+
+# --- where parts live ------------------------------------------------------------------------------
+def parts_root() -> Path:
+    return Path(settings.STORAGE_ROOT) / "tus"
+
+
+def part_path(upload_id: uuid.UUID) -> Path:
+    return parts_root() / str(uuid.UUID(str(upload_id)))
+
+
+def upload_offset(upload: Upload) -> int:
+    """How many bytes of the upload are stored (the part file's size)."""
+    try:
+        return part_path(upload.id).stat().st_size
+    except FileNotFoundError as e:
+        raise NotFound("This upload's data is no longer stored.") from e
+
+
+# --- the protocol's pieces ----------------------------------------------------------------------------
+def parse_metadata(header: str | None) -> dict[str, str]:
+    """``Upload-Metadata``: comma-separated ``key base64value`` pairs (the value may be absent)."""
+    if not header:
+        return {}
+    if len(header) > METADATA_MAX_LENGTH:
+        raise ValidationFailed(f"Upload-Metadata is longer than {METADATA_MAX_LENGTH} characters.")
+    metadata: dict[str, str] = {}
+    for pair in header.split(","):
+        key, _, encoded = pair.strip().partition(" ")
+        if not key or " " in encoded.strip() or key in metadata:
+            raise ValidationFailed("Upload-Metadata is not valid: use comma-separated 'key base64value' pairs.")
+        try:
+            metadata[key] = base64.b64decode(encoded.strip(), validate=True).decode("utf-8") if encoded else ""
+        except (binascii.Error, UnicodeDecodeError) as e:
+            raise ValidationFailed(f"The Upload-Metadata value of {key!r} is not base64-encoded UTF-8.") from e
+    return metadata
+
+
+def parse_checksum(header: str | None) -> tuple[str, bytes] | None:
+    """``Upload-Checksum: <algorithm> <base64 digest>``, or None without one."""
+    if not header:
+        return None
+    algorithm, _, encoded = header.strip().partition(" ")
+    if algorithm.lower() not in CHECKSUM_ALGORITHMS:
+        raise ValidationFailed(
+            f"Upload-Checksum algorithm {algorithm!r} is not supported; use one of {', '.join(CHECKSUM_ALGORITHMS)}."
+        )
+    try:
+        return algorithm.lower(), base64.b64decode(encoded.strip(), validate=True)
+    except binascii.Error as e:
+        raise ValidationFailed("The Upload-Checksum digest is not base64.") from e
+
+
+# --- create, append, terminate --------------------------------------------------------------------------
+def upload_create(*, session_key: str, length: int, metadata: dict[str, str], max_size: int) -> Upload:
+    """A new empty upload of ``length`` bytes owned by the session. ``max_size`` is the limit the
+    caller worked out (the largest operation limit for the file's extension)."""
+    if length > max_size:
+        raise FileTooLarge(
+            f"The file is larger than the {human_size(max_size)} Konvrt accepts.", details={"max_file_size": max_size}
+        )
+    upload = Upload(
+        session_key=session_key,
+        length=length,
+        file_name=sanitize_filename(metadata.get("filename", ""), fallback=""),
+        metadata=metadata,
+        expires_at=timezone.now() + timedelta(hours=settings.UPLOAD_EXPIRY_HOURS),
+    )
+    path = part_path(upload.id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(exist_ok=False)
+    try:
+        upload.save(force_insert=True)
+    except Exception:
+        path.unlink(missing_ok=True)
+        raise
+    if length == 0:
+        _mark_completed(upload)
+    return upload
+
+
+def upload_get(*, session_key: str, upload_id: uuid.UUID | str) -> Upload:
+    """The session's upload; 404 for another session's or an unknown one, 410 once expired."""
+    try:
+        upload = Upload.objects.get(id=uuid.UUID(str(upload_id)), session_key=session_key)
+    except (Upload.DoesNotExist, ValueError) as e:
+        raise NotFound("There is no such upload in this session.") from e
+    if upload.expires_at <= timezone.now():
+        raise Expired("This upload has expired; start it again.")
+    return upload
+
+
+def upload_append(
+    *,
+    upload: Upload,
+    offset: int,
+    stream: IO[bytes] | Any,
+    content_length: int | None,
+    checksum: tuple[str, bytes] | None = None,
+) -> int:
+    """Write the request body at ``offset`` (which must be the stored size); returns the new offset.
+
+    A body cut off midway keeps what arrived (the client resumes from there), unless a checksum
+    was given: then the whole body must arrive and match, or nothing of it is kept (460).
+    """
+    if upload.completed_at is not None and offset == upload.length and content_length in (0, None):
+        return upload.length
+    remaining = upload.length - offset
+    if content_length is not None and content_length > remaining:
+        raise FileTooLarge(
+            f"This body of {content_length} bytes would go past the upload's length of {upload.length} bytes."
+        )
+    path = part_path(upload.id)
+    try:
+        part = path.open("r+b")
+    except FileNotFoundError as e:
+        raise NotFound("This upload's data is no longer stored.") from e
+    with part:
+        try:
+            fcntl.flock(part.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as e:
+            raise UploadLocked() from e
+        stored = os.fstat(part.fileno()).st_size
+        if offset != stored:
+            raise UploadConflict(
+                f"The upload is at byte {stored}, not {offset}; ask for its offset (HEAD) and continue from there.",
+                details={"offset": stored},
+            )
+        part.seek(offset)
+        digest = CHECKSUM_ALGORITHMS[checksum[0]]() if checksum else None
+        wanted = remaining if content_length is None else content_length
+        written = 0
+        try:
+            written = _copy_body(stream, part, wanted, digest)
+        except BaseException:
+            if digest is not None:
+                part.truncate(offset)  # an unverified body is not kept
+            raise
+        finally:
+            part.flush()
+        if digest is not None and (written != wanted or digest.digest() != checksum[1]):  # type: ignore[index]
+            part.truncate(offset)
+            raise ChecksumMismatch()
+        new_offset = offset + written
+        if new_offset == upload.length:
+            # No fsync: a direct upload is not synced either, and forcing 500 MB out to disk here
+            # would cost the last PATCH seconds; after a crash the client resumes from what is there.
+            _mark_completed(upload)
+    return new_offset
+
+
+def _copy_body(stream: IO[bytes] | Any, part: IO[bytes], wanted: int, digest: Any) -> int:
+    written = 0
+    try:
+        while written < wanted:
+            chunk = stream.read(min(WRITE_CHUNK_SIZE, wanted - written))
+            if not chunk:
+                break
+            part.write(chunk)
+            written += len(chunk)
+            if digest is not None:
+                digest.update(chunk)
+    except OSError as e:
+        # The client went away midway: what arrived stays, to be resumed from.
+        logger.info("Upload body cut off after %s bytes (%s)", written, e)
+    return written
+
+
+def _mark_completed(upload: Upload) -> None:
+    upload.completed_at = timezone.now()
+    Upload.objects.filter(id=upload.id, completed_at__isnull=True).update(completed_at=upload.completed_at)
+
+
+def upload_terminate(*, upload: Upload) -> None:
+    """Termination: the upload and its bytes are gone; its URL is 404 from now on."""
+    Upload.objects.filter(id=upload.id).delete()
+    part_path(upload.id).unlink(missing_ok=True)
+
+
+# --- consume --------------------------------------------------------------------------------------------
+class _FinishedUpload(TemporaryUploadedFile):
+    """A finished part, linked to a temporary name, as the uploaded temp file a direct upload
+    would be (``operation_create`` inspects it in place and local storage renames it)."""
+
+    def __init__(self, path: Path, name: str, size: int) -> None:
+        # TemporaryUploadedFile.__init__ would make a new empty temp file; this one exists.
+        UploadedFile.__init__(self, path.open("rb"), name, "application/octet-stream", size, None)
+        self._path = path
+
+    def temporary_file_path(self) -> str:
+        return str(self._path)
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+def upload_consumed_by_idempotent_create(*, session_key: str, idempotency_key: str | None) -> bool:
+    """Whether a create with this Idempotency-Key already happened (and so consumed its upload)."""
+    return bool(idempotency_key) and _idempotent_match(session_key, idempotency_key) is not None
+
+
+def _idempotent_match(session_key: str, idempotency_key: str | None) -> Operation | None:
+    if not idempotency_key:
+        return None
+    return selectors.operation_by_idempotency_key(
+        session_key=session_key, idempotency_key=idempotency_key, within_hours=IDEMPOTENCY_WINDOW_HOURS
+    )
+
+
+def operation_create_from_upload(
+    *,
+    session_key: str,
+    upload: Upload | None,
+    definition: OperationDefinition,
+    parameters: dict[str, Any],
+    idempotency_key: str | None = None,
+) -> OperationCreateResult:
+    """Create an operation whose input is a finished upload (already checked for name and size by
+    the caller), with the same content checks as a direct upload, and consume the upload.
+    ``upload`` is None for a retried create whose first attempt consumed it: that one answers."""
+    if upload is None:
+        existing = _idempotent_match(session_key, idempotency_key)
+        if existing is None:
+            raise NotFound("There is no such upload in this session.")
+        return OperationCreateResult(operation=existing, created=False)
+    if upload.completed_at is None:
+        offset = part_path(upload.id).stat().st_size if part_path(upload.id).exists() else 0
+        raise ValidationFailed(
+            f"This upload is not finished: {offset} of {upload.length} bytes have arrived.",
+            details={"upload": [f"{offset} of {upload.length} bytes have arrived; finish it first."]},
+        )
+    source = part_path(upload.id)
+    link = source.with_name(f".{source.name}.{uuid.uuid4().hex}.consume")
+    try:
+        os.link(source, link)
+    except FileNotFoundError as e:
+        raise NotFound("This upload's data is no longer stored.") from e
+    except OSError:
+        shutil.copyfile(source, link)  # a filesystem without hard links
+    finished = _FinishedUpload(link, upload.file_name or "upload", upload.length)
+    try:
+        result = operation_create(
+            session_key=session_key,
+            definition=definition,
+            parameters=parameters,
+            upload=finished,
+            idempotency_key=idempotency_key,
+        )
+    finally:
+        finished.close()
+        link.unlink(missing_ok=True)
+    if result.created:
+        upload_terminate(upload=upload)
+    return result
+
+
+def operation_create_from_url(
+    *,
+    session_key: str,
+    definition: OperationDefinition,
+    parameters: dict[str, Any],
+    source_url: str,
+    idempotency_key: str | None = None,
+) -> OperationCreateResult:
+    """Record an operation whose input a worker fetches from ``source_url`` (already checked by the
+    outbound guard) and queue it; the fetch, its limits and the content checks happen there."""
+    existing = _idempotent_match(session_key, idempotency_key)
+    if existing is not None:
+        return OperationCreateResult(operation=existing, created=False)
+    try:
+        with transaction.atomic():
+            operation = Operation.objects.create(
+                session_key=session_key,
+                operation=definition.name,
+                parameters=parameters,
+                idempotency_key=idempotency_key,
+                source_url=source_url,
+            )
+    except IntegrityError:
+        existing = _idempotent_match(session_key, idempotency_key)
+        if existing is None:
+            raise
+        return OperationCreateResult(operation=existing, created=False)
+    enqueue_on_commit(operation_id=operation.id)
+    operation.refresh_from_db()
+    return OperationCreateResult(operation=operation, created=True)
+
+
+# --- expiry ---------------------------------------------------------------------------------------------
+def upload_remove_expired(*, now: datetime | None = None, limit: int = 500) -> int:
+    """Remove expired uploads (finished or not, never used) and part files no row accounts for."""
+    now = now or timezone.now()
+    removed = 0
+    for upload_id in list(Upload.objects.filter(expires_at__lte=now).values_list("id", flat=True)[:limit]):
+        # The row goes first: a PATCH arriving now finds no upload instead of writing to a dying file.
+        if Upload.objects.filter(id=upload_id, expires_at__lte=now).delete()[0]:
+            part_path(upload_id).unlink(missing_ok=True)
+            removed += 1
+    root = parts_root()
+    if root.is_dir():
+        cutoff = (now - timedelta(hours=settings.UPLOAD_EXPIRY_HOURS)).timestamp()
+        for entry in root.iterdir():
+            if not entry.is_file() or entry.stat().st_mtime > cutoff:
+                continue
+            name = entry.name.lstrip(".").split(".", 1)[0]
+            try:
+                known = Upload.objects.filter(id=uuid.UUID(name)).exists()
+            except ValueError:
+                continue  # not ours
+            if not known or entry.name.endswith(".consume"):
+                entry.unlink(missing_ok=True)
+                removed += 1
+    if removed:
+        logger.info("Removed %s expired uploads", removed)
+    return removed
