@@ -16,12 +16,21 @@ from apps.operations.models import File, Operation
 from apps.operations.selectors import operation_eta_seconds
 from apps.processors.formats import MediaType
 from apps.processors.parameters import validate_parameters
+from apps.processors.presets import PRESETS, Preset
 from apps.processors.registry import OPERATIONS, OperationDefinition
 
-
 # --- requests -------------------------------------------------------------------------------------
+OPERATION_MISSING = "This field is required (or give a preset instead)."
+
+
 class OperationCreateSerializer(serializers.Serializer):
-    operation = serializers.CharField(help_text="The operation's name, e.g. video_compress.")
+    operation = serializers.CharField(
+        required=False, help_text="The operation's name, e.g. video_compress. Required unless a preset is given."
+    )
+    preset = serializers.CharField(
+        required=False,
+        help_text="A preset's name (GET /presets/), instead of an operation; parameters given override the preset's.",
+    )
     parameters = serializers.CharField(
         required=False,
         allow_blank=True,
@@ -38,9 +47,44 @@ class OperationCreateSerializer(serializers.Serializer):
             )
         return definition
 
+    def to_internal_value(self, data: Any) -> Any:
+        # Neither an operation nor a preset is a missing field, reported with the others (a
+        # missing file) rather than only once they are fixed.
+        missing = not (data.get("operation") or data.get("preset"))
+        try:
+            validated = super().to_internal_value(data)
+        except serializers.ValidationError as e:
+            if missing and isinstance(e.detail, dict):
+                e.detail.setdefault("operation", [serializers.ErrorDetail(OPERATION_MISSING, code="required")])
+            raise
+        if missing:
+            raise serializers.ValidationError({"operation": [OPERATION_MISSING]})
+        return validated
+
+    def validate_preset(self, value: str) -> Preset:
+        preset = PRESETS.get(value)
+        if preset is None:
+            raise serializers.ValidationError(f"Unknown preset {value!r}. Available presets: {', '.join(PRESETS)}.")
+        return preset
+
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        definition: OperationDefinition = attrs["operation"]
-        attrs["parameters"] = validate_parameters(definition, _parse_json_object(attrs.get("parameters")))
+        definition: OperationDefinition | None = attrs.get("operation")
+        preset: Preset | None = attrs.get("preset")
+        given = _parse_json_object(attrs.get("parameters"))
+        if preset is not None:
+            if definition is not None:
+                raise ValidationFailed(
+                    "Give an operation or a preset, not both.",
+                    details={
+                        "preset": [f"The preset {preset.name!r} already says its operation ({preset.operation})."]
+                    },
+                )
+            definition = preset.definition
+            if isinstance(given, dict):
+                given = preset.merged_parameters(given)
+        if definition is None:
+            raise ValidationFailed("Say which operation to run.", details={"operation": [OPERATION_MISSING]})
+        attrs["parameters"] = validate_parameters(definition, given)
         upload = attrs["file"]
         validate_extension(definition=definition, file_name=upload.name or "")
         validate_size(size=upload.size, limit=definition.max_file_size)
@@ -156,6 +200,14 @@ class OperationDefinitionSerializer(serializers.Serializer):
     parameters = serializers.DictField(source="parameters_schema", help_text="A JSON Schema of the parameters.")
 
 
+class PresetSerializer(serializers.Serializer):
+    name = serializers.CharField(help_text="What to send as `preset` on create, e.g. discord.")
+    title = serializers.CharField(help_text="A short name for people, e.g. For Discord.")
+    description = serializers.CharField()
+    operation = serializers.CharField(help_text="The operation it runs.")
+    parameters = serializers.DictField(help_text="The parameters it sets; parameters given on create override them.")
+
+
 class StatusTermSerializer(serializers.Serializer):
     name = serializers.ChoiceField(choices=OperationStatus.choices, source="value")
     # DRF takes declared fields off the class, so this "label" never meets Field.label; mypy cannot know.
@@ -258,6 +310,7 @@ OperationStatusEnvelope = envelope("OperationStatusEnvelope", OperationStatusSer
 OperationDeletedEnvelope = envelope("OperationDeletedEnvelope", serializers.DictField(allow_null=True))
 OperationDefinitionEnvelope = envelope("OperationDefinitionEnvelope", OperationDefinitionSerializer())
 OperationDefinitionListEnvelope = envelope("OperationDefinitionListEnvelope", OperationDefinitionSerializer(many=True))
+PresetListEnvelope = envelope("PresetListEnvelope", PresetSerializer(many=True))
 VocabularyEnvelope = envelope("VocabularyEnvelope", VocabularySerializer())
 QueuesEnvelope = envelope("QueuesEnvelope", serializers.DictField(child=QueueStatisticsSerializer()))
 SessionEnvelope = envelope("SessionEnvelope", SessionSerializer())

@@ -32,6 +32,7 @@ from apps.operations.models import File, Operation
 from apps.operations.services import lifecycle
 from apps.operations.services.queue_manager import dequeue_operation, enqueue_on_commit
 from apps.processors.formats import MediaType
+from apps.processors.input_checks import check_upload
 from apps.processors.registry import OPERATIONS, OperationDefinition
 from apps.processors.sniffing import inspect_upload
 from apps.storage.backend import DownloadTarget, StorageBackend, StoredObject, get_storage
@@ -78,6 +79,8 @@ def operation_create(
 
     with _local_path(upload) as path:
         inspection = inspect_upload(path=path, definition=definition)
+    # Parameters that cannot work on this input (a trim past its end) are refused before storing.
+    check_upload(definition, parameters, inspection.metadata)
 
     operation_id = uuid.uuid4()
     storage = get_storage()
