@@ -33,7 +33,7 @@ MIN_AVERAGE_LUMA = 32
 # gradients sit around 0.3-0.5, pictures above.
 MIN_ENTROPY = 0.2
 ENCODERS = {
-    "jpg": ["-c:v", "mjpeg", "-q:v", "2"],
+    "jpg": ["-c:v", "mjpeg", "-q:v", "2", "-pix_fmt", "yuvj420p"],
     "png": ["-c:v", "png"],
     "webp": ["-c:v", "libwebp", "-quality", "85"],
 }

@@ -24,11 +24,9 @@ from apps.processors.probe import MediaInfo, keyframe_at_or_before
 from apps.processors.video import (
     CONVERT_AUDIO_BITRATE,
     CONVERT_X264_PRESET,
-    _aac_audio,
     _container,
     _h264,
     _map_streams,
-    _opus_audio,
     _vp9,
 )
 
@@ -66,7 +64,7 @@ def trim_video(context: ProcessingContext) -> ProcessingResult:
     if context.parameters["accurate"] or refused:
         if refused:
             details["stream_copy_refused"] = refused
-        codec_args, audio_copied = _encode(info, output_format)
+        codec_args, audio_copied = _encode(info, output_format), False
         seek, length = start, end - start
         details["stream_copied"] = False
     else:
@@ -113,12 +111,14 @@ def _span(parameters: dict[str, Any], info: MediaInfo) -> tuple[float, float]:
     return start, end
 
 
-def _encode(info: MediaInfo, output_format: str) -> tuple[list[str], bool]:
+def _encode(info: MediaInfo, output_format: str) -> list[str]:
+    # The audio is re-encoded too, never copied: a copied track would start at the packet the
+    # demuxer's seek found, which (in a WebM without an index) can be the file's first.
     if output_format == "webm":
-        audio_args, copied = _opus_audio(info)
-        return [*_vp9(quality=TRIM_QUALITY), *audio_args], copied
-    audio_args, copied = _aac_audio(info, bitrate=CONVERT_AUDIO_BITRATE)
-    return [*_h264(quality=TRIM_QUALITY, preset=CONVERT_X264_PRESET), *audio_args], copied
+        audio = ["-c:a", "libopus", "-b:a", CONVERT_AUDIO_BITRATE, "-ac", "2"]
+        return [*_vp9(quality=TRIM_QUALITY), *(audio if info.audio else ["-an"])]
+    audio = ["-c:a", "aac", "-b:a", CONVERT_AUDIO_BITRATE]
+    return [*_h264(quality=TRIM_QUALITY, preset=CONVERT_X264_PRESET), *(audio if info.audio else ["-an"])]
 
 
 def _copy_refused(info: MediaInfo, output_format: str) -> str | None:
