@@ -25,6 +25,7 @@ TOLERANCE_LU = 1.0
 # The loudness range loudnorm may keep: the measured one (so that linear mode is possible) within
 # the filter's bounds; a wide range does not need compressing to reach an integrated loudness.
 MIN_LRA, MAX_LRA = 1.0, 50.0
+MAX_MEASURED_LUFS = 0.0
 # loudnorm reports -70 LUFS (the absolute gate) for silence: nothing to bring up.
 SILENCE_LUFS = -70.0
 # loudnorm works at 192 kHz; the output goes back to the input's rate (or the nearest MP3 rate).
@@ -48,10 +49,11 @@ def normalize_audio(context: ProcessingContext) -> ProcessingResult:
         target,
         peak,
         lra,
-        measured_I=measured["input_i"],
+        # loudnorm takes measured loudness up to 0 LUFS only; a clipped master measures above it.
+        measured_I=min(MAX_MEASURED_LUFS, measured["input_i"]),
         measured_LRA=measured["input_lra"],
         measured_TP=measured["input_tp"],
-        measured_thresh=measured["input_thresh"],
+        measured_thresh=min(MAX_MEASURED_LUFS, measured["input_thresh"]),
         offset=measured["target_offset"],
         linear="true",
     )

@@ -141,7 +141,7 @@ def _loudness(bench: Bench, warm: WarmProcess, ffmpeg: str) -> Result:
         report = logs[0][logs[0].rindex("{") : logs[0].rindex("}") + 1]
         measured = json.loads(report)
         values = ":".join(
-            f"{name}={measured[key]}"
+            f"{name}={min(0.0, float(measured[key])) if name in ('measured_I', 'measured_thresh') else measured[key]}"
             for name, key in (
                 ("measured_I", "input_i"),
                 ("measured_TP", "input_tp"),

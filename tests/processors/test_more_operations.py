@@ -314,8 +314,10 @@ def test_a_gif_longer_than_30_seconds_is_refused(client, media):
     [
         ("sine=frequency=440:sample_rate=44100", {}, "mp3"),  # quiet: brought up to -16 LUFS
         ("anoisesrc=color=pink:amplitude=0.9:sample_rate=48000", {"target_lufs": -23, "output_format": "flac"}, "flac"),
+        # Measures above 0 LUFS, more than loudnorm accepts as a measurement.
+        ("aevalsrc=sin(2*PI*(220+200*t)*t)|sin(2*PI*(330+100*t)*t):s=44100", {"output_format": "wav"}, "wav"),
     ],
-    ids=["quiet-tone-to-mp3", "loud-noise-to-flac"],
+    ids=["quiet-tone-to-mp3", "loud-noise-to-flac", "clipped-sweep-to-wav"],
 )
 def test_normalized_audio_measures_within_1_lu_of_the_target(
     client, media, run_worker, tmp_path, source, parameters, extension
@@ -332,7 +334,7 @@ def test_normalized_audio_measures_within_1_lu_of_the_target(
     assert output["metadata"]["loudness_lufs"] == pytest.approx(target, abs=1.0)
     info = probe_media(path, format_name=extension)
     assert info.duration == pytest.approx(4.0, abs=0.1)
-    assert info.audio.sample_rate == (44100 if "44100" in source else 48000)
+    assert info.audio.sample_rate == (48000 if "48000" in source else 44100)
 
 
 def test_normalizing_silence_fails_with_a_clear_message(media, run_operation, storage_root):
