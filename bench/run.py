@@ -21,18 +21,32 @@ from bench.warm import REPO
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/konvrt_bench"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
 DEFAULT_OTHER_FFMPEG = "/usr/bin/ffmpeg"
-CASES = ("video", "audio", "image", "progress", "builds", "e2e", "queue", "status", "upload", "tus", "url")
+CASES = (
+    "video",
+    "audio",
+    "image",
+    "operations",
+    "progress",
+    "builds",
+    "e2e",
+    "queue",
+    "status",
+    "upload",
+    "tus",
+    "url",
+)
 
 
 def run_cases(bench, cases: tuple[str, ...], *, log: Callable[[str], None] = print) -> list:
     """Run the named cases on ``bench`` (an ``environment.Bench``) in a sensible order."""
-    from bench.cases import images, processing, service, uploads
+    from bench.cases import images, operations, processing, service, uploads
 
     results = []
     steps: list[tuple[str, Callable[[], list]]] = [
         ("video", lambda: processing.run_video(bench)),
         ("audio", lambda: processing.run_audio(bench)),
         ("image", lambda: images.run_images(bench)),
+        ("operations", lambda: operations.run_operations(bench)),
         ("progress", lambda: service.run_progress(bench)),
         ("builds", lambda: processing.run_ffmpeg_builds(bench)),
         ("queue", lambda: service.run_queue(bench)),

@@ -4,8 +4,10 @@
 form carries. The document describes what that string holds instead: a JSON object (the part's
 content type is ``application/json``, see the view's encoding) whose JSON Schema depends on the
 chosen ``operation``. Each operation gets a request variant, ``<Name>CreateRequest``, with
-``operation`` fixed to its name and ``parameters`` carrying the registry's schema verbatim; the
-request is ``oneOf`` those variants, discriminated by ``operation``.
+``operation`` fixed to its name and ``parameters`` carrying the registry's schema verbatim; each
+preset one, ``<Name>PresetCreateRequest``, with ``preset`` fixed and its operation's parameters
+(none required: the preset sets them). The request is ``oneOf`` those variants: a request names
+an operation or a preset, never both.
 
 The shared fields stay as plain top-level properties beside the ``oneOf``: form renderers such as
 Swagger UI build their fields from those properties and cannot render a multipart body that is
@@ -22,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.plumbing import ResolvedComponent
 
+from apps.processors.presets import PRESETS, Preset
 from apps.processors.registry import OPERATIONS, OperationDefinition
 
 if TYPE_CHECKING:
@@ -32,6 +35,7 @@ if TYPE_CHECKING:
 # to a shared enum, and a part whose schema states no type would default to binary.
 CREATE_REQUEST_ENCODING = {
     "operation": {"contentType": "text/plain"},
+    "preset": {"contentType": "text/plain"},
     "parameters": {"contentType": "application/json"},
 }
 
@@ -52,6 +56,27 @@ def _variant_schema(definition: OperationDefinition) -> dict[str, Any]:
             "parameters": copy.deepcopy(definition.parameters_schema),
         },
         "required": ["operation"],
+        "not": {"required": ["preset"]},
+    }
+
+
+def preset_component_name(preset: Preset) -> str:
+    """``web-720p`` → ``Web720pPresetCreateRequest``."""
+    return "".join(word.capitalize() for word in preset.name.replace("-", "_").split("_")) + "PresetCreateRequest"
+
+
+def _preset_variant_schema(preset: Preset) -> dict[str, Any]:
+    parameters = copy.deepcopy(preset.definition.parameters_schema)
+    # The preset gives its own values: what the operation requires may be left out.
+    for rule in ("required", "anyOf"):
+        parameters.pop(rule, None)
+    return {
+        "type": "object",
+        "title": preset.title,
+        "description": f"{preset.description} Runs {preset.operation} with {preset.parameters}.",
+        "properties": {"preset": {"type": "string", "const": preset.name}, "parameters": parameters},
+        "required": ["preset"],
+        "not": {"required": ["operation"]},
     }
 
 
@@ -81,16 +106,22 @@ class OperationCreateRequestExtension(OpenApiSerializerExtension):
             "contentMediaType": "application/octet-stream",
             "description": properties["file"].get("description", ""),
         }
-        mapping = {}
-        for definition in OPERATIONS.values():
-            component = ResolvedComponent(
-                name=variant_component_name(definition),
-                type=ResolvedComponent.SCHEMA,
-                schema=_variant_schema(definition),
-                object=definition.name,
-            )
+        properties["preset"] = {
+            "type": "string",
+            "enum": list(PRESETS),
+            "description": properties["preset"].get("description", ""),
+        }
+        variants = [
+            (variant_component_name(definition), _variant_schema(definition), definition.name)
+            for definition in OPERATIONS.values()
+        ] + [
+            (preset_component_name(preset), _preset_variant_schema(preset), preset.name) for preset in PRESETS.values()
+        ]
+        refs = []
+        for name, variant, key in variants:
+            component = ResolvedComponent(name=name, type=ResolvedComponent.SCHEMA, schema=variant, object=key)
             auto_schema.registry.register_on_missing(component)
-            mapping[definition.name] = component.ref["$ref"]
-        schema["oneOf"] = [{"$ref": ref} for ref in mapping.values()]
-        schema["discriminator"] = {"propertyName": "operation", "mapping": mapping}
+            refs.append(component.ref)
+        # No discriminator: a request names either its operation or its preset.
+        schema["oneOf"] = refs
         return schema

@@ -18,11 +18,13 @@ from apps.operations.selectors import operation_eta_seconds
 from apps.operations.services import uploads
 from apps.processors.formats import MediaType
 from apps.processors.parameters import validate_parameters
+from apps.processors.presets import PRESETS, Preset
 from apps.processors.registry import OPERATIONS, OperationDefinition
 
 # --- requests -------------------------------------------------------------------------------------
 INPUT_FIELDS = ("file", "upload", "source_url")
 ONE_INPUT_MESSAGE = "Send exactly one of file, upload (a finished tus upload) or source_url."
+OPERATION_MISSING = "This field is required (or give a preset instead)."
 
 
 class ParametersField(serializers.CharField):
@@ -35,7 +37,13 @@ class ParametersField(serializers.CharField):
 
 
 class OperationCreateSerializer(serializers.Serializer):
-    operation = serializers.CharField(help_text="The operation's name, e.g. video_compress.")
+    operation = serializers.CharField(
+        required=False, help_text="The operation's name, e.g. video_compress. Required unless a preset is given."
+    )
+    preset = serializers.CharField(
+        required=False,
+        help_text="A preset's name (GET /presets/), instead of an operation; parameters given override the preset's.",
+    )
     parameters = ParametersField(
         required=False,
         allow_blank=True,
@@ -57,15 +65,18 @@ class OperationCreateSerializer(serializers.Serializer):
     )
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
-        # Exactly one input, reported beside any other field's error (a request missing both the
-        # operation and its file hears about both).
+        # Every missing piece is reported at once: neither an operation nor a preset, and not
+        # exactly one input (a request missing both the operation and its file hears about both).
         given = [name for name in INPUT_FIELDS if data.get(name) not in (None, "")]
+        operation_missing = not (data.get("operation") or data.get("preset"))
         errors: dict[str, Any] = {}
         try:
             value = super().to_internal_value(data)
         except serializers.ValidationError as e:
             errors = dict(e.detail) if isinstance(e.detail, dict) else {"non_field_errors": e.detail}
             value = {}
+        if operation_missing:
+            errors.setdefault("operation", [serializers.ErrorDetail(OPERATION_MISSING, code="required")])
         if len(given) != 1:
             for name in given or ["file"]:
                 errors.setdefault(name, [ONE_INPUT_MESSAGE])
@@ -81,9 +92,30 @@ class OperationCreateSerializer(serializers.Serializer):
             )
         return definition
 
+    def validate_preset(self, value: str) -> Preset:
+        preset = PRESETS.get(value)
+        if preset is None:
+            raise serializers.ValidationError(f"Unknown preset {value!r}. Available presets: {', '.join(PRESETS)}.")
+        return preset
+
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        definition: OperationDefinition = attrs["operation"]
-        attrs["parameters"] = validate_parameters(definition, _parse_json_object(attrs.get("parameters")))
+        definition: OperationDefinition | None = attrs.get("operation")
+        preset: Preset | None = attrs.get("preset")
+        given = _parse_json_object(attrs.get("parameters"))
+        if preset is not None:
+            if definition is not None:
+                raise ValidationFailed(
+                    "Give an operation or a preset, not both.",
+                    details={
+                        "preset": [f"The preset {preset.name!r} already says its operation ({preset.operation})."]
+                    },
+                )
+            definition = preset.definition
+            if isinstance(given, dict):
+                given = preset.merged_parameters(given)
+        if definition is None:
+            raise ValidationFailed("Say which operation to run.", details={"operation": [OPERATION_MISSING]})
+        attrs["parameters"] = validate_parameters(definition, given)
         validated = {"definition": definition, "parameters": attrs["parameters"]}
         if attrs.get("upload"):
             return {**validated, "tus_upload": self._finished_upload(definition, attrs["upload"])}
@@ -245,6 +277,14 @@ class OperationDefinitionSerializer(serializers.Serializer):
     parameters = serializers.DictField(source="parameters_schema", help_text="A JSON Schema of the parameters.")
 
 
+class PresetSerializer(serializers.Serializer):
+    name = serializers.CharField(help_text="What to send as `preset` on create, e.g. discord.")
+    title = serializers.CharField(help_text="A short name for people, e.g. For Discord.")
+    description = serializers.CharField()
+    operation = serializers.CharField(help_text="The operation it runs.")
+    parameters = serializers.DictField(help_text="The parameters it sets; parameters given on create override them.")
+
+
 class StatusTermSerializer(serializers.Serializer):
     name = serializers.ChoiceField(choices=OperationStatus.choices, source="value")
     # DRF takes declared fields off the class, so this "label" never meets Field.label; mypy cannot know.
@@ -349,6 +389,7 @@ OperationStatusEnvelope = envelope("OperationStatusEnvelope", OperationStatusSer
 OperationDeletedEnvelope = envelope("OperationDeletedEnvelope", serializers.DictField(allow_null=True))
 OperationDefinitionEnvelope = envelope("OperationDefinitionEnvelope", OperationDefinitionSerializer())
 OperationDefinitionListEnvelope = envelope("OperationDefinitionListEnvelope", OperationDefinitionSerializer(many=True))
+PresetListEnvelope = envelope("PresetListEnvelope", PresetSerializer(many=True))
 VocabularyEnvelope = envelope("VocabularyEnvelope", VocabularySerializer())
 QueuesEnvelope = envelope("QueuesEnvelope", serializers.DictField(child=QueueStatisticsSerializer()))
 SessionEnvelope = envelope("SessionEnvelope", SessionSerializer())

@@ -17,6 +17,7 @@ urlpatterns = [
         views.OperationDefinitionDetailView.as_view(),
         name="operation-definition-detail",
     ),
+    path("presets/", views.PresetListView.as_view(), name="preset-list"),
     path("vocabulary/", views.VocabularyView.as_view(), name="vocabulary"),
     path("health/", views.HealthView.as_view(), name="health"),
     path("queues/", views.QueuesView.as_view(), name="queues"),

@@ -48,6 +48,7 @@ from apps.operations.enums import OperationStatus, ProcessingPhase
 from apps.operations.models import Operation
 from apps.operations.services import operations_manager, uploads
 from apps.operations.services.health import run_health_checks
+from apps.processors.presets import PRESETS
 from apps.processors.registry import OPERATIONS
 
 
@@ -309,6 +310,21 @@ class OperationDefinitionDetailView(APIView):
         if definition is None:
             raise NotFound(f"There is no operation named {name!r}.")
         return success(s.OperationDefinitionSerializer(definition).data)
+
+
+class PresetListView(APIView):
+    """Operations with parameters chosen for a common goal; send a preset's name as `preset` on
+    create."""
+
+    throttle_classes = DEFAULT_THROTTLES
+
+    @extend_schema(
+        summary="Presets: an operation and its parameters for a common goal (Discord, email, podcast, ...)",
+        parameters=[RETRY_AFTER],
+        responses={200: s.PresetListEnvelope, **_errors(429)},
+    )
+    def get(self, request: Request) -> Response:
+        return success(s.PresetSerializer(PRESETS.values(), many=True).data)
 
 
 class VocabularyView(APIView):

@@ -115,6 +115,9 @@ def _describe(error: SchemaError, schema: dict[str, Any]) -> list[tuple[str, str
     if error.validator == "anyOf" and not error.path:
         names = [sorted(option.get("required", []))[0] for option in error.validator_value if option.get("required")]
         return [(names[0], f"Give at least one of: {', '.join(names)}.")]
+    if error.validator == "not" and not error.path and error.validator_value.get("required"):
+        names = sorted(error.validator_value["required"])
+        return [(name, f"Give only one of: {', '.join(names)}.") for name in names]
     if error.validator == "type":
         return [(field_name, f"Must be of type {_type_name(error.validator_value)}.")]
     if error.validator == "enum":

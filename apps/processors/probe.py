@@ -322,3 +322,31 @@ def _stream_info(stream: av.stream.Stream) -> StreamInfo:
         audio_context = stream.codec_context
         info.update(sample_rate=audio_context.sample_rate or None, channels=audio_context.channels or None)
     return StreamInfo(**info)
+
+
+def keyframe_at_or_before(path: Path, *, format_name: str, stream_index: int, seconds: float) -> float:
+    """The time (s) of the last keyframe of stream ``stream_index`` at or before ``seconds``: where
+    a stream copy that starts at ``seconds`` really starts. 0.0 when the file says nothing better."""
+    try:
+        with av.open(
+            local_url(path), format=format_name, options=safe_input_options(format_name), timeout=30
+        ) as container:
+            stream = container.streams[stream_index]
+            if not stream.time_base or seconds <= 0:
+                return 0.0
+            start = _start_time(container, stream)
+            container.seek(int((seconds + start) / stream.time_base), stream=stream, backward=True, any_frame=False)
+            for packet in container.demux(stream):
+                if packet.pts is not None and packet.is_keyframe:
+                    found = float(packet.pts * stream.time_base) - start
+                    return max(0.0, found) if found <= seconds + 1e-3 else 0.0
+    except (av.FFmpegError, OSError, ValueError, IndexError) as e:
+        raise ProbeError(f"Could not find a keyframe in {path.name}: {e}") from e
+    return 0.0
+
+
+def _start_time(container: Any, stream: Any) -> float:
+    # Timestamps count from the file's start time (an MPEG-TS clock rarely starts at 0).
+    if stream.start_time is not None and stream.time_base:
+        return float(stream.start_time * stream.time_base)
+    return container.start_time / av.time_base if container.start_time else 0.0

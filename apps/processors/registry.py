@@ -18,6 +18,7 @@ from django.utils.module_loading import import_string
 
 from apps.core.utils import MAX_FILENAME_LENGTH, sanitize_filename
 from apps.processors.formats import MediaType, readable_formats, writable_formats
+from apps.processors.scaling import MAX_HEIGHTS
 
 if TYPE_CHECKING:
     from apps.processors.contract import Processor
@@ -84,6 +85,9 @@ class OperationDefinition:
     required_stream: RequiredStream | None = None
     # Which WORKER_CONFIG entry runs it; the media type's own unless said otherwise.
     worker_group: str = ""
+    # Dotted path of a check of the parameters against the probed input (a trim past the end),
+    # run at upload and by the worker: see ``input_checks.py``.
+    input_check: str = ""
 
     @property
     def group(self) -> str:
@@ -122,6 +126,14 @@ class OperationDefinition:
         return sanitize_filename(stem[: MAX_FILENAME_LENGTH - len(ending)].rstrip() + ending)
 
 
+# The longest time a parameter in seconds may name: longer than any input the duration cap lets in.
+_MAX_SECONDS = 24 * 60 * 60
+
+
+def _seconds(description: str, *, minimum: float = 0, **extra: Any) -> dict[str, Any]:
+    return {"type": "number", "minimum": minimum, "maximum": _MAX_SECONDS, "description": description, **extra}
+
+
 OPERATIONS: dict[str, OperationDefinition] = {
     definition.name: definition
     for definition in (
@@ -144,11 +156,27 @@ OPERATIONS: dict[str, OperationDefinition] = {
                         "description": "x264 speed preset: slower presets make smaller files.",
                     },
                     "audio_bitrate": {**_AUDIO_BITRATE, "default": "128k"},
+                    "max_height": {
+                        "type": "integer",
+                        "enum": list(MAX_HEIGHTS),
+                        "description": "At most this many lines, width in proportion; never enlarged.",
+                    },
+                    "target_size_mb": {
+                        "type": "number",
+                        "minimum": 0.1,
+                        "maximum": 10000,
+                        "description": (
+                            "Fit the output in this many megabytes (1 MB = 1,000,000 bytes) and use at least 85 % "
+                            "of it, by two-pass encoding; quality is then ignored. Too small a target for the "
+                            "video's length is refused, naming the smallest that works."
+                        ),
+                    },
                 }
             ),
             input_formats=VIDEO_INPUT_FORMATS,
             output_formats=("mp4",),
-            processor="apps.processors.video.compress_video",
+            processor="apps.processors.target_size.compress",
+            input_check="apps.processors.target_size.check_target_size",
         ),
         OperationDefinition(
             name="video_convert",
@@ -277,6 +305,142 @@ OPERATIONS: dict[str, OperationDefinition] = {
             output_formats=AUDIO_OUTPUT_FORMATS,
             processor="apps.processors.audio.extract_audio",
             worker_group="audio",
+        ),
+        OperationDefinition(
+            name="video_trim",
+            title="Trim video",
+            output_suffix="trimmed",
+            required_stream=RequiredStream("video", "This file has no video track to trim."),
+            media_type=MediaType.VIDEO,
+            description=(
+                "Keep the part of a video from start to end (or for duration) seconds. accurate (the default) "
+                "re-encodes at the exact times; accurate=false copies the streams as they are, from the keyframe at "
+                "or before start. MP4, MOV and WebM stay what they are; other inputs become MP4."
+            ),
+            parameters_schema=_object_schema(
+                {
+                    "start": _seconds("Where the clip starts, in seconds.", default=0),
+                    "end": _seconds(
+                        "Where the clip ends, in seconds; the video's end when neither end nor duration is given.",
+                        minimum=0.1,
+                    ),
+                    "duration": _seconds("How long the clip lasts, in seconds (instead of end).", minimum=0.1),
+                    "accurate": {
+                        "type": "boolean",
+                        "default": True,
+                        "description": "Re-encode at the exact times; false: copy from the keyframe before start.",
+                    },
+                },
+                **{"not": {"required": ["end", "duration"]}},
+            ),
+            input_formats=VIDEO_INPUT_FORMATS,
+            output_formats=("mp4", "mov", "webm"),
+            processor="apps.processors.trim.trim_video",
+            input_check="apps.processors.trim.check_trim",
+        ),
+        OperationDefinition(
+            name="video_thumbnail",
+            title="Video thumbnail",
+            output_suffix="thumbnail",
+            required_stream=RequiredStream("video", "This file has no video track to take a picture from."),
+            media_type=MediaType.VIDEO,
+            description=(
+                "One frame of a video as an image: the frame at time, or without time a representative frame chosen "
+                "automatically (never a black or blank one when the video has another)."
+            ),
+            parameters_schema=_object_schema(
+                {
+                    "time": _seconds("The moment to take, in seconds; omitted: chosen automatically."),
+                    "width": {
+                        "type": "integer",
+                        "minimum": 16,
+                        "maximum": 7680,
+                        "description": "Image width in pixels (height in proportion); the video's own when omitted.",
+                    },
+                    "output_format": {"type": "string", "enum": ["jpg", "png", "webp"], "default": "jpg"},
+                }
+            ),
+            input_formats=VIDEO_INPUT_FORMATS,
+            output_formats=("jpg", "png", "webp"),
+            processor="apps.processors.thumbnail.video_thumbnail",
+            input_check="apps.processors.thumbnail.check_thumbnail",
+        ),
+        OperationDefinition(
+            name="video_to_gif",
+            title="Video to GIF",
+            output_suffix="animation",
+            required_stream=RequiredStream("video", "This file has no video track to animate."),
+            media_type=MediaType.VIDEO,
+            description=(
+                "A clip of up to 30 seconds as a looping animated GIF (with a palette made for the clip) or animated "
+                "WebP. Never larger or faster than the video itself."
+            ),
+            parameters_schema=_object_schema(
+                {
+                    "start": _seconds("Where the clip starts, in seconds.", default=0),
+                    "duration": {
+                        "type": "number",
+                        "minimum": 0.1,
+                        "maximum": 30,
+                        "default": 5,
+                        "description": "How long the clip lasts, in seconds.",
+                    },
+                    "fps": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": 30,
+                        "default": 12,
+                        "description": "Frames per second.",
+                    },
+                    "width": {
+                        "type": "integer",
+                        "minimum": 16,
+                        "maximum": 1280,
+                        "default": 480,
+                        "description": "Width in pixels (height in proportion).",
+                    },
+                    "output_format": {"type": "string", "enum": ["gif", "webp"], "default": "gif"},
+                }
+            ),
+            input_formats=VIDEO_INPUT_FORMATS,
+            output_formats=("gif", "webp"),
+            processor="apps.processors.gif.video_to_gif",
+            input_check="apps.processors.gif.check_gif",
+        ),
+        OperationDefinition(
+            name="audio_normalize",
+            title="Normalize loudness",
+            output_suffix="normalized",
+            required_stream=RequiredStream("audio", "This file has no audio track to normalize."),
+            media_type=MediaType.AUDIO,
+            description=(
+                "Bring audio to a target integrated loudness (EBU R128, two passes: measure, then apply), "
+                "e.g. -16 LUFS for podcasts, with true peaks under a ceiling. The result is measured and is "
+                "within 1 LU of the target."
+            ),
+            parameters_schema=_object_schema(
+                {
+                    "target_lufs": {
+                        "type": "number",
+                        "minimum": -30,
+                        "maximum": -5,
+                        "default": -16,
+                        "description": "Integrated loudness to reach, in LUFS.",
+                    },
+                    "true_peak": {
+                        "type": "number",
+                        "minimum": -9,
+                        "maximum": 0,
+                        "default": -1.5,
+                        "description": "Highest true peak allowed, in dBTP.",
+                    },
+                    "output_format": {"type": "string", "enum": list(AUDIO_OUTPUT_FORMATS), "default": "mp3"},
+                    "bitrate": {**_AUDIO_BITRATE, "default": "192k"},
+                }
+            ),
+            input_formats=AUDIO_INPUT_FORMATS,
+            output_formats=AUDIO_OUTPUT_FORMATS,
+            processor="apps.processors.loudness.normalize_audio",
         ),
     )
 }

@@ -18,6 +18,7 @@ from apps.processors.ffmpeg import input_args, output_args
 from apps.processors.formats import MediaType, get_format
 from apps.processors.probe import MediaInfo, StreamInfo
 from apps.processors.registry import X264_PRESETS
+from apps.processors.scaling import fit_height
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,11 @@ def compress_video(context: ProcessingContext) -> ProcessingResult:
     args = [
         *input_args(context.input_path, demuxer=context.demuxer),
         *_map_streams(video=context.video_stream, audio=info.audio),
-        *_h264(quality=parameters["quality"], preset=parameters["preset"]),
+        *_h264(
+            quality=parameters["quality"],
+            preset=parameters["preset"],
+            picture=fit_height(parameters.get("max_height")),
+        ),
         *audio_args,
         *_container("mp4", output),
     ]
@@ -110,8 +115,8 @@ def _map_streams(*, video: StreamInfo, audio: StreamInfo | None) -> list[str]:
     return args
 
 
-def _h264(*, quality: int, preset: str) -> list[str]:
-    return ["-c:v", "libx264", "-preset", preset, "-crf", str(quality), *_YUV420_EVEN]
+def _h264(*, quality: int, preset: str, picture: str = EVEN_DIMENSIONS) -> list[str]:
+    return ["-c:v", "libx264", "-preset", preset, "-crf", str(quality), "-pix_fmt", "yuv420p", "-vf", picture]
 
 
 def _vp9(*, quality: int) -> list[str]:

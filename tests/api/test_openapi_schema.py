@@ -19,6 +19,7 @@ from openapi_schema_validator import OAS30Validator
 from apps.core.exceptions import StorageError
 from apps.operations.enums import OperationStatus
 from apps.operations.services import operations_manager
+from apps.processors.presets import PRESETS
 from apps.processors.registry import OPERATIONS
 from apps.storage.local import LocalStorage
 from tests.api.conftest import API, session_key_of, upload
@@ -73,6 +74,7 @@ def test_real_responses_of_every_endpoint_match_the_schema(
     check(client.get(f"{API}/operation-definitions/image_resize/"), 200)
     check(client.get(f"{API}/operation-definitions/nope/"), 404)
     check(client.get(f"{API}/vocabulary/"), 200)
+    check(client.get(f"{API}/presets/"), 200)
     check(client.get(f"{API}/health/"), 200)
     check(client.get(f"{API}/queues/"), 200)
 
@@ -205,10 +207,11 @@ def _create_body(spec: dict[str, Any]) -> dict[str, Any]:
     return spec["paths"][CREATE]["post"]["requestBody"]["content"]["multipart/form-data"]
 
 
-def _variants(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def _variants(spec: dict[str, Any], by: str = "operation") -> dict[str, dict[str, Any]]:
+    """The create request's variants naming an operation (``by="preset"``: a preset), by name."""
     request = _component(spec, _create_body(spec)["schema"])
     variants = [_component(spec, choice) for choice in request["oneOf"]]
-    return {variant["properties"]["operation"]["const"]: variant for variant in variants}
+    return {variant["properties"][by]["const"]: variant for variant in variants if by in variant["required"]}
 
 
 def test_the_create_request_publishes_each_operations_parameter_schema_from_the_registry(openapi_spec):
@@ -221,18 +224,20 @@ def test_the_create_request_publishes_each_operations_parameter_schema_from_the_
         assert variant["properties"]["parameters"] == OPERATIONS[name].parameters_schema, name
         assert variant["title"] == OPERATIONS[name].title
         assert "operation" in variant["required"]
-        assert _component(openapi_spec, {"$ref": request["discriminator"]["mapping"][name]}) is variant
-    assert request["discriminator"]["propertyName"] == "operation"
+    presets = _variants(openapi_spec, by="preset")
+    assert set(presets) == set(PRESETS)
+    assert len(request["oneOf"]) == len(OPERATIONS) + len(PRESETS)
     # The part is sent as a JSON text, not as a form-encoded object.
     assert body["encoding"]["parameters"]["contentType"] == "application/json"
     # The form's fields stay plain properties beside the oneOf: Swagger UI draws its form from them.
-    assert set(request["properties"]) == {"operation", "parameters", "file", "upload", "source_url"}
+    assert set(request["properties"]) == {"operation", "preset", "parameters", "file", "upload", "source_url"}
     assert request["properties"]["parameters"]["type"] == "object"
     # Raw bytes in OpenAPI 3.1: no string type, a media type instead.
     assert "type" not in request["properties"]["file"]
     assert request["properties"]["file"]["contentMediaType"] == "application/octet-stream"
-    # One of file, upload and source_url (checked by the API; JSON Schema's oneOf would not draw as a form).
-    assert set(request["required"]) == {"operation"}
+    # One of file, upload and source_url, and an operation or a preset: checked by the API and the
+    # variants (a form-level oneOf would not draw as a form), so no field is required on its own.
+    assert not request.get("required")
 
 
 def example_parameters(schema: dict[str, Any]) -> dict[str, Any]:
@@ -302,6 +307,44 @@ def test_a_request_built_from_each_published_variant_validates_and_is_accepted(
         response = client.post(CREATE, body, content_type=content_type, headers={"X-Session-Key": key})
         assert response.status_code == 201, (name, response.content[:500])
         assert response.json()["data"]["parameters"].items() >= parameters.items()
+
+
+@pytest.mark.django_db
+def test_a_request_naming_each_published_preset_validates_and_is_accepted(client, media, openapi, openapi_spec):
+    key = session_key_of(client)
+
+    for name in _variants(openapi_spec, by="preset"):
+        preset = PRESETS[name]
+        source = sample_for(media, preset.operation)
+        body, content_type = multipart(
+            [
+                ("preset", "text/plain", name.encode(), None),
+                ("file", "application/octet-stream", source.read_bytes(), source.name),
+            ]
+        )
+
+        validate_create(openapi, session_key=key, body=body, content_type=content_type)
+        response = client.post(CREATE, body, content_type=content_type, headers={"X-Session-Key": key})
+        assert response.status_code == 201, (name, response.content[:500])
+        assert response.json()["data"]["operation"] == preset.operation
+
+
+@pytest.mark.django_db
+def test_a_request_naming_both_an_operation_and_a_preset_is_refused_by_document_and_api(client, media, openapi):
+    key = session_key_of(client)
+    body, content_type = multipart(
+        [
+            ("operation", "text/plain", b"video_compress", None),
+            ("preset", "text/plain", b"discord", None),
+            ("file", "application/octet-stream", media.video(duration=0.5).read_bytes(), "in.mp4"),
+        ]
+    )
+
+    with pytest.raises(InvalidRequestBody):
+        validate_create(openapi, session_key=key, body=body, content_type=content_type)
+    response = client.post(CREATE, body, content_type=content_type, headers={"X-Session-Key": key})
+    assert response.status_code == 400
+    assert "not both" in response.json()["error"]["message"]
 
 
 @pytest.mark.django_db

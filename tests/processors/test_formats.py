@@ -34,6 +34,10 @@ def test_every_format_an_operation_names_is_in_the_catalog_with_its_media_type()
         for extension in definition.input_formats:
             assert get_format(extension).media_type == definition.media_type, (definition.name, extension)
         for extension in definition.output_formats:
+            # GIF is written by FFmpeg's gif muxer in video_to_gif only; Pillow never writes one,
+            # so the catalog names no encoder for it (and image_convert does not offer it).
+            if (definition.name, extension) == ("video_to_gif", "gif"):
+                continue
             assert get_format(extension).encoder, f"{definition.name} writes {extension}, which has no muxer"
 
 

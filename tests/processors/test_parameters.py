@@ -49,8 +49,8 @@ def test_given_values_are_kept():
 def test_unknown_keys_are_rejected_by_name_with_the_accepted_ones_listed():
     details = errors_for("video_compress", {"quality": 23, "vf": "scale=1:1", "crf": 1})
     assert details == {
-        "crf": ["Unknown parameter. Accepted parameters: audio_bitrate, preset, quality."],
-        "vf": ["Unknown parameter. Accepted parameters: audio_bitrate, preset, quality."],
+        "crf": ["Unknown parameter. Accepted parameters: audio_bitrate, max_height, preset, quality, target_size_mb."],
+        "vf": ["Unknown parameter. Accepted parameters: audio_bitrate, max_height, preset, quality, target_size_mb."],
     }
 
 

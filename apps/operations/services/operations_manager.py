@@ -35,6 +35,7 @@ from apps.operations.models import File, Operation
 from apps.operations.services import lifecycle, quotas
 from apps.operations.services.queue_manager import dequeue_operation, enqueue_on_commit
 from apps.processors.formats import MediaType
+from apps.processors.input_checks import check_upload
 from apps.processors.registry import OPERATIONS, OperationDefinition
 from apps.processors.sniffing import inspect_upload
 from apps.storage.backend import INPUT, DownloadTarget, StorageBackend, StoredObject, get_storage, object_key
@@ -86,6 +87,8 @@ def operation_create(
     quotas.session_check_capacity(session_key=session_key, incoming=upload.size or 0)
     with _disk_full_is_unavailable(), _local_path(upload) as path:
         inspection = inspect_upload(path=path, definition=definition)
+    # Parameters that cannot work on this input (a trim past its end) are refused before storing.
+    check_upload(definition, parameters, inspection.metadata)
 
     operation_id = uuid.uuid4()
     storage = get_storage()
