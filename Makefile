@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format install clean bench mutation
+.PHONY: run test lint format install clean bench mutation web-vendor
 
 $(STAMP): requirements.txt requirements/base.txt requirements/production.txt requirements/development.txt
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,11 @@ $(MUTATION_STAMP): $(STAMP) requirements/mutation.txt
 
 mutation: $(MUTATION_STAMP)
 	$(BIN)/python scripts/embedded_redis.py -- $(BIN)/python scripts/mutation.py $(MUTATION_ARGS)
+
+# The web page's vendored tus-js-client (docs/web.md): fetched with `npm pack`, checked against its
+# pinned sha256 and copied, licence included, into apps/web/static/web/vendor/ (committed).
+web-vendor:
+	sh scripts/vendor_web.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

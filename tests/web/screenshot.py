@@ -12,7 +12,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from tests.web.test_browser import choose_file, wait_until_done
+from tests.web.test_browser import choose_file, open_advanced, wait_until_done
 
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshot.png"
 
@@ -26,6 +26,7 @@ def test_readme_screenshot(web, worker, media, tmp_path):
     page.set_viewport_size({"width": 900, "height": 1000})
     choose_file(page, video)
     page.check("#operation-video_compress")
+    open_advanced(page)
     page.select_option("#param-preset", label="ultrafast")
     page.click("#start-button")
     wait_until_done(page)
