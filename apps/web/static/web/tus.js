@@ -5,8 +5,14 @@
 
 import { ApiError, errorFrom } from "./api.js";
 
-// Chunks bound what a retry resends and keep each request short.
+// Chunks bound what a retry resends and keep each request short (main's data-tus-chunk-size,
+// when set, overrides it: the browser tests use small chunks to cut a small file's upload midway).
 const CHUNK_SIZE = 5 * 1024 * 1024;
+
+function chunkSize() {
+  const configured = Number(document.getElementById("main").dataset.tusChunkSize);
+  return Number.isFinite(configured) && configured > 0 ? configured : CHUNK_SIZE;
+}
 const RETRY_DELAYS_MS = [0, 1000, 3000, 5000, 10000, 20000];
 
 let library = null;
@@ -36,7 +42,7 @@ export function tusUpload(api, file, { onProgress, onRetry, setAbort }) {
     tusLibrary().then((tus) => {
       const upload = new tus.Upload(file, {
         endpoint: api.url("uploads/"),
-        chunkSize: CHUNK_SIZE,
+        chunkSize: chunkSize(),
         retryDelays: RETRY_DELAYS_MS,
         removeFingerprintOnSuccess: true,
         metadata: { filename: file.name, filetype: file.type || "application/octet-stream" },
