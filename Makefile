@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 # `make run` serves the web tier as the Procfile does (gunicorn, DEBUG off); `make dev` runs Django's
 # development server (DEBUG on) with the same workers.
-.PHONY: run dev test lint format install clean bench mutation
+.PHONY: run dev test lint format install clean bench mutation web-vendor
 
 $(STAMP): requirements.txt requirements/base.txt requirements/production.txt requirements/development.txt
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,11 @@ $(MUTATION_STAMP): $(STAMP) requirements/mutation.txt
 
 mutation: $(MUTATION_STAMP)
 	$(BIN)/python scripts/embedded_redis.py -- $(BIN)/python scripts/mutation.py $(MUTATION_ARGS)
+
+# The web page's vendored tus-js-client (docs/web.md): fetched with `npm pack`, checked against its
+# pinned sha256 and copied, licence included, into apps/web/static/web/vendor/ (committed).
+web-vendor:
+	sh scripts/vendor_web.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -44,8 +44,9 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-PHONE = {"width": 375, "height": 740}
-DESKTOP = {"width": 1100, "height": 900}
+# A current phone (390 CSS px) and a laptop.
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 900}
 
 
 def browser_unavailable(reason: str, *, module_level: bool = False) -> NoReturn:

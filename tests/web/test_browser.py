@@ -18,7 +18,7 @@ from apps.operations.models import Operation
 from apps.processors.probe import probe_image, probe_media
 from apps.processors.registry import OPERATIONS
 from tests.processors.processes import wait_until
-from tests.web.conftest import browser_unavailable
+from tests.web.conftest import PHONE, browser_unavailable
 
 try:
     from playwright import sync_api
@@ -27,6 +27,7 @@ except ImportError:
 expect = sync_api.expect
 # Generous waits for state (a real encode on a busy two-core machine), never timing assertions.
 expect.set_options(timeout=60_000)
+PHONE_WIDTH = PHONE["width"]
 
 
 def choose_file(page, path) -> None:
@@ -41,6 +42,12 @@ def wait_until_done(page) -> None:
     expect(page.locator("#processing-text")).to_have_text("Done.")
     page.wait_for_function("document.querySelector('#processing-progress').value === 100")
     expect(page.locator("#processing-percent")).to_have_text("100%")
+
+
+def open_advanced(page) -> None:
+    """The raw parameters are folded under "Advanced"."""
+    if not page.evaluate("document.querySelector('#advanced').open"):
+        page.click("#advanced summary")
 
 
 def download_result(page, tmp_path):
@@ -109,6 +116,8 @@ def test_polling_slows_down_in_a_hidden_tab_resumes_when_shown_and_stops_at_the_
     run on Playwright's clock, which the test moves; the page records when (on that clock) each
     status poll started."""
     web.page.clock.install()
+    # A browser without EventSource: the page polls (as it does when the server has no stream).
+    web.page.add_init_script("delete window.EventSource;")
     web.page.add_init_script(RECORD_STATUS_POLLS)
     page = web.open()
     choose_file(page, media.jpeg())
@@ -175,6 +184,7 @@ def test_compressing_a_video_plays_the_result_and_downloads_an_h264_mp4(web, wor
 
     assert operation_titles(page) == ["Compress video", "Convert video", "Extract audio"]
     page.check("#operation-video_compress")
+    open_advanced(page)
     page.select_option("#param-preset", label="ultrafast")
     expect(page.locator("#param-quality")).to_have_value("23")
     page.click("#start-button")
@@ -440,7 +450,7 @@ def test_error_sentences_for_every_kind_of_refusal(web):
 
 def test_at_phone_width_the_page_fits_and_works_from_the_keyboard(phone, worker, media):
     page = phone.open()
-    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE_WIDTH
 
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.className") == "skip-link"
@@ -451,6 +461,9 @@ def test_at_phone_width_the_page_fits_and_works_from_the_keyboard(phone, worker,
     choose_file(page, media.jpeg())
     page.focus("#file-input")
     page.keyboard.press("Tab")
+    if page.locator("#source-url").is_visible():  # a server that imports from links
+        assert page.evaluate("document.activeElement.id") == "source-url"
+        page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.id") == "operation-image_resize"
     page.keyboard.press("ArrowDown")  # radios move with the arrow keys
     expect(page.locator("#operation-image_convert")).to_be_checked()
@@ -458,13 +471,22 @@ def test_at_phone_width_the_page_fits_and_works_from_the_keyboard(phone, worker,
     assert page.evaluate("document.activeElement.id") == "param-output_format"
     page.keyboard.type("webp")
     page.keyboard.press("Tab")
+    # One control for size against quality, whatever the media; it moves the raw quality.
+    assert page.evaluate("document.activeElement.id") == "quality-knob"
+    page.keyboard.press("ArrowLeft")
+    expect(page.locator("#quality-knob-text")).to_have_text("Smaller file")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.tagName") == "SUMMARY"
+    page.keyboard.press("Enter")  # unfolds "Advanced"
+    page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.id") == "param-quality"
+    expect(page.locator("#param-quality-value")).to_have_value("60")
     page.keyboard.press("ArrowLeft")  # the slider and its number box move together
-    expect(page.locator("#param-quality-value")).to_have_value("84")
+    expect(page.locator("#param-quality-value")).to_have_value("59")
     page.focus("#start-button")
     page.keyboard.press("Enter")
 
     wait_until_done(page)
     expect(page.locator("#job-live")).not_to_have_text("")
     expect(page.locator("#download-link")).to_contain_text(".webp")
-    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE_WIDTH

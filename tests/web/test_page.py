@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
@@ -38,3 +39,13 @@ def test_page_asks_nothing_of_other_hosts():
         text = source.read_text()
         assert not re.search(r"(https?:)?//[\w.-]+\.\w", text), source
         assert "@import" not in text and "url(http" not in text, source
+
+
+def test_the_vendored_tus_client_is_the_pinned_build_with_its_licence():
+    """`make web-vendor` fetches it (npm pack) and checks the same sha256; the copy must match."""
+    script = (WEB_APP.parents[1] / "scripts" / "vendor_web.sh").read_text()
+    pinned = re.search(r"^BUILD_SHA256=([0-9a-f]{64})$", script, re.MULTILINE)
+    assert pinned is not None
+    vendor = WEB_APP / "static" / "web" / "vendor"
+    assert hashlib.sha256((vendor / "tus.min.js").read_bytes()).hexdigest() == pinned.group(1)
+    assert "MIT License" in (vendor / "tus-js-client.LICENSE").read_text()

@@ -45,7 +45,7 @@ function parseRetryAfter(value) {
   return Number.isNaN(date) ? null : Math.max(0, Math.ceil((date - Date.now()) / 1000));
 }
 
-function errorFrom(status, payload, retryAfterHeader) {
+export function errorFrom(status, payload, retryAfterHeader) {
   const error = payload && payload.success === false && payload.error ? payload.error : {};
   return new ApiError({
     status,
@@ -97,6 +97,87 @@ export class Api {
     return payload;
   }
 
+  // What this server offers beyond the first API (DESIGN.md "Second wave"), so that the page uses
+  // it when it is there and works as before when it is not: `sourceUrl` and `upload` on create
+  // (read from the OpenAPI schema's create request). Presets, the event stream and tus are
+  // detected where they are used (presets(), JobView, uploadWithTus()).
+  async features() {
+    try {
+      const response = await fetch(this.schemaUrl, { credentials: "same-origin", headers: { Accept: "application/json" } });
+      if (!response.ok) return { sourceUrl: false, upload: false };
+      const schema = await response.json();
+      const schemas = schema?.components?.schemas ?? {};
+      const names = new Set();
+      for (const [name, component] of Object.entries(schemas)) {
+        if (/^OperationCreate/.test(name)) for (const key of Object.keys(component.properties ?? {})) names.add(key);
+      }
+      return { sourceUrl: names.has("source_url"), upload: names.has("upload") };
+    } catch {
+      return { sourceUrl: false, upload: false };
+    }
+  }
+
+  get schemaUrl() {
+    // The schema is served beside the versioned API: /api/schema/ next to /api/v1/.
+    return this.root.replace(/v1\/$/, "schema/") + "?format=json";
+  }
+
+  // Ready-made settings (GET /presets/); an empty list on a server without them.
+  async presets() {
+    try {
+      return (await this.request("GET", "presets/")).data ?? [];
+    } catch (error) {
+      if (error.code === "not_found" || error.status === 405) return [];
+      throw error;
+    }
+  }
+
+  eventsUrl(id) {
+    return this.url(this.operationPath(id, "events"));
+  }
+
+  // Whether /uploads/ speaks tus (an OPTIONS answered with Tus-Version).
+  async tusAvailable() {
+    if (this.tus === undefined) {
+      try {
+        const response = await fetch(this.url("uploads/"), { method: "OPTIONS", credentials: "same-origin" });
+        this.tus = response.ok && Boolean(response.headers.get("Tus-Version"));
+      } catch {
+        this.tus = false;
+      }
+    }
+    return this.tus;
+  }
+
+  // Creates an operation from an upload finished through tus or from a link: a JSON body, no file.
+  async createFromSource({ upload, sourceUrl, operation, preset, parameters, idempotencyKey }) {
+    const body = { parameters };
+    if (preset) body.preset = preset;
+    else body.operation = operation;
+    if (upload) body.upload = upload;
+    if (sourceUrl) body.source_url = sourceUrl;
+    let response;
+    try {
+      response = await fetch(this.url("operations/"), {
+        method: "POST",
+        credentials: "same-origin",
+        headers: {
+          Accept: "application/json",
+          "Content-Type": "application/json",
+          ...(idempotencyKey ? { "Idempotency-Key": idempotencyKey } : {}),
+        },
+        body: JSON.stringify(body),
+      });
+    } catch {
+      throw new ApiError({ status: 0, code: "network_error" });
+    }
+    const payload = parseJson(await response.text());
+    if (!response.ok || payload?.success !== true) {
+      throw errorFrom(response.status, payload, response.headers.get("Retry-After"));
+    }
+    return payload.data;
+  }
+
   async session() {
     return (await this.request("GET", "session/")).data;
   }
@@ -111,8 +192,9 @@ export class Api {
   }
 
   // The whole envelope: data (a page of operations) and pagination.
-  listOperations({ page = 1, pageSize = 10 } = {}) {
-    return this.request("GET", `operations/?page=${page}&page_size=${pageSize}`);
+  listOperations({ page = 1, pageSize = 10, status = "" } = {}) {
+    const filter = status ? `&status=${encodeURIComponent(status)}` : "";
+    return this.request("GET", `operations/?page=${page}&page_size=${pageSize}${filter}`);
   }
 
   async operation(id) {
@@ -141,9 +223,10 @@ export class Api {
 
   // Uploads with XMLHttpRequest because fetch cannot report upload progress. Returns the
   // promise of the created operation and a function that stops the upload.
-  createOperation({ file, operation, parameters, idempotencyKey, onUploadProgress }) {
+  createOperation({ file, operation, preset, parameters, idempotencyKey, onUploadProgress }) {
     const form = new FormData();
-    form.append("operation", operation);
+    if (preset) form.append("preset", preset);
+    else form.append("operation", operation);
     form.append("parameters", JSON.stringify(parameters));
     form.append("file", file, file.name);
     const xhr = new XMLHttpRequest();

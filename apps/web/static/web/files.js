@@ -1,8 +1,12 @@
 // "My files": this session's operations, newest first, a page at a time, with their actions.
 
 import { describeError } from "./api.js";
-import { formatBytes, formatDateTime, formatExpiry } from "./format.js";
+import { formatBytes, formatDateTime, formatExpiry, formatSizeChange } from "./format.js";
 import { isCancellable, isRetryable, isTerminal, operationLabel, statusLabel } from "./status.js";
+import { ZIP_LIMIT, uniqueNames, zipStore } from "./zip.js";
+
+// The ZIP holds what "My files" can list: at most this many finished results.
+const ZIP_MAX_FILES = 100;
 
 const PAGE_SIZE = 10;
 // Only operations other than the current job need this; the current one is polled already.
@@ -41,6 +45,7 @@ export class FilesView {
     this.items = new Map();
 
     $("files-refresh").addEventListener("click", () => this.load());
+    $("files-zip").addEventListener("click", () => this.downloadZip());
     $("files-previous").addEventListener("click", () => this.load(this.page - 1));
     $("files-next").addEventListener("click", () => this.load(this.page + 1));
     document.addEventListener("visibilitychange", () => {
@@ -78,6 +83,7 @@ export class FilesView {
     $("files-page-info").textContent = `Page ${this.page} of ${this.totalPages}`;
     $("files-previous").disabled = this.page <= 1;
     $("files-next").disabled = this.page >= this.totalPages;
+    $("files-zip").disabled = !operations.some((op) => op.status === "completed") && this.totalPages <= 1;
     const othersActive = operations.some((op) => !isTerminal(op.status) && op.id !== this.currentId());
     if (othersActive) this.scheduleRefresh();
   }
@@ -97,7 +103,11 @@ export class FilesView {
     main.className = "file-main";
     main.append(paragraph("file-name", name));
     const meta = [operationLabel(operation.operation), formatDateTime(operation.created_at)];
-    if (operation.output_file) meta.push(`result ${formatBytes(operation.output_file.file_size)}`);
+    const output = operation.output_file;
+    if (output) {
+      const change = formatSizeChange(operation.input_file?.file_size, output.file_size);
+      meta.push(`${outputFormat(output)} result ${formatBytes(output.file_size)}${change ? ` (${change})` : ""}`);
+    }
     if (operation.status === "completed") meta.push(formatExpiry(operation.expires_at));
     main.append(paragraph("file-meta", meta.filter(Boolean).join(" · ")));
     if (operation.status === "failed" && operation.error_message) {
@@ -109,10 +119,77 @@ export class FilesView {
     const badge = document.createElement("span");
     badge.className = `badge status-${operation.status}`;
     status.append(badge);
-    item.append(main, status, this.renderActions(operation, name));
+    item.append(this.thumbnail(operation), main, status, this.renderActions(operation, name));
     this.items.set(operation.id, { badge });
     this.updateStatus(operation);
     return item;
+  }
+
+  // The result itself when it is an image, else its format in a tile.
+  thumbnail(operation) {
+    const output = operation.output_file;
+    const tile = document.createElement("div");
+    tile.className = "file-thumb";
+    tile.setAttribute("aria-hidden", "true");
+    if (operation.status === "completed" && output?.mime_type?.startsWith("image/")) {
+      const image = document.createElement("img");
+      image.src = output.download_url || this.api.downloadUrl(operation.id);
+      image.alt = "";
+      image.loading = "lazy";
+      tile.append(image);
+    } else {
+      tile.textContent = output ? outputFormat(output) : extensionOf(operation.input_file?.file_name ?? "") || "…";
+    }
+    return tile;
+  }
+
+  // Every finished result of this browser in one ZIP, built here (stored: media is compressed).
+  async downloadZip() {
+    const button = $("files-zip");
+    const say = (text) => {
+      $("files-zip-status").textContent = text;
+    };
+    button.disabled = true;
+    try {
+      const payload = await this.api.listOperations({ page: 1, pageSize: ZIP_MAX_FILES, status: "completed" });
+      const finished = payload.data.filter((op) => op.status === "completed" && op.output_file);
+      if (!finished.length) {
+        say("Nothing finished yet to put in a ZIP.");
+        return;
+      }
+      const total = finished.reduce((sum, op) => sum + (op.output_file.file_size ?? 0), 0);
+      if (total > ZIP_LIMIT) {
+        say("These results are too large for one ZIP: download them one by one.");
+        return;
+      }
+      const names = uniqueNames(finished.map((op) => op.output_file.file_name || `${op.id}.bin`));
+      const entries = [];
+      for (const [index, op] of finished.entries()) {
+        say(`Fetching ${index + 1} of ${finished.length}…`);
+        const response = await fetch(op.output_file.download_url || this.api.downloadUrl(op.id), {
+          credentials: "same-origin",
+        });
+        if (!response.ok) throw new Error(`${names[index]}: HTTP ${response.status}`);
+        entries.push({ name: names[index], bytes: new Uint8Array(await response.arrayBuffer()) });
+      }
+      const url = URL.createObjectURL(zipStore(entries));
+      const link = document.createElement("a");
+      link.href = url;
+      link.download = "konvrt-results.zip";
+      document.body.append(link);
+      link.click();
+      link.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 60_000);
+      say(`ZIP of ${entries.length} ${entries.length === 1 ? "result" : "results"} ready (${formatBytes(total)}).`);
+    } catch (error) {
+      say(
+        error.code
+          ? describeError(error)
+          : `The ZIP could not be made: ${error.message}. Download the results one by one instead.`,
+      );
+    } finally {
+      button.disabled = false;
+    }
   }
 
   renderActions(operation, name) {
@@ -172,4 +249,13 @@ export class FilesView {
       $("files-error").hidden = false;
     }
   }
+}
+
+function extensionOf(name) {
+  const dot = name.lastIndexOf(".");
+  return dot > 0 ? name.slice(dot + 1).toUpperCase() : "";
+}
+
+function outputFormat(output) {
+  return extensionOf(output.file_name ?? "") || (output.mime_type ?? "").split("/")[1]?.toUpperCase() || "";
 }

@@ -1,7 +1,9 @@
-// The current job: upload progress, then processing progress polled from /status/, then the
-// result (download, sizes, preview) or the reason it failed.
+// The current job: upload progress, then processing progress followed through the event stream
+// (or polled from /status/ when the server has no stream or it fails), then the result
+// (download, sizes, a before/after comparison or a player) or the reason it failed.
 
 import { describeError } from "./api.js";
+import { openStream } from "./follow.js";
 import { formatBytes, formatEta, formatExpiry, formatMetadata, formatSizeChange } from "./format.js";
 import {
   isCancellable,
@@ -34,6 +36,9 @@ export class JobView {
     this.generation = 0;
     this.failures = 0;
     this.abortUpload = null;
+    this.stream = null;
+    // The picked file's object URL, for comparing an image result with its original.
+    this.inputUrl = null;
 
     $("abort-upload").addEventListener("click", () => this.abortUpload?.());
     $("job-cancel").addEventListener("click", () => this.act("cancel"));
@@ -76,8 +81,9 @@ export class JobView {
   }
 
   // --- upload ---------------------------------------------------------------------------------
-  showUpload(file, operationName, abort) {
-    this.reset(`${operationLabel(operationName)}: ${file.name} (${formatBytes(file.size)})`);
+  showUpload(file, title, abort, inputUrl = null) {
+    this.reset(`${title}: ${file.name} (${formatBytes(file.size)})`);
+    this.inputUrl = inputUrl;
     this.abortUpload = abort;
     $("upload-block").hidden = false;
     $("abort-upload").hidden = false;
@@ -89,6 +95,19 @@ export class JobView {
     const percent = total ? Math.floor((loaded / total) * 100) : 0;
     $("upload-progress").value = percent;
     $("upload-text").textContent = `${percent}% of ${formatBytes(total)}`;
+  }
+
+  // The connection dropped during a resumable upload; it carries on from where it was.
+  uploadInterrupted() {
+    $("upload-text").textContent = "Connection lost: resuming…";
+    this.announce("The connection dropped; the upload will resume where it stopped.");
+  }
+
+  // A job created from a link: nothing to upload, the worker fetches it.
+  showLink(url, title) {
+    this.reset(`${title}: ${url}`);
+    this.inputUrl = null;
+    this.announce("Sent. Konvrt fetches the file itself.");
   }
 
   uploadFinished() {
@@ -104,6 +123,7 @@ export class JobView {
   watch(operation, { keepPanel = false } = {}) {
     if (!keepPanel) {
       this.reset(`${operationLabel(operation.operation)}: ${operation.input_file?.file_name ?? "file"}`);
+      this.inputUrl = null;
     }
     // A poll still in flight belongs to the previous state and must not overwrite this one.
     this.stopPolling();
@@ -116,7 +136,7 @@ export class JobView {
       this.finish(operation);
     } else {
       this.failures = 0;
-      this.pollSoon();
+      this.follow();
     }
   }
 
@@ -128,6 +148,38 @@ export class JobView {
   stopPolling() {
     clearTimeout(this.timer);
     this.timer = null;
+    this.stream?.close();
+    this.stream = null;
+  }
+
+  // The stream when the server has one; polling from the first failure on.
+  follow() {
+    const generation = this.generation;
+    this.stream = openStream(this.api.eventsUrl(this.currentId), {
+      onStatus: (status) => {
+        if (generation === this.generation) this.streamed(status, generation);
+      },
+      onFailure: () => {
+        if (generation !== this.generation) return;
+        this.stream = null;
+        this.section.dataset.transport = "polling";
+        this.pollSoon(0);
+      },
+    });
+    this.section.dataset.transport = this.stream ? "stream" : "polling";
+    if (!this.stream) this.pollSoon();
+  }
+
+  async streamed(status, generation) {
+    this.renderStatus(status);
+    if (!isTerminal(status.status)) return;
+    this.stream = null;
+    try {
+      const operation = await this.api.operation(this.currentId);
+      if (generation === this.generation) this.finish(operation);
+    } catch (error) {
+      if (generation === this.generation) this.pollFailed(error);
+    }
   }
 
   async poll() {
@@ -212,7 +264,7 @@ export class JobView {
     const notes = [formatMetadata(output.metadata), formatExpiry(operation.expires_at)].filter(Boolean);
     if (output.metadata?.larger_than_input) notes.push("the result came out larger than the original");
     $("result-details").textContent = notes.length ? sentence(capitalize(notes.join("; "))) : "";
-    $("result-preview").replaceChildren(preview(output, url));
+    $("result-preview").replaceChildren(preview(output, url, this.inputUrl));
     $("result").hidden = false;
   }
 
@@ -276,16 +328,17 @@ export function describeStatus(status) {
   }
 }
 
-function preview(output, url) {
+function preview(output, url, inputUrl) {
   const type = output.mime_type ?? "";
   const name = output.file_name ?? "the result";
   if (type.startsWith("image/")) {
     const image = document.createElement("img");
     image.src = url;
     image.alt = `Preview of ${name}`;
-    return image;
+    return inputUrl ? comparison(image, inputUrl, name) : image;
   }
   if (type.startsWith("video/") || type.startsWith("audio/")) {
+    // Seekable: the download answers Range requests, so the player fetches what it plays.
     const player = document.createElement(type.startsWith("video/") ? "video" : "audio");
     player.controls = true;
     player.preload = "metadata";
@@ -294,4 +347,37 @@ function preview(output, url) {
     return player;
   }
   return document.createTextNode("");
+}
+
+// Before (the picked file, still in this browser) over after (the result), split by a slider:
+// left of the split is the original. Both fill the same box, as the result will be seen.
+function comparison(after, beforeUrl, name) {
+  const frame = document.createElement("div");
+  frame.className = "compare";
+  frame.style.setProperty("--split", "50%");
+  after.className = "compare-after";
+  const before = document.createElement("img");
+  before.className = "compare-before";
+  before.src = beforeUrl;
+  before.alt = "The original, for comparison";
+  const images = document.createElement("div");
+  images.className = "compare-images";
+  images.append(after, before);
+  const slider = document.createElement("input");
+  slider.type = "range";
+  slider.id = "compare-slider";
+  slider.min = "0";
+  slider.max = "100";
+  slider.value = "50";
+  slider.setAttribute("aria-valuetext", "Half original, half result");
+  const label = document.createElement("label");
+  label.htmlFor = slider.id;
+  label.className = "compare-label";
+  label.textContent = `Before ↔ after: slide to compare the original with ${name}`;
+  slider.addEventListener("input", () => {
+    frame.style.setProperty("--split", `${slider.value}%`);
+    slider.setAttribute("aria-valuetext", `${slider.value}% original, ${100 - Number(slider.value)}% result`);
+  });
+  frame.append(images, label, slider);
+  return frame;
 }

@@ -5,6 +5,25 @@
 
 import { humanize } from "./format.js";
 
+// Labels in the words people use, for parameter names the schema leaves bare. The schema's own
+// description stays beside each field as its hint; unknown names are humanized.
+const LABELS = {
+  output_format: "Output format",
+  preset: "Encoding speed",
+  audio_bitrate: "Audio bitrate",
+  maintain_aspect_ratio: "Keep proportions",
+  sample_rate: "Sample rate",
+  target_size_mb: "Target size (MB)",
+  max_height: "Largest height",
+  target_lufs: "Loudness (LUFS)",
+  true_peak: "Peak limit (dBTP)",
+};
+
+// What stays in view; every other setting is folded under "Advanced".
+function isMainField(name, required, inGroup) {
+  return required || inGroup || name === "output_format";
+}
+
 // A slider is only usable when each step is visible; wider ranges (pixels) get a number box.
 const MAX_SLIDER_SPAN = 200;
 
@@ -52,13 +71,24 @@ function enumControl(id, property, required) {
     control: select,
     focusTarget: select,
     read: () => (select.value === "" ? undefined : property.enum[Number(select.value)]),
+    write: (value) => {
+      const index = property.enum.indexOf(value);
+      if (index >= 0) select.value = String(index);
+    },
   };
 }
 
 function booleanControl(id, property) {
   const checkbox = element("input", { id, type: "checkbox" });
   checkbox.checked = Boolean(property.default);
-  return { control: checkbox, focusTarget: checkbox, read: () => checkbox.checked };
+  return {
+    control: checkbox,
+    focusTarget: checkbox,
+    read: () => checkbox.checked,
+    write: (value) => {
+      checkbox.checked = Boolean(value);
+    },
+  };
 }
 
 function numberBox(id, property) {
@@ -86,7 +116,14 @@ function numberControl(id, property, label) {
     maximum - minimum <= MAX_SLIDER_SPAN;
   if (!sliderFits) {
     const box = numberBox(id, property);
-    return { control: box, focusTarget: box, read: () => readNumber(box) };
+    return {
+      control: box,
+      focusTarget: box,
+      read: () => readNumber(box),
+      write: (value) => {
+        box.value = value ?? "";
+      },
+    };
   }
   // The slider is the labelled control; the box beside it shows the value and takes typing.
   const slider = element("input", {
@@ -109,17 +146,28 @@ function numberControl(id, property, label) {
     control: element("div", { className: "slider" }, slider, box),
     focusTarget: slider,
     read: () => readNumber(box),
+    write: (value) => {
+      box.value = value;
+      slider.value = value;
+    },
   };
 }
 
 function textControl(id, property) {
   const input = element("input", { id, type: "text", value: property.default });
-  return { control: input, focusTarget: input, read: () => (input.value === "" ? undefined : input.value) };
+  return {
+    control: input,
+    focusTarget: input,
+    read: () => (input.value === "" ? undefined : input.value),
+    write: (value) => {
+      input.value = value ?? "";
+    },
+  };
 }
 
 function createField(name, property, { idPrefix, required, inGroup }) {
   const id = `${idPrefix}-${name}`;
-  const label = property.title ?? humanize(name);
+  const label = property.title ?? LABELS[name] ?? humanize(name);
   let built;
   if (Array.isArray(property.enum)) built = enumControl(id, property, required);
   else if (property.type === "boolean") built = booleanControl(id, property);
@@ -148,7 +196,14 @@ function createField(name, property, { idPrefix, required, inGroup }) {
     name,
     element: wrapper,
     read: built.read,
-    focus: () => built.focusTarget.focus(),
+    write: built.write,
+    main: isMainField(name, required, inGroup),
+    focus: () => {
+      // A field folded under "Advanced" is unfolded to show its message.
+      const details = wrapper.closest("details");
+      if (details) details.open = true;
+      built.focusTarget.focus();
+    },
     showError(messages) {
       error.textContent = messages.join(" ");
       error.hidden = false;
@@ -162,9 +217,12 @@ function createField(name, property, { idPrefix, required, inGroup }) {
   };
 }
 
-// Builds the form into `container` and returns what the page needs from it.
-export function renderParameterForm(container, schema, { idPrefix = "param" } = {}) {
+// Builds the form into `container` (the main settings) and `advanced` (the rest, folded away;
+// without it everything goes in `container`), starting from `initial` values (a preset's) over
+// the schema's defaults, and returns what the page needs from it.
+export function renderParameterForm(container, schema, { idPrefix = "param", advanced = null, initial = {} } = {}) {
   container.replaceChildren();
+  advanced?.replaceChildren();
   const properties = schema?.properties ?? {};
   const required = new Set(schema?.required ?? []);
   const group = oneOfGroup(schema ?? {});
@@ -175,13 +233,18 @@ export function renderParameterForm(container, schema, { idPrefix = "param" } = 
   for (const [name, property] of Object.entries(properties)) {
     const field = createField(name, property, { idPrefix, required: required.has(name), inGroup: group.includes(name) });
     fields.set(name, field);
-    container.append(field.element);
+    if (initial[name] !== undefined) field.write(initial[name]);
+    (field.main || !advanced ? container : advanced).append(field.element);
   }
   if (!fields.size) container.append(element("p", { className: "hint", text: "This operation has no settings." }));
 
   return {
     fields,
     names: new Set(fields.keys()),
+    hasAdvanced: [...fields.values()].some((field) => !field.main),
+    set(name, value) {
+      fields.get(name)?.write(value);
+    },
     values() {
       const values = {};
       for (const [name, field] of fields) {
