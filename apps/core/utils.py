@@ -6,6 +6,8 @@ import re
 import unicodedata
 from typing import TYPE_CHECKING
 
+from django.utils.http import content_disposition_header
+
 if TYPE_CHECKING:
     from django.http import HttpRequest
 
@@ -55,3 +57,16 @@ def human_size(size: int) -> str:
 def client_ip(request: HttpRequest) -> str:
     """The caller's address as the WSGI server saw it (the PaaS router sets REMOTE_ADDR)."""
     return request.META.get("REMOTE_ADDR", "") or "unknown"
+
+
+def attachment_disposition(file_name: str) -> str:
+    """RFC 6266 ``Content-Disposition`` for a download: a plain ASCII ``filename`` that every
+    client reads and, when the real name is not ASCII, ``filename*`` with it in UTF-8 (Django
+    sends only the latter, which some clients ignore). Local downloads send it themselves; object
+    storage signs it into the download URL."""
+    header = content_disposition_header(as_attachment=True, filename=file_name)
+    if "filename*=" not in header:
+        return header
+    ascii_name = unicodedata.normalize("NFKD", file_name).encode("ascii", "ignore").decode("ascii")
+    ascii_name = ascii_name.replace("\\", "_").replace('"', "_").strip() or "download"
+    return f'attachment; filename="{ascii_name}"; {header.split("; ", 1)[1]}'

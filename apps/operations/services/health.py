@@ -14,7 +14,7 @@ from django.db import connection
 
 from apps.core.exceptions import StorageError
 from apps.core.redis import redis_client
-from apps.storage.backend import get_storage
+from apps.storage.backend import get_storage, storage_backend_name
 
 logger = logging.getLogger(__name__)
 
@@ -41,11 +41,14 @@ def _redis() -> None:
 
 
 def _storage() -> None:
-    """Where files live: the local storage root, or with Cloudinary the local working directory
-    that uploads and jobs pass through."""
-    if settings.USE_CLOUDINARY:
-        _check_writable(Path(settings.TEMP_ROOT))
-    else:
+    """Where files live: the local storage root; with Cloudinary the local working directory that
+    uploads and jobs pass through; with S3 that directory and the bucket."""
+    backend = storage_backend_name()
+    if backend == "local":
+        get_storage().check()
+        return
+    _check_writable(Path(settings.TEMP_ROOT))
+    if backend == "s3":
         get_storage().check()
 
 
