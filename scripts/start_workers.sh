@@ -40,21 +40,47 @@ usage() {
 pid_file() { echo "$RUN_DIR/$1.pid"; }
 log_file() { echo "$RUN_DIR/$1.log"; }
 
-# Running, and one of ours: a pid file can outlive its process and the pid be reused. A zombie
-# (exited, not yet reaped by whoever adopted it) has stopped.
+# A pid file holds "<pid> <start time>": a pid file can outlive its process, and its pid be handed
+# to another process (on a restarted host, a fresh pid namespace hands out the same small pids
+# again, often to another group's worker). A pid counts as the group's only when the process is
+# alive, runs the group's own command and started when the pid file says. A zombie (exited, not yet
+# reaped by whoever adopted it) has stopped.
 alive() {
   local state
   state="$(ps -p "$1" -o stat= 2>/dev/null)" || return 1
   [[ $state != Z* ]]
 }
-ours() { ps -p "$1" -o args= 2>/dev/null | grep -q "manage.py rq"; }
+
+# When the process started: clock ticks since boot from /proc (field 22 of /proc/<pid>/stat,
+# counted after the command name, which may hold spaces), else the start time ps prints.
+start_time() {
+  local stat
+  if [[ -r /proc/$1/stat ]]; then
+    stat="$(<"/proc/$1/stat")" || return 1
+    stat="${stat##*) }"
+    read -r -a fields <<<"$stat"
+    echo "${fields[19]}"
+  else
+    ps -p "$1" -o lstart= 2>/dev/null | tr -s ' ' '_'
+  fi
+}
+
+# What the group's process runs: its queue's pool, or the cron scheduler.
+group_marker() {
+  case "$1" in
+    cron) echo "manage.py rqcron" ;;
+    sweeper) echo "manage.py konvrt_sweeper" ;;
+    *) echo "manage.py rqworker-pool ${1}_queue" ;;
+  esac
+}
+ours() { ps -p "$1" -o args= 2>/dev/null | grep -qF -- "$(group_marker "$2")"; }
 
 running_pid() {
-  local file pid
+  local file pid started
   file="$(pid_file "$1")"
   [[ -f $file ]] || return 1
-  pid="$(<"$file")"
-  if alive "$pid" && ours "$pid"; then
+  read -r pid started <"$file" || true
+  if [[ $pid =~ ^[0-9]+$ ]] && alive "$pid" && ours "$pid" "$1" && [[ -n ${started:-} && $(start_time "$pid") == "$started" ]]; then
     echo "$pid"
     return 0
   fi
@@ -105,7 +131,7 @@ start_group() {
     nohup "${COMMAND[@]}" >>"$log" 2>&1 </dev/null &
   fi
   pid=$!
-  echo "$pid" >"$(pid_file "$group")"
+  echo "$pid $(start_time "$pid")" >"$(pid_file "$group")"
   sleep 1
   if ! alive "$pid"; then
     echo "$group: exited at start; the end of $log:" >&2

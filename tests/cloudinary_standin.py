@@ -10,8 +10,14 @@ exercised too, and implements:
   format, bytes, secure_url...);
 - ``POST /v1_1/<cloud>/<resource type>/destroy``: ``{"result": "ok"}`` or ``"not found"``;
 - ``GET /v1_1/<cloud>/ping``: the Admin API's ping, with HTTP basic auth;
-- ``GET``/``HEAD /<cloud>/<resource type>/upload/v<version>/<public id>.<format>``: the stored
-  bytes, originals only.
+- ``GET /v1_1/<cloud>/resources/<resource type>/<type>?prefix=``: the Admin API's listing, paged
+  by ``next_cursor``, with HTTP basic auth;
+- ``GET``/``HEAD /<cloud>/<resource type>/<type>/[s--<signature>--/]v<version>/<public id>.<format>``:
+  the stored bytes, originals only; an ``authenticated`` asset only to a URL signed as the SDK signs
+  it, and never under another access type;
+- ``GET /v1_1/<cloud>/<resource type>/download?...``: the download API (``private_download_url``):
+  signed parameters, refused once ``expires_at`` has passed, ``Content-Disposition: attachment``
+  when asked.
 
 It checks what the SDK sends the way Cloudinary does, so a wrong call fails the test: the api key,
 the signature (the configured algorithm over the sorted parameters plus the api secret), a fresh
@@ -32,7 +38,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 IMAGE_FORMATS = frozenset({"jpg", "jpeg", "png", "webp", "gif", "bmp", "tiff"})
 VIDEO_FORMATS = frozenset(
@@ -41,7 +47,8 @@ VIDEO_FORMATS = frozenset(
 # Parameters that would make Cloudinary transform or derive something; Konvrt must never send them.
 TRANSFORMATION_PARAMETERS = frozenset({"transformation", "eager", "format", "responsive_breakpoints", "raw_convert"})
 UNSIGNED_PARAMETERS = frozenset({"file", "api_key", "signature", "resource_type", "cloud_name"})
-ACTIONS = ("upload", "destroy", "ping", "delivery")
+ACTIONS = ("upload", "destroy", "ping", "delivery", "download", "resources")
+ACCESS_TYPES = frozenset({"upload", "authenticated", "private"})
 FAILURE_MODES = ("timeout", "error", "gateway")
 
 
@@ -52,6 +59,8 @@ class Asset:
     format: str
     data: bytes
     version: int
+    type: str = "upload"  # the access type
+    created_at: float = field(default_factory=time.time)
 
 
 @dataclass
@@ -169,15 +178,33 @@ class CloudinaryStandIn:
         with self._lock:
             return self.assets.get((resource_type, public_id))
 
-    def put_asset(self, *, public_id: str, resource_type: str, format: str, data: bytes) -> Asset:
-        """Place a file as if it had been uploaded earlier."""
+    def put_asset(
+        self,
+        *,
+        public_id: str,
+        resource_type: str,
+        format: str,
+        data: bytes,
+        type: str = "authenticated",
+        created_at: float | None = None,
+    ) -> Asset:
+        """Place a file as if it had been uploaded earlier (``created_at``: when, in Unix seconds)."""
         with self._lock:
-            asset = Asset(resource_type, public_id, format, data, self._new_version())
+            asset = Asset(resource_type, public_id, format, data, self._new_version(), type, created_at or time.time())
             self.assets[(resource_type, public_id)] = asset
             return asset
 
     def delivery_url(self, asset: Asset) -> str:
-        return f"https://{self.host}/{self.cloud_name}/{asset.resource_type}/upload/v{asset.version}/{asset.public_id}.{asset.format}"
+        """Cloudinary's answer: the unsigned URL (which an authenticated asset does not answer)."""
+        return (
+            f"https://{self.host}/{self.cloud_name}/{asset.resource_type}/{asset.type}/"
+            f"v{asset.version}/{asset.public_id}.{asset.format}"
+        )
+
+    def url_signature(self, to_sign: str) -> str:
+        """A delivery URL's ``s--...--`` part, as Cloudinary computes it."""
+        digest = hashlib.new(self.signature_algorithm, (to_sign + self.api_secret).encode()).digest()
+        return "s--" + base64.urlsafe_b64encode(digest)[:8].decode() + "--"
 
     def _new_version(self) -> int:
         self._next_version += 1
@@ -228,8 +255,11 @@ class CloudinaryStandIn:
             if not done:
                 return {"done": False, "public_id": public_id, "bytes": len(data), "resource_type": resource_type}
 
+        access_type = params.get("type") or "upload"
+        if access_type not in ACCESS_TYPES:
+            raise StandInError(400, f"Invalid type {access_type!r}")
         with self._lock:
-            asset = Asset(resource_type, public_id, file_format, bytes(data), self._new_version())
+            asset = Asset(resource_type, public_id, file_format, bytes(data), self._new_version(), access_type)
             self.assets[(resource_type, public_id)] = asset
         return {
             "asset_id": hashlib.md5(public_id.encode()).hexdigest(),  # noqa: S324
@@ -238,7 +268,7 @@ class CloudinaryStandIn:
             "signature": hashlib.sha1(asset.data).hexdigest(),  # noqa: S324
             "format": file_format,
             "resource_type": resource_type,
-            "type": "upload",
+            "type": asset.type,
             "bytes": len(asset.data),
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "url": self.delivery_url(asset).replace("https://", "http://", 1),
@@ -276,26 +306,84 @@ class CloudinaryStandIn:
     def handle_destroy(self, resource_type: str, params: dict[str, str]) -> dict[str, Any]:
         self._verify_signed(params)
         public_id = params.get("public_id", "")
+        access_type = params.get("type") or "upload"
         with self._lock:
-            removed = self.assets.pop((resource_type, public_id), None)
+            asset = self.assets.get((resource_type, public_id))
+            removed = asset is not None and asset.type == access_type
+            if removed:
+                del self.assets[(resource_type, public_id)]
         return {"result": "ok" if removed else "not found"}
 
-    def handle_ping(self, headers: dict[str, str]) -> dict[str, Any]:
+    def _verify_basic_auth(self, headers: dict[str, str]) -> None:
         expected = base64.b64encode(f"{self.api_key}:{self.api_secret}".encode()).decode()
         if headers.get("authorization") != f"Basic {expected}":
             raise StandInError(401, "Invalid credentials")
+
+    def handle_ping(self, headers: dict[str, str]) -> dict[str, Any]:
+        self._verify_basic_auth(headers)
         return {"status": "ok"}
 
+    def handle_resources(
+        self, resource_type: str, access_type: str, query: dict[str, str], headers: dict[str, str]
+    ) -> dict[str, Any]:
+        self._verify_basic_auth(headers)
+        prefix = query.get("prefix", "")
+        page_size = min(int(query.get("max_results") or 10), 500)
+        start = int(query.get("next_cursor") or 0)
+        with self._lock:
+            found = sorted(
+                (asset for asset in self.assets.values() if asset.resource_type == resource_type),
+                key=lambda asset: asset.public_id,
+            )
+        found = [asset for asset in found if asset.type == access_type and asset.public_id.startswith(prefix)]
+        page = found[start : start + page_size]
+        payload: dict[str, Any] = {
+            "resources": [
+                {
+                    "public_id": asset.public_id,
+                    "format": asset.format,
+                    "resource_type": asset.resource_type,
+                    "type": asset.type,
+                    "bytes": len(asset.data),
+                    "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(asset.created_at)),
+                }
+                for asset in page
+            ]
+        }
+        if start + page_size < len(found):
+            payload["next_cursor"] = str(start + page_size)
+        return payload
+
     def find_delivery(self, path: str) -> Asset:
-        match = re.fullmatch(rf"/{re.escape(self.cloud_name)}/(image|video)/upload/(?:v\d+/)?(.+)\.([a-z0-9]+)", path)
+        match = re.fullmatch(
+            rf"/{re.escape(self.cloud_name)}/(image|video)/(upload|authenticated|private)/"
+            r"(?:(s--[A-Za-z0-9_-]+--)/)?(?:v\d+/)?(.+)\.([a-z0-9]+)",
+            path,
+        )
         if match is None:
             raise StandInError(404, "Resource not found")
-        resource_type, public_id, extension = match.groups()
+        resource_type, access_type, signature, public_id, extension = match.groups()
         asset = self.asset(public_id, resource_type)
-        if asset is None:
+        if asset is None or asset.type != access_type:
             raise StandInError(404, "Resource not found")
+        if access_type != "upload" and signature != self.url_signature(f"{public_id}.{extension}"):
+            # Cloudinary answers 401 to an unsigned or wrongly signed URL of a protected asset.
+            raise StandInError(401, "Unauthorized: this resource needs a signed URL")
         if extension != asset.format:
             raise StandInError(400, f"Originals only: asked for .{extension} of a {asset.format} file")
+        return asset
+
+    def find_download(self, resource_type: str, query: dict[str, str]) -> Asset:
+        """The download API: every parameter signed, not expired, the asset of that access type."""
+        self._verify_signed(query)
+        expires_at = query.get("expires_at", "")
+        if not expires_at.isdigit() or int(expires_at) <= time.time():
+            raise StandInError(401, "This download link has expired")
+        asset = self.asset(query.get("public_id", ""), resource_type)
+        if asset is None or asset.type != (query.get("type") or "upload"):
+            raise StandInError(404, "Resource not found")
+        if query.get("format") and query["format"] != asset.format:
+            raise StandInError(400, f"Originals only: asked for .{query['format']} of a {asset.format} file")
         return asset
 
 
@@ -375,7 +463,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _get(self, *, head: bool) -> None:
         headers = self._headers()
-        path = unquote(urlsplit(self.path).path)
+        target = urlsplit(self.path)
+        path = unquote(target.path)
+        query = {key: values[-1] for key, values in parse_qs(target.query).items()}
+        api = re.fullmatch(
+            rf"/v1_1/{re.escape(self.standin.cloud_name)}/(?:resources/(image|video)/(\w+)|(image|video)/download)",
+            path,
+        )
+        if api is not None:
+            self._api_get(api, query, headers, head=head)
+            return
         if path == f"/v1_1/{self.standin.cloud_name}/ping":
             self.standin._record("ping", "", {}, headers)
             failure = self.standin._take_failure("ping")
@@ -403,12 +500,36 @@ class _Handler(BaseHTTPRequestHandler):
             if not head:
                 self.wfile.write(body)
             return
+        self._send_asset(asset, head=head)
+
+    def _send_asset(self, asset: Asset, *, head: bool, attachment: bool = False) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(len(asset.data)))
+        if attachment:
+            name = asset.public_id.rsplit("/", 1)[-1]
+            self.send_header("Content-Disposition", f'attachment; filename="{name}.{asset.format}"')
         self.end_headers()
         if not head:
             self.wfile.write(asset.data)
+
+    def _api_get(self, api: re.Match[str], query: dict[str, str], headers: dict[str, str], *, head: bool) -> None:
+        listing_type, access_type, download_type = api.groups()
+        action = "resources" if listing_type else "download"
+        self.standin._record(action, listing_type or download_type, query, headers)
+        failure = self.standin._take_failure(action)
+        if failure:
+            self._fail(failure, head=head)
+            return
+        try:
+            if listing_type:
+                self._send_json(200, self.standin.handle_resources(listing_type, access_type, query, headers))
+                return
+            asset = self.standin.find_download(download_type, query)
+        except StandInError as e:
+            self._send_json(e.status, {"error": {"message": e.message}})
+            return
+        self._send_asset(asset, head=head, attachment=query.get("attachment") in ("true", "True", "1"))
 
 
 def _parse_multipart(content_type: str, body: bytes) -> tuple[dict[str, str], tuple[str, bytes] | None]:

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
-from django.utils.http import content_disposition_header
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import BaseParser
 from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
+
+from apps.core.utils import attachment_disposition
+
+__all__ = ["IgnoreAcceptNegotiation", "attachment_disposition", "existing_session_key", "session_key", "success"]
 
 
 def success(data: Any, *, message: str | None = None, status: int = 200) -> Response:
@@ -62,15 +64,3 @@ class IgnoreAcceptNegotiation(BaseContentNegotiation):
     ) -> tuple[BaseRenderer, str]:
         renderer = next(iter(renderers))  # a view always has at least one renderer
         return renderer, renderer.media_type
-
-
-def attachment_disposition(file_name: str) -> str:
-    """RFC 6266 ``Content-Disposition`` for a download: a plain ASCII ``filename`` that every
-    client reads and, when the real name is not ASCII, ``filename*`` with it in UTF-8 (Django
-    sends only the latter, which some clients ignore)."""
-    header = content_disposition_header(as_attachment=True, filename=file_name)
-    if "filename*=" not in header:
-        return header
-    ascii_name = unicodedata.normalize("NFKD", file_name).encode("ascii", "ignore").decode("ascii")
-    ascii_name = ascii_name.replace("\\", "_").replace('"', "_").strip() or "download"
-    return f'attachment; filename="{ascii_name}"; {header.split("; ", 1)[1]}'

@@ -7,6 +7,7 @@ import re
 import unicodedata
 from typing import TYPE_CHECKING
 
+from django.utils.http import content_disposition_header
 from rest_framework.throttling import BaseThrottle
 
 if TYPE_CHECKING:
@@ -84,3 +85,16 @@ def _network(address: str | None) -> str | None:
             return str(ip.ipv4_mapped)
         return str(ipaddress.IPv6Network((ip, 64), strict=False))
     return str(ip)
+
+
+def attachment_disposition(file_name: str) -> str:
+    """RFC 6266 ``Content-Disposition`` for a download: a plain ASCII ``filename`` that every
+    client reads and, when the real name is not ASCII, ``filename*`` with it in UTF-8 (Django
+    sends only the latter, which some clients ignore). Local downloads send it themselves; object
+    storage signs it into the download URL."""
+    header = content_disposition_header(as_attachment=True, filename=file_name)
+    if "filename*=" not in header:
+        return header
+    ascii_name = unicodedata.normalize("NFKD", file_name).encode("ascii", "ignore").decode("ascii")
+    ascii_name = ascii_name.replace("\\", "_").replace('"', "_").strip() or "download"
+    return f'attachment; filename="{ascii_name}"; {header.split("; ", 1)[1]}'

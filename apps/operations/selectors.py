@@ -9,11 +9,12 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db.models import Count, QuerySet
+from django.db.models.functions import Now
 from django.utils import timezone
 from redis import Redis
 from redis.exceptions import RedisError
@@ -45,6 +46,7 @@ STATUS_FIELDS = (
     "error_message",
     "phase",
     "started_at",
+    "heartbeat_at",
     "job_id",
     "session_key",
     "is_deleted",
@@ -81,12 +83,27 @@ def operation_by_idempotency_key(*, session_key: str, idempotency_key: str, with
     )
 
 
-def operation_eta_seconds(operation: Operation) -> int | None:
-    """elapsed × (100 − progress) / progress while processing; ``None`` otherwise."""
+def operation_eta_seconds(operation: Operation, *, now: datetime | None = None) -> int | None:
+    """elapsed × (100 − progress) / progress while processing; ``None`` otherwise, and ``None``
+    while the worker has gone silent (its progress is frozen: an estimate would only climb).
+    ``now`` is the database's clock when the caller read it (the clock that stamped started_at)."""
     if operation.status != S.PROCESSING or not operation.started_at or operation.progress <= 0:
         return None
-    elapsed = (timezone.now() - operation.started_at).total_seconds()
+    now = now or timezone.now()
+    if operation_silent_seconds(operation, now=now) is not None:
+        return None
+    elapsed = (now - operation.started_at).total_seconds()
     return max(0, round(elapsed * (100 - operation.progress) / operation.progress))
+
+
+def operation_silent_seconds(operation: Operation, *, now: datetime) -> int | None:
+    """How long a processing operation's worker has not been heard from, once that is longer than
+    ``RECOVERY_STALE_SECONDS`` (it beats every JOB_HEARTBEAT_SECONDS whatever it is doing); else
+    ``None``. The recovery sweep moves such an attempt to another worker."""
+    if operation.status != S.PROCESSING or operation.heartbeat_at is None:
+        return None
+    silent = (now - operation.heartbeat_at).total_seconds()
+    return round(silent) if silent > settings.RECOVERY_STALE_SECONDS else None
 
 
 # --- status ---------------------------------------------------------------------------------------
@@ -108,16 +125,25 @@ def operation_status(*, session_key: str, operation_id: str | uuid.UUID) -> Oper
     operation = (
         Operation.objects.filter(id=_parse_id(operation_id), session_key=session_key, is_deleted=False)
         .only(*STATUS_FIELDS)
+        # The database's clock, in the same query: heartbeats and started_at are stamped by it.
+        .annotate(database_now=Now())
         .first()
     )
     if operation is None:
         raise NotFound(NOT_FOUND_MESSAGE)
+    now: datetime = operation.database_now
     position, reason = _waiting(operation)
+    silent = operation_silent_seconds(operation, now=now)
+    if silent is not None:
+        reason = (
+            f"The worker processing this file has not been heard from for {silent} seconds; "
+            "it will be tried again on another worker if it does not come back."
+        )
     return OperationStatusInfo(
         id=operation.id,
         status=operation.status,
         progress=operation.progress,
-        eta_seconds=operation_eta_seconds(operation),
+        eta_seconds=operation_eta_seconds(operation, now=now),
         error_message=operation.error_message or None,
         phase=(operation.phase or None) if operation.status == S.PROCESSING else None,
         queue_position=position,

@@ -3,15 +3,18 @@
 Keys are generated from operation ids (``uploads/<operation id>/input.mp4``), never from a
 client's filename. Every call that touches a stored object names its media type, so that a backend
 never has to guess it (Cloudinary keeps images apart from video and audio) and never needs to know
-which operations or formats exist. Backends: the local filesystem (``local.py``) and Cloudinary
-(``cloudinary.py``), chosen by ``USE_CLOUDINARY``.
+which operations or formats exist. Backends: the local filesystem (``local.py``), Cloudinary
+(``cloudinary.py``) and S3-compatible object storage (``s3.py``), chosen by ``STORAGE_BACKEND``
+(``USE_CLOUDINARY=True`` selects Cloudinary too).
 """
 
 from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -61,8 +64,12 @@ class StorageBackend(Protocol):
     def fetch_to_path(self, *, key: str, destination: Path, media_type: MediaType) -> Path:
         """Bring a stored object into a local file for processing; returns ``destination``."""
 
-    def open_for_download(self, *, key: str, media_type: MediaType) -> DownloadTarget:
-        """What the download endpoint should send or redirect to."""
+    def open_for_download(
+        self, *, key: str, media_type: MediaType, download_name: str = "", mime_type: str = ""
+    ) -> DownloadTarget:
+        """What the download endpoint should send or redirect to. A URL (object storage) is signed,
+        expires after ``DOWNLOAD_URL_TTL`` seconds and makes the browser save the file as
+        ``download_name``."""
 
     def delete(self, *, key: str, media_type: MediaType) -> None:
         """Remove an object; removing one that is already gone is not an error."""
@@ -71,6 +78,11 @@ class StorageBackend(Protocol):
 
     def check(self) -> None:
         """Raise ``StorageError`` when the backend cannot be used (for the health check)."""
+
+    def stored_keys(self, *, older_than: datetime) -> Iterator[str]:
+        """Every key under ``uploads/`` and ``outputs/`` last written before ``older_than``: what
+        the orphan sweep compares with the File rows. A backend that cannot list cheaply yields
+        nothing."""
 
 
 # The two roles a stored file has (the values of ``apps.operations.enums.FileType``).
@@ -87,13 +99,24 @@ def object_key(*, operation_id: uuid.UUID, file_type: str, extension: str) -> st
     return f"{folder}/{uuid.UUID(str(operation_id))}/{file_type}.{extension}"
 
 
+def storage_backend_name() -> str:
+    """``local``, ``cloudinary`` or ``s3``: ``STORAGE_BACKEND``, with ``USE_CLOUDINARY`` on
+    choosing Cloudinary as it always has."""
+    return "cloudinary" if settings.USE_CLOUDINARY else settings.STORAGE_BACKEND
+
+
 def get_storage() -> StorageBackend:
     """The configured backend. Cheap to build, and read from settings on every call so that a
     test's settings override takes effect."""
-    if settings.USE_CLOUDINARY:
+    name = storage_backend_name()
+    if name == "cloudinary":
         from apps.storage.cloudinary import CloudinaryStorage
 
         return CloudinaryStorage()
+    if name == "s3":
+        from apps.storage.s3 import S3Storage
+
+        return S3Storage()
     from apps.storage.local import LocalStorage
 
     return LocalStorage(root=Path(settings.STORAGE_ROOT))

@@ -6,6 +6,11 @@ as resource type ``image`` and video and audio as ``video``. Konvrt does its own
 nothing here asks Cloudinary for a transformation, and files come back byte for byte from their
 delivery URL.
 
+Every asset is stored with the access type ``authenticated``: its delivery URL works only when
+signed with the API secret, so neither an output's link nor a guess at a public id reaches a file.
+Workers read through signed delivery URLs; a user's download is redirected to Cloudinary's
+download API, signed, flagged as an attachment and expiring after ``DOWNLOAD_URL_TTL`` seconds.
+
 Errors become ``StorageError``: retryable for timeouts, refused connections, rate limits and
 Cloudinary's own 5xx; permanent for a missing resource or a request Cloudinary refuses.
 """
@@ -15,8 +20,11 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -39,6 +47,9 @@ logger = logging.getLogger(__name__)
 DOWNLOAD_CHUNK_SIZE = 1024 * 1024
 # The health check must answer quickly even when the configured timeout is generous.
 CHECK_TIMEOUT = 5.0
+# The access type of every stored asset: delivery needs a signature.
+ACCESS_TYPE = "authenticated"
+LISTING_PAGE_SIZE = 500
 _KEY = re.compile(
     r"^(?P<folder>uploads|outputs)/(?P<operation_id>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
     r"/(?P<name>input|output)\.(?P<extension>[a-z0-9]{1,8})$"
@@ -68,6 +79,17 @@ def public_id_for_key(key: str) -> CloudinaryLocation:
     folder = folders["UPLOADS_FOLDER"] if match["folder"] == "uploads" else folders["OUTPUTS_FOLDER"]
     parts = [folders["ROOT_FOLDER"].strip("/"), folder.strip("/"), match["operation_id"], match["name"]]
     return CloudinaryLocation(public_id="/".join(part for part in parts if part), extension=match["extension"])
+
+
+def key_for_public_id(public_id: str, extension: str) -> str | None:
+    """The storage key of a listed asset, or ``None`` for one Konvrt did not name."""
+    folders = settings.CLOUDINARY_STORAGE
+    for kind, folder in (("uploads", folders["UPLOADS_FOLDER"]), ("outputs", folders["OUTPUTS_FOLDER"])):
+        prefix = "/".join(part.strip("/") for part in (folders["ROOT_FOLDER"], folder) if part.strip("/")) + "/"
+        if public_id.startswith(prefix):
+            key = f"{kind}/{public_id[len(prefix) :]}.{extension}"
+            return key if _KEY.match(key) else None
+    return None
 
 
 def resource_type_for(media_type: MediaType) -> str:
@@ -243,9 +265,22 @@ class CloudinaryStorage:
             partial.unlink(missing_ok=True)
         return destination
 
-    def open_for_download(self, *, key: str, media_type: MediaType) -> DownloadTarget:
+    def open_for_download(
+        self, *, key: str, media_type: MediaType, download_name: str = "", mime_type: str = ""
+    ) -> DownloadTarget:
         location = public_id_for_key(key)
-        return DownloadTarget(url=self._delivery_url(location, resource_type=resource_type_for(media_type)))
+        # Cloudinary's download API: signed with the API secret, valid until expires_at, and sent
+        # with Content-Disposition: attachment. The one kind of Cloudinary link that expires
+        # without token authentication (an add-on of the higher plans).
+        url = cloudinary.utils.private_download_url(
+            location.public_id,
+            location.extension,
+            resource_type=resource_type_for(media_type),
+            type=ACCESS_TYPE,
+            expires_at=int(time.time()) + settings.DOWNLOAD_URL_TTL,
+            attachment=True,
+        )
+        return DownloadTarget(url=url)
 
     def delete(self, *, key: str, media_type: MediaType) -> None:
         location = public_id_for_key(key)
@@ -253,7 +288,7 @@ class CloudinaryStorage:
             result = cloudinary.uploader.destroy(
                 location.public_id,
                 resource_type=resource_type_for(media_type),
-                type="upload",
+                type=ACCESS_TYPE,
                 invalidate=True,
                 timeout=self.timeout,
             )
@@ -285,15 +320,50 @@ class CloudinaryStorage:
             logger.warning("Cloudinary ping failed: %r", e)
             raise StorageError(f"Cloudinary is not reachable: {e}") from e
 
+    def stored_keys(self, *, older_than: datetime) -> Iterator[str]:
+        """Konvrt's assets, listed by the Admin API per resource type and folder (a few calls an
+        hour, well inside its rate limit)."""
+        folders = settings.CLOUDINARY_STORAGE
+        for resource_type in ("image", "video"):
+            for folder in (folders["UPLOADS_FOLDER"], folders["OUTPUTS_FOLDER"]):
+                prefix = "/".join(part.strip("/") for part in (folders["ROOT_FOLDER"], folder) if part.strip("/"))
+                yield from self._listed_keys(resource_type=resource_type, prefix=f"{prefix}/", older_than=older_than)
+
+    def _listed_keys(self, *, resource_type: str, prefix: str, older_than: datetime) -> Iterator[str]:
+        cursor: str | None = None
+        while True:
+            options: dict[str, Any] = {"max_results": LISTING_PAGE_SIZE, "timeout": self.timeout}
+            if cursor:
+                options["next_cursor"] = cursor
+            try:
+                page = cloudinary.api.resources(resource_type=resource_type, type=ACCESS_TYPE, prefix=prefix, **options)
+            except cloudinary.exceptions.Error as e:
+                raise _sdk_error(e, action="listing", key=prefix) from e
+            for resource in page.get("resources", ()):
+                created = datetime.strptime(resource["created_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+                key = key_for_public_id(resource["public_id"], resource.get("format", ""))
+                if key is not None and created < older_than:
+                    yield key
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
+
     # --- helpers ----------------------------------------------------------------------------
     def _timeout(self) -> urllib3.Timeout:
         return urllib3.Timeout(connect=self.timeout, read=self.timeout)
 
     def _delivery_url(self, location: CloudinaryLocation, *, resource_type: str) -> str:
         # The SDK's URL builder: host, private CDN, cname and secure_distribution come from the
-        # configuration. The format is the one stored, so Cloudinary serves the original bytes.
+        # configuration. The format is the one stored, so Cloudinary serves the original bytes;
+        # signed, because an authenticated asset is delivered only to a signed URL. For workers
+        # only: a user's download gets the expiring URL of open_for_download instead.
         url, _ = cloudinary.utils.cloudinary_url(
-            location.public_id, resource_type=resource_type, type="upload", format=location.extension, secure=True
+            location.public_id,
+            resource_type=resource_type,
+            type=ACCESS_TYPE,
+            format=location.extension,
+            secure=True,
+            sign_url=True,
         )
         return url
 
@@ -306,7 +376,7 @@ class CloudinaryStorage:
             # it can always be derived from the storage key.
             "public_id": location.public_id,
             "resource_type": resource_type_for(media_type),
-            "type": "upload",
+            "type": ACCESS_TYPE,
             "overwrite": True,
             # A retried job uploads again under the same id: stale CDN copies must go.
             "invalidate": True,

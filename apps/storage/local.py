@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 from django.core.files.move import file_move_safe
@@ -60,7 +62,10 @@ class LocalStorage:
             shutil.copyfile(source, destination)
         return destination
 
-    def open_for_download(self, *, key: str, media_type: MediaType) -> DownloadTarget:
+    def open_for_download(
+        self, *, key: str, media_type: MediaType, download_name: str = "", mime_type: str = ""
+    ) -> DownloadTarget:
+        # Streamed by the web process, which names the download in its own headers.
         path = self._path(key)
         try:
             stream = path.open("rb")
@@ -88,6 +93,10 @@ class LocalStorage:
             probe.unlink()
         except OSError as e:
             raise StorageError(f"Local storage at {self.root} is not writable: {e.strerror}.") from e
+
+    def stored_keys(self, *, older_than: datetime) -> Iterator[str]:
+        # Local folders are swept by directory (cleanup claims each one by renaming it).
+        return iter(())
 
     # --- helpers ----------------------------------------------------------------------------
     def _path(self, key: str) -> Path:

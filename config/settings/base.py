@@ -121,6 +121,15 @@ WHITENOISE_USE_FINDERS = True
 
 # --- Cloudinary -----------------------------------------------------------------------------
 USE_CLOUDINARY = env_bool("USE_CLOUDINARY", False)
+# Where stored files live: local (default; one machine, or a volume every machine mounts),
+# cloudinary (also chosen by USE_CLOUDINARY=True) or s3 (AWS S3, MinIO, R2, ... through
+# django-storages and boto3).
+STORAGE_BACKEND = (env_str("STORAGE_BACKEND") or ("cloudinary" if USE_CLOUDINARY else "local")).strip().lower()
+if STORAGE_BACKEND not in ("local", "cloudinary", "s3"):
+    raise ImproperlyConfigured(f"STORAGE_BACKEND must be local, cloudinary or s3; got {STORAGE_BACKEND!r}.")
+if USE_CLOUDINARY and STORAGE_BACKEND != "cloudinary":
+    raise ImproperlyConfigured(f"USE_CLOUDINARY is on but STORAGE_BACKEND is {STORAGE_BACKEND!r}: choose one.")
+USE_CLOUDINARY = STORAGE_BACKEND == "cloudinary"
 CLOUDINARY_URL = None
 CLOUDINARY_CREDENTIALS: dict[str, str] = {}
 CLOUDINARY_STORAGE = {
@@ -158,6 +167,40 @@ if USE_CLOUDINARY:
             raise ImproperlyConfigured(
                 "USE_CLOUDINARY is on: set CLOUDINARY_URL, or all of " + ", ".join(missing) + "."
             )
+
+# --- Where stored files live ------------------------------------------------------------------
+# Seconds a download link (a signed Cloudinary or S3 URL) stays valid.
+DOWNLOAD_URL_TTL = env_int("DOWNLOAD_URL_TTL", 3600, minimum=1)
+
+# S3-compatible object storage (STORAGE_BACKEND=s3). The bucket is private: every object is
+# reached through the credentials or a pre-signed URL.
+AWS_STORAGE_BUCKET_NAME: str | None = None
+AWS_S3_ENDPOINT_URL: str | None = None
+AWS_ACCESS_KEY_ID: str | None = None
+AWS_SECRET_ACCESS_KEY: str | None = None
+AWS_S3_REGION_NAME: str | None = None
+# Seconds to wait for S3 to connect or to answer any one read.
+S3_TIMEOUT = 60
+# Files larger than this go up as a multipart upload (boto3's managed transfer), in parts of
+# S3_MULTIPART_CHUNK_SIZE (S3 wants every part but the last to be at least 5 MB).
+S3_MULTIPART_THRESHOLD = 64 * 1024 * 1024
+S3_MULTIPART_CHUNK_SIZE = 16 * 1024 * 1024
+if STORAGE_BACKEND == "s3":
+    AWS_STORAGE_BUCKET_NAME = env_str("AWS_STORAGE_BUCKET_NAME") or None
+    if not AWS_STORAGE_BUCKET_NAME:
+        raise ImproperlyConfigured("STORAGE_BACKEND is s3: set AWS_STORAGE_BUCKET_NAME.")
+    AWS_S3_ENDPOINT_URL = env_url("AWS_S3_ENDPOINT_URL", None, schemes=("http", "https"))
+    # None: boto3's own chain (environment, ~/.aws, an instance role) finds the credentials.
+    AWS_ACCESS_KEY_ID = env_str("AWS_ACCESS_KEY_ID") or None
+    AWS_SECRET_ACCESS_KEY = env_str("AWS_SECRET_ACCESS_KEY") or None
+    AWS_S3_REGION_NAME = env_str("AWS_S3_REGION_NAME") or None
+    S3_TIMEOUT = env_int("S3_TIMEOUT", S3_TIMEOUT, minimum=1)
+    S3_MULTIPART_THRESHOLD = env_size("S3_MULTIPART_THRESHOLD", S3_MULTIPART_THRESHOLD)
+    S3_MULTIPART_CHUNK_SIZE = env_size("S3_MULTIPART_CHUNK_SIZE", S3_MULTIPART_CHUNK_SIZE)
+    if S3_MULTIPART_CHUNK_SIZE < 5 * 1024 * 1024:
+        raise ImproperlyConfigured(
+            f"S3_MULTIPART_CHUNK_SIZE must be at least 5MB; got {S3_MULTIPART_CHUNK_SIZE} bytes."
+        )
 
 # --- Web serving (config/gunicorn.py; docs/deployment.md) ----------------------------------------
 from config.settings.web_settings import WEB_CONCURRENCY, WEB_THREADS, WEB_TIMEOUT  # noqa: E402, F401

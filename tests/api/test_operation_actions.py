@@ -93,7 +93,7 @@ def test_download_of_a_result_gone_from_storage_is_a_410(client, make_operation,
 class UrlStorage(LocalStorage):
     """Stands in for Cloudinary's answer (a URL) without its servers."""
 
-    def open_for_download(self, *, key, media_type):
+    def open_for_download(self, *, key, media_type, download_name="", mime_type=""):
         return DownloadTarget(url=f"https://res.cloudinary.example/video/upload/{key}")
 
 

@@ -78,6 +78,24 @@ def test_a_killed_worker_left_in_rqs_registry_does_not_count(client, queued, red
     assert status_of(client, operation)["waiting_reason"].startswith("No video worker")
 
 
+@pytest.mark.parametrize("silent_for", [120, 1001])
+def test_a_silent_worker_shows_frozen_progress_honestly_without_a_climbing_eta(client, make_operation, silent_for):
+    """Its host is gone (killed, or cut off): the progress stays, the ETA goes, and the status says
+    why, until the recovery sweep moves the work to another worker."""
+    operation = make_operation(
+        session_key_of(client), status=S.PROCESSING, progress=25, phase=ProcessingPhase.PROCESSING
+    )
+    operation = backdate(operation, timedelta(seconds=silent_for))
+
+    data = status_of(client, operation)
+
+    assert (data["status"], data["progress"]) == ("processing", 25)
+    assert data["eta_seconds"] is None
+    assert data["waiting_reason"].startswith(
+        f"The worker processing this file has not been heard from for {silent_for}"
+    )
+
+
 def test_processing_has_phase_progress_and_eta(client, make_operation):
     operation = make_operation(
         session_key_of(client), status=S.PROCESSING, progress=50, phase=ProcessingPhase.PROCESSING

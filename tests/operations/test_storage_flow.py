@@ -1,7 +1,8 @@
 """The whole flow on each storage backend: create through the API, a real RQ worker processes it,
-status, download, delete; Cloudinary failures retried by RQ; expired files answer 410.
+status, download, delete; Cloudinary and S3 failures retried by RQ; expired files answer 410.
 
-Cloudinary is the local HTTPS stand-in (tests/cloudinary_standin.py) driven by the real SDK.
+Cloudinary is the local HTTPS stand-in (tests/cloudinary_standin.py) driven by the real SDK; S3 is
+moto in server mode behind a faulty proxy (tests/s3_server.py) driven by django-storages/boto3.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from apps.processors.probe import probe_image, probe_media
 from apps.processors.registry import get_operation
 from tests.cloudinary_standin import CloudinaryStandIn
 from tests.factories import let_expire
+from tests.storage.conftest import S3Bucket
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -62,11 +64,17 @@ CASES = {
 }
 
 
-@pytest.fixture(params=["local", "cloudinary"])
-def backend(request) -> CloudinaryStandIn | None:
+@pytest.fixture(params=["local", "cloudinary", "s3"])
+def backend(request) -> CloudinaryStandIn | S3Bucket | None:
     if request.param == "cloudinary":
         return request.getfixturevalue("cloudinary_standin")
+    if request.param == "s3":
+        return request.getfixturevalue("s3_bucket")
     return None
+
+
+def stored_nothing(backend: CloudinaryStandIn | S3Bucket) -> bool:
+    return backend.keys() == [] if isinstance(backend, S3Bucket) else backend.assets == {}
 
 
 @pytest.fixture
@@ -154,15 +162,29 @@ def test_create_process_status_download_delete(backend, client, media, tmp_path,
         data = b"".join(response.streaming_content)
         response.close()
         assert data == (Path(settings.STORAGE_ROOT) / output.file_path).read_bytes()
+    elif isinstance(backend, S3Bucket):
+        # Redirected to a pre-signed URL; the bytes come from the bucket, named for the user.
+        assert response.status_code == 302
+        downloaded = urllib3.PoolManager().request("GET", response["Location"])
+        assert downloaded.status == 200
+        data = downloaded.data
+        assert data == backend.read(output.file_path)
+        assert downloaded.headers["Content-Disposition"] == f'attachment; filename="{output.file_name}"'
+        stored_input = File.objects.get(operation_id=operation_id, file_type=FileType.INPUT)
+        assert sorted(backend.keys()) == sorted([stored_input.file_path, output.file_path])
+        assert not (Path(settings.STORAGE_ROOT) / "outputs" / operation_id).exists()
     else:
         # Redirected to the secure URL; the bytes come from Cloudinary (the stand-in), not from us.
         assert response.status_code == 302
         public_id = f"mediaprocessor/outputs/{operation_id}/output"
         asset = backend.asset(public_id, case.output_resource_type)
         assert asset is not None
-        assert response["Location"].startswith(f"https://{backend.host}/{backend.cloud_name}/")
+        # Cloudinary's download API: signed, expiring, an attachment; the asset itself is private.
+        assert response["Location"].startswith(f"https://{backend.host}/v1_1/{backend.cloud_name}/")
+        assert "expires_at=" in response["Location"] and "type=authenticated" in response["Location"]
         data = fetch(response["Location"])
         assert data == asset.data
+        assert asset.type == "authenticated"
         assert (output.cloudinary_public_id, output.cloudinary_url) == (public_id, backend.delivery_url(asset))
         stored_input = File.objects.get(operation_id=operation_id, file_type=FileType.INPUT)
         assert stored_input.cloudinary_public_id == f"mediaprocessor/uploads/{operation_id}/input"
@@ -177,7 +199,7 @@ def test_create_process_status_download_delete(backend, client, media, tmp_path,
         assert not (Path(settings.STORAGE_ROOT) / "uploads" / operation_id).exists()
         assert not (Path(settings.STORAGE_ROOT) / "outputs" / operation_id).exists()
     else:
-        assert backend.assets == {}
+        assert stored_nothing(backend)
 
 
 # --- Cloudinary failing ---------------------------------------------------------------------------
@@ -273,7 +295,7 @@ def test_an_expired_download_answers_410_before_and_after_cleanup_removed_its_fi
         assert not list((Path(settings.STORAGE_ROOT) / "uploads").iterdir())
         assert not list((Path(settings.STORAGE_ROOT) / "outputs").iterdir())
     else:
-        assert backend.assets == {}
+        assert stored_nothing(backend)
 
 
 def test_retrying_an_expired_failed_operation_answers_410(backend, client, media):
@@ -288,3 +310,60 @@ def test_retrying_an_expired_failed_operation_answers_410(backend, client, media
 
     assert response.status_code == 410
     assert response.json()["error"]["code"] == "expired"
+
+
+# --- S3 failing -----------------------------------------------------------------------------------
+@pytest.mark.parametrize(("method", "mode"), [("GET", "timeout"), ("GET", "error"), ("PUT", "error")])
+def test_s3_failing_once_makes_the_job_retry_and_then_complete(s3_bucket, client, media, method, mode):
+    created = create(client, CASES["image"], media)  # stored before the fault is armed
+    s3_bucket.proxy.fail(method, mode, times=1)
+
+    work()
+
+    operation = Operation.objects.get(id=created["id"])
+    assert operation.status == S.QUEUED
+    assert "tried again" in operation.error_message
+    make_retry_due(created["id"])
+    work(with_scheduler=True)
+
+    status = client.get(f"{API}/operations/{created['id']}/status/").json()["data"]
+    assert status["status"] == S.COMPLETED and status["error_message"] is None
+    assert Operation.objects.get(id=created["id"]).attempt == 2
+    assert f"outputs/{created['id']}/output.png" in s3_bucket.keys()
+    assert job_workspaces() == []
+
+
+def test_s3_failing_for_good_fails_the_operation_with_a_clear_message_and_keeps_the_input(s3_bucket, client, media):
+    created = create(client, CASES["image"], media)
+    s3_bucket.proxy.fail("GET", "error", times=None)
+
+    work()
+    for _ in range(2):  # RQ Retry: two more attempts
+        make_retry_due(created["id"])
+        work(with_scheduler=True)
+
+    status = client.get(f"{API}/operations/{created['id']}/status/").json()["data"]
+    assert status["status"] == S.FAILED
+    assert status["error_message"] == "File storage did not answer in time. Please try again later."
+    assert Operation.objects.get(id=created["id"]).attempt == 3
+    assert s3_bucket.keys() == [f"uploads/{created['id']}/input.png"]
+    assert job_workspaces() == []
+
+
+def test_s3_refusing_the_upload_answers_503_and_keeps_nothing(s3_bucket, client, media):
+    s3_bucket.proxy.fail("PUT", "unavailable", times=None)
+    source = media.png()
+
+    response = client.post(
+        f"{API}/operations/",
+        {
+            "operation": "image_convert",
+            "parameters": '{"output_format": "jpg"}',
+            "file": SimpleUploadedFile("a.png", source.read_bytes()),
+        },
+    )
+
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "service_unavailable"
+    assert not Operation.objects.exists()
+    assert s3_bucket.keys() == []

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,7 @@ def fleet(storage_root, tmp_path):
 
 
 def pid_of(run_dir: Path, group: str) -> int:
-    return int((run_dir / f"{group}.pid").read_text())
+    return int((run_dir / f"{group}.pid").read_text().split()[0])
 
 
 def wait_for(operation: Operation, *statuses: str, timeout: float = 60) -> None:
@@ -172,3 +173,48 @@ def test_the_procfile_migrates_on_release_and_starts_the_worker_fleet():
     assert lines["web"].startswith("gunicorn config.wsgi:application")
     assert lines["worker"] == "bash scripts/start_workers.sh run"
     assert os.access(SCRIPT, os.X_OK)
+
+
+def start_time_of(pid: int) -> str:
+    """Field 22 of /proc/<pid>/stat, as the script records it."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[19]
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to read process start times")
+def test_a_pid_file_is_taken_only_for_the_process_that_wrote_it(fleet):
+    """A restarted host (fresh pid namespace, same run directory) hands the pids of the old pid
+    files to other processes: another group's pool, or a process with the right command that is
+    not the one the file was written for."""
+    fleet.run_dir.mkdir(parents=True)
+
+    def impostor(*argv: str) -> subprocess.Popen:
+        # A sleeping Python whose command line reads like a worker's (ps shows sys.argv).
+        return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", *argv])  # noqa: S603
+
+    other_group = impostor("manage.py", "rqworker-pool", "video_queue", "--num-workers", "1")
+    same_command = impostor("manage.py", "rqworker-pool", "audio_queue", "--num-workers", "1")
+    genuine = impostor("manage.py", "rqworker-pool", "image_queue", "--num-workers", "2")
+    try:
+        assert wait_until(
+            lambda: all(Path(f"/proc/{p.pid}/stat").exists() for p in (other_group, same_command, genuine)), timeout=5
+        )
+        # cron's old file names the pid now held by a video pool.
+        (fleet.run_dir / "cron.pid").write_text(f"{other_group.pid} {start_time_of(other_group.pid)}\n")
+        # audio's old file names a pid that an audio pool holds, but one started at another time.
+        (fleet.run_dir / "audio.pid").write_text(f"{same_command.pid} {int(start_time_of(same_command.pid)) - 1}\n")
+        # A file from before start times were recorded: the pid alone proves nothing.
+        (fleet.run_dir / "video.pid").write_text(f"{other_group.pid}\n")
+        (fleet.run_dir / "image.pid").write_text(f"{genuine.pid} {start_time_of(genuine.pid)}\n")
+
+        status = fleet("status")
+
+        assert "cron: not running" in status.stdout
+        assert "audio: not running" in status.stdout
+        assert "video: not running" in status.stdout
+        assert f"image: running (pid {genuine.pid}" in status.stdout
+        assert sorted(path.name for path in fleet.run_dir.glob("*.pid")) == ["image.pid"]
+    finally:
+        (fleet.run_dir / "image.pid").unlink(missing_ok=True)
+        for process in (other_group, same_command, genuine):
+            process.kill()
+            process.wait()

@@ -7,10 +7,14 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import urllib3
 from django.conf import settings as django_settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 
@@ -198,7 +202,9 @@ def test_fetch_streams_the_delivered_bytes_to_the_destination(storage, cloudinar
     assert destination.read_bytes() == source.read_bytes()
     assert [path.name for path in destination.parent.iterdir()] == ["input.mov"]
     (delivery,) = cloudinary_standin.calls_of("delivery")
-    assert delivery.params["path"].endswith(f"/video/upload/v1/{input_public_id(operation_id)}.mov")
+    # An authenticated asset, read through a URL signed as Cloudinary checks it.
+    signature = cloudinary_standin.url_signature(f"{input_public_id(operation_id)}.mov")
+    assert delivery.params["path"].endswith(f"/video/authenticated/{signature}/v1/{input_public_id(operation_id)}.mov")
 
 
 def test_fetch_of_an_image_asks_for_the_image_resource(storage, cloudinary_standin, media, tmp_path):
@@ -221,19 +227,67 @@ def test_fetch_of_a_missing_resource_is_a_clear_permanent_error_and_leaves_no_fi
     assert list(destination.parent.iterdir()) == []
 
 
-def test_download_target_is_the_secure_delivery_url_of_the_original(storage, cloudinary_standin, media):
+def test_download_target_is_a_signed_expiring_attachment_url_of_the_original(
+    settings, storage, cloudinary_standin, media
+):
+    settings.DOWNLOAD_URL_TTL = 90
     source = media.audio(extension="flac")
     operation_id = uuid.uuid4()
     stored = storage.save_output(
         operation_id=operation_id, local_path=_copy(source), extension="flac", media_type=MediaType.AUDIO
     )
 
-    target = storage.open_for_download(key=stored.key, media_type=MediaType.AUDIO)
+    target = storage.open_for_download(key=stored.key, media_type=MediaType.AUDIO, download_name="song_converted.flac")
 
     assert target.stream is None
-    assert target.url.startswith(f"https://{cloudinary_standin.host}/{cloudinary_standin.cloud_name}/video/upload/")
-    assert target.url.endswith(f"{output_public_id(operation_id)}.flac")
+    url = urlsplit(target.url)
+    assert (url.netloc, url.path) == (cloudinary_standin.host, f"/v1_1/{cloudinary_standin.cloud_name}/video/download")
+    query = {key: values[0] for key, values in parse_qs(url.query).items()}
+    assert query["public_id"] == output_public_id(operation_id) and query["format"] == "flac"
+    assert query["type"] == "authenticated" and query["attachment"] in ("1", "true", "True")
+    assert int(query["expires_at"]) == pytest.approx(time.time() + 90, abs=5)
+    response = _https().request("GET", target.url)
+    assert response.status == 200 and response.data == source.read_bytes()
+    assert response.headers["Content-Disposition"].startswith("attachment;")
     assert storage.exists(key=stored.key, media_type=MediaType.AUDIO) is True
+
+
+def test_a_download_url_stops_working_once_it_expires(settings, storage, cloudinary_standin, media):
+    settings.DOWNLOAD_URL_TTL = 1
+    stored = storage.save_upload(
+        operation_id=uuid.uuid4(), source=media.png(), extension="png", media_type=MediaType.IMAGE
+    )
+    target = storage.open_for_download(key=stored.key, media_type=MediaType.IMAGE)
+    time.sleep(1.1)
+
+    assert _https().request("GET", target.url).status == 401
+
+
+def test_nothing_stored_is_reachable_without_a_signature(storage, cloudinary_standin, media):
+    operation_id = uuid.uuid4()
+    stored = storage.save_upload(operation_id=operation_id, source=media.png(), extension="png", media_type=MediaType.IMAGE)
+    asset = cloudinary_standin.asset(input_public_id(operation_id), "image")
+
+    assert asset is not None and asset.type == "authenticated"
+    assert cloudinary_standin.calls_of("upload")[0].params["type"] == "authenticated"
+    host = f"https://{cloudinary_standin.host}/{cloudinary_standin.cloud_name}/image"
+    path = f"v{asset.version}/{asset.public_id}.png"
+    # What Cloudinary answered with, a guess at the public upload URL, and a forged signature.
+    for url in (stored.url, f"{host}/upload/{path}", f"{host}/authenticated/{path}", f"{host}/authenticated/s--AAAAAAAA--/{path}"):
+        assert _https().request("GET", url).status in (401, 404), url
+
+
+def test_stored_keys_lists_both_folders_of_both_resource_types_by_age(storage, cloudinary_standin, media):
+    old = time.time() - 2 * 86400
+    ids = [uuid.uuid4() for _ in range(3)]
+    cloudinary_standin.put_asset(public_id=input_public_id(ids[0]), resource_type="image", format="png", data=b"1", created_at=old)
+    cloudinary_standin.put_asset(public_id=output_public_id(ids[1]), resource_type="video", format="mp3", data=b"2", created_at=old)
+    cloudinary_standin.put_asset(public_id=input_public_id(ids[2]), resource_type="video", format="mp4", data=b"3")
+    cloudinary_standin.put_asset(public_id="someone/else", resource_type="image", format="png", data=b"4", created_at=old)
+
+    keys = sorted(storage.stored_keys(older_than=datetime.now(UTC) - timedelta(days=1)))
+
+    assert keys == sorted([f"uploads/{ids[0]}/input.png", f"outputs/{ids[1]}/output.mp3"])
 
 
 def test_delete_destroys_the_resource_and_deleting_again_is_fine(storage, cloudinary_standin, media):
@@ -247,7 +301,7 @@ def test_delete_destroys_the_resource_and_deleting_again_is_fine(storage, cloudi
     assert cloudinary_standin.assets == {}
     assert storage.exists(key=stored.key, media_type=MediaType.IMAGE) is False
     first, second = cloudinary_standin.calls_of("destroy")
-    assert first.resource_type == "image" and first.params["invalidate"] == "1" and first.params["type"] == "upload"
+    assert first.resource_type == "image" and first.params["invalidate"] == "1" and first.params["type"] == "authenticated"
     assert second.params["public_id"] == first.params["public_id"] == stored.public_id
 
 
@@ -373,3 +427,7 @@ def _copy(path: Path) -> Path:
     copy = path.with_name(f"copy-{uuid.uuid4().hex}{path.suffix}")
     shutil.copyfile(path, copy)
     return copy
+
+
+def _https() -> urllib3.PoolManager:
+    return urllib3.PoolManager(cert_reqs="CERT_REQUIRED", ca_certs=django_settings.CLOUDINARY_CA_BUNDLE, retries=False)

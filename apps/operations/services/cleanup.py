@@ -10,7 +10,9 @@ One run (``cleanup_run``, every hour from RQ cron and on demand with ``manage.py
 3. Orphans no row accounts for: job workspaces older than the longest job timeout (a worker that
    was killed never ran its ``finally``), upload temp files older than a day, and local storage
    folders under ``uploads/`` and ``outputs/`` that no File row points into, older than an hour
-   (so an upload being stored right now, before its row is committed, is never taken).
+   (so an upload being stored right now, before its row is committed, is never taken); on shared
+   object storage (S3, Cloudinary) objects no File row names, older than a day (a web process
+   killed between storing an upload and committing its row leaves one).
 4. Resumable (tus) uploads past ``expires_at`` (``UPLOAD_EXPIRY_HOURS`` after they started),
    finished or not, and part files under ``tus/`` that no upload row accounts for.
 5. Expired Django sessions.
@@ -43,7 +45,7 @@ from apps.operations.models import File, Operation
 from apps.operations.services import lifecycle
 from apps.operations.services.uploads import upload_remove_expired
 from apps.operations.services.workspace import jobs_temp_root
-from apps.processors.formats import MediaType
+from apps.processors.formats import MediaType, media_type_of
 from apps.processors.registry import OPERATIONS
 from apps.storage.backend import StorageBackend, get_storage
 
@@ -56,6 +58,8 @@ DELETED_GRACE = timedelta(hours=1)
 # An upload is stored before its operation row is committed; an output before its File row.
 STORAGE_ORPHAN_AGE = timedelta(hours=1)
 UPLOAD_TEMP_AGE = timedelta(days=1)
+# Shared object storage is listed, not renamed: only objects this old are taken for orphans.
+STORAGE_OBJECT_ORPHAN_AGE = timedelta(days=1)
 # A workspace lives at most as long as its job: the longest queue timeout, plus a margin for the
 # worker's own start-up and teardown.
 WORKSPACE_MARGIN = timedelta(hours=1)
@@ -72,6 +76,7 @@ class CleanupReport:
     upload_temp_files_removed: int = 0
     orphaned_folders_removed: int = 0
     expired_uploads_removed: int = 0
+    orphaned_objects_removed: int = 0
     expired_sessions_cleared: bool = False
 
     def as_dict(self) -> dict[str, int | bool]:
@@ -98,6 +103,10 @@ def cleanup_run(*, now: datetime | None = None, limit: int = DEFAULT_LIMIT) -> C
     if storage.name == "local":
         report.orphaned_folders_removed = _remove_orphaned_folders(
             root=Path(settings.STORAGE_ROOT), older_than=now - STORAGE_ORPHAN_AGE
+        )
+    else:
+        report.orphaned_objects_removed = _remove_orphaned_objects(
+            storage=storage, older_than=now - STORAGE_OBJECT_ORPHAN_AGE
         )
     report.expired_uploads_removed = upload_remove_expired(now=now, limit=limit)
     report.expired_sessions_cleared = _clear_expired_sessions()
@@ -269,6 +278,32 @@ def _remove_orphaned_folders(*, root: Path, older_than: datetime) -> int:
                 if str(operation_id) not in referenced and _claim_and_remove(entries[operation_id]):
                     logger.info("Removed orphaned storage folder %s", entries[operation_id])
                     removed += 1
+    return removed
+
+
+def _remove_orphaned_objects(*, storage: StorageBackend, older_than: datetime) -> int:
+    """Objects in shared storage that no File row names. Deleting is idempotent, so two runs at
+    once (on two machines) at worst both delete the same object."""
+    try:
+        keys = list(storage.stored_keys(older_than=older_than))
+    except StorageError as e:
+        logger.warning("Could not list the stored objects to look for orphans: %s", e)
+        return 0
+    removed = 0
+    for start in range(0, len(keys), DEFAULT_LIMIT):
+        batch = keys[start : start + DEFAULT_LIMIT]
+        referenced = set(File.objects.filter(file_path__in=batch).values_list("file_path", flat=True))
+        for key in batch:
+            if key in referenced:
+                continue
+            media_type = media_type_of(key.rsplit(".", 1)[-1]) or MediaType.VIDEO
+            try:
+                storage.delete(key=key, media_type=media_type)
+            except StorageError as e:
+                logger.warning("Could not remove the orphaned object %s: %s", key, e)
+                continue
+            logger.info("Removed orphaned stored object %s", key)
+            removed += 1
     return removed
 
 

@@ -16,7 +16,7 @@ from django.db import connection
 from apps.core.exceptions import StorageError
 from apps.core.redis import redis_client
 from apps.core.utils import human_size
-from apps.storage.backend import get_storage
+from apps.storage.backend import get_storage, storage_backend_name
 
 logger = logging.getLogger(__name__)
 
@@ -43,15 +43,21 @@ def _redis() -> None:
 
 
 def _storage() -> None:
-    """Where files live: the local storage root, or with Cloudinary the local working directory
-    that uploads and jobs pass through. Writable, and with at least ``MIN_FREE_DISK`` free: a disk
-    about to fill is reported before uploads start failing."""
-    local = not settings.USE_CLOUDINARY and getattr(settings, "STORAGE_BACKEND", "local") == "local"
-    if local:
+    """Where files live: the local storage root; with Cloudinary the local working directory that
+    uploads and jobs pass through; with S3 that directory and the bucket. Writable, and with at
+    least ``MIN_FREE_DISK`` free on the local disks: a disk about to fill is reported before
+    uploads start failing."""
+    backend = storage_backend_name()
+    if backend == "local":
         get_storage().check()
     else:
         _check_writable(Path(settings.TEMP_ROOT))
-    for directory in (Path(settings.STORAGE_ROOT), Path(settings.TEMP_ROOT)) if local else (Path(settings.TEMP_ROOT),):
+        if backend == "s3":
+            get_storage().check()
+    local_disks = (Path(settings.TEMP_ROOT),)
+    if backend == "local":
+        local_disks = (Path(settings.STORAGE_ROOT), Path(settings.TEMP_ROOT))
+    for directory in local_disks:
         _check_free_space(directory)
 
 

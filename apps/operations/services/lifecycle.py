@@ -25,6 +25,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q, QuerySet
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from apps.core.exceptions import Expired, InvalidState
@@ -75,12 +76,12 @@ def operation_claim(*, operation_id: uuid.UUID) -> Operation | None:
 
     The returned operation carries the new ``attempt``: pass it to every later write.
     """
-    now = timezone.now()
+    # The database's clock, for every host alike (apps.operations.services.clock).
     claimed = _live(operation_id, S.QUEUED).update(
         status=S.PROCESSING,
         attempt=F("attempt") + 1,
-        started_at=now,
-        heartbeat_at=now,
+        started_at=Now(),
+        heartbeat_at=Now(),
         progress=0,
         phase=ProcessingPhase.FETCHING,
         error_message="",
@@ -95,7 +96,8 @@ def operation_record_progress(
 ) -> bool:
     """Progress, phase and heartbeat of the current attempt. ``False`` means stop: the operation
     was cancelled, deleted or taken over by another attempt."""
-    changes: dict[str, Any] = {"heartbeat_at": timezone.now()}
+    # Stamped by the database's clock, so that sweeps on other hosts judge it by the same clock.
+    changes: dict[str, Any] = {"heartbeat_at": Now()}
     if progress is not None:
         changes["progress"] = max(0, min(100, int(progress)))
     if phase is not None:

@@ -347,8 +347,16 @@ def operation_download(*, operation: Operation) -> OperationDownload:
     if output is None or (operation.expires_at is not None and operation.expires_at <= timezone.now()):
         raise Expired("The result of this operation has expired; run the operation again.")
     definition = OPERATIONS.get(operation.operation)
+    # Named by the worker when it stored the result (holiday.mov → holiday_compressed.mp4).
+    file_name = output.file_name or f"result{Path(output.file_path).suffix.lower()}"
+    mime_type = output.mime_type or "application/octet-stream"
     try:
-        target = get_storage().open_for_download(key=output.file_path, media_type=_media_type_of(output, definition))
+        target = get_storage().open_for_download(
+            key=output.file_path,
+            media_type=_media_type_of(output, definition),
+            download_name=file_name,
+            mime_type=mime_type,
+        )
     except StorageError as e:
         if not e.permanent:
             raise
@@ -356,7 +364,6 @@ def operation_download(*, operation: Operation) -> OperationDownload:
         raise Expired("The result of this operation is no longer stored; run the operation again.") from e
     return OperationDownload(
         target=target,
-        # Named by the worker when it stored the result (holiday.mov → holiday_compressed.mp4).
-        file_name=output.file_name or f"result{Path(output.file_path).suffix.lower()}",
-        mime_type=output.mime_type or "application/octet-stream",
+        file_name=file_name,
+        mime_type=mime_type,
     )

@@ -13,6 +13,9 @@ RQ cron runs ``recovery_run`` every ``RECOVERY_INTERVAL_SECONDS`` (30) on an ima
 3. **Pending operations.** Stored while Redis was unreachable (see ``queue_manager``), they are
    queued now: this pass runs on RQ, so Redis answers again.
 
+Staleness is judged on the database's clock, the one that stamps the heartbeats
+(``apps.operations.services.clock``): the hosts' own clocks may disagree.
+
 How a gone worker is told from a slow one: a running job is heard from in two places, each
 refreshed every ``JOB_HEARTBEAT_SECONDS`` (10). The operation's ``heartbeat_at`` is written by a
 thread of the job itself, whatever the job is doing (``progress.Heartbeat``); the RQ
@@ -40,7 +43,6 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db.models import Q
-from django.utils import timezone
 from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.executions import Execution, ExecutionRegistry
@@ -51,6 +53,7 @@ from apps.core import queues
 from apps.operations.enums import OperationStatus
 from apps.operations.models import Operation
 from apps.operations.services import lifecycle
+from apps.operations.services.clock import database_now
 from apps.operations.services.failures import NO_LONGER_OFFERED_MESSAGE
 from apps.operations.services.queue_manager import (
     enqueue_operation,
@@ -88,7 +91,7 @@ def recovery_run(*, now: datetime | None = None, limit: int = DEFAULT_LIMIT) -> 
     ``limit`` bounds the rows looked at per step, oldest first; a row that was acted on leaves its
     step's selection, so a larger backlog is worked through over the following passes.
     """
-    now = now or timezone.now()
+    now = now or database_now()
     heartbeat_before = now - timedelta(seconds=settings.RECOVERY_STALE_SECONDS)
     report = RecoveryReport()
     _recover_interrupted(heartbeat_before=heartbeat_before, limit=limit, report=report)

@@ -30,10 +30,12 @@ SESSION = "s" * 32
 HOURS_AGO = timedelta(hours=1)
 
 
-@pytest.fixture(params=["local", "cloudinary"])
+@pytest.fixture(params=["local", "cloudinary", "s3"])
 def backend(request) -> StorageBackend:
     if request.param == "cloudinary":
         request.getfixturevalue("cloudinary_standin")
+    if request.param == "s3":
+        request.getfixturevalue("s3_bucket")
     return get_storage()
 
 
@@ -337,6 +339,66 @@ def test_local_folders_are_left_alone_when_files_live_in_cloudinary(cloudinary_s
 
     assert report.orphaned_folders_removed == 0
     assert leftover.exists()
+
+
+@pytest.mark.django_db
+def test_cloudinary_objects_no_row_names_are_removed_after_a_day(cloudinary_standin, finished_operation):
+    storage = get_storage()
+    kept = finished_operation(expired=False)
+    two_days_ago = time.time() - 2 * 86400
+    for asset in list(cloudinary_standin.assets.values()):
+        asset.created_at = two_days_ago  # the kept operation's files are old too
+    orphan = uuid.uuid4()  # a web process died between storing the upload and committing its row
+    cloudinary_standin.put_asset(
+        public_id=f"mediaprocessor/uploads/{orphan}/input",
+        resource_type="video",
+        format="mp4",
+        data=b"x",
+        created_at=two_days_ago,
+    )
+    recent = uuid.uuid4()
+    cloudinary_standin.put_asset(
+        public_id=f"mediaprocessor/uploads/{recent}/input", resource_type="image", format="png", data=b"y"
+    )
+
+    report = cleanup_run()
+
+    assert report.orphaned_objects_removed == 1
+    assert cloudinary_standin.asset(f"mediaprocessor/uploads/{orphan}/input", "video") is None
+    assert cloudinary_standin.asset(f"mediaprocessor/uploads/{recent}/input", "image") is not None
+    assert all_stored(storage, stored_keys(kept))
+
+
+@pytest.mark.django_db
+def test_s3_objects_no_row_names_are_removed_after_a_day(s3_bucket, finished_operation):
+    storage = get_storage()
+    kept = finished_operation(expired=False)
+    orphan = f"uploads/{uuid.uuid4()}/input.mp4"
+    s3_bucket.client.put_object(Bucket=s3_bucket.name, Key=orphan, Body=b"x")
+    s3_bucket.client.put_object(Bucket=s3_bucket.name, Key="not-konvrt/keep.txt", Body=b"x")
+
+    fresh = cleanup_run()
+    # The bucket's clock says when an object was written: a day later by the run's.
+    later = cleanup_run(now=timezone.now() + timedelta(days=1, minutes=1))
+
+    assert fresh.orphaned_objects_removed == 0
+    assert later.orphaned_objects_removed == 1
+    assert orphan not in s3_bucket.keys() and "not-konvrt/keep.txt" in s3_bucket.keys()
+    assert all_stored(storage, stored_keys(kept))
+
+
+@pytest.mark.django_db
+def test_an_unreachable_bucket_does_not_stop_the_rest_of_cleanup(s3_bucket, settings):
+    s3_bucket.proxy.fail("GET", "error", times=None)
+    old_temp = Path(settings.FILE_UPLOAD_TEMP_DIR) / "upload.part"
+    old_temp.parent.mkdir(parents=True, exist_ok=True)
+    old_temp.write_bytes(b"x")
+    age(old_temp, timedelta(days=2))
+
+    report = cleanup_run()
+
+    assert report.orphaned_objects_removed == 0
+    assert report.upload_temp_files_removed == 1
 
 
 @pytest.mark.django_db

@@ -219,7 +219,7 @@ def test_with_cloudinary_an_image_is_fetched_and_stored_as_an_image_resource(clo
 
     output = Operation.objects.get(id=operation.id).files.get(file_type=FileType.OUTPUT)
     assert cloudinary_standin.asset(output.cloudinary_public_id, "image") is not None
-    assert "/image/upload/" in output.cloudinary_url
+    assert "/image/authenticated/" in output.cloudinary_url
 
 
 def test_with_cloudinary_a_cancel_while_storing_destroys_the_image_resource(cloudinary_standin, media, tmp_path):

@@ -604,3 +604,41 @@ def test_an_attempt_put_back_on_the_queue_while_the_sweep_looked_is_not_failed(i
     assert recovery_run() == RecoveryReport()
     operation.refresh_from_db()
     assert (operation.status, operation.error_message) == (S.QUEUED, "Storage timed out; trying again.")
+
+
+# --- one clock ------------------------------------------------------------------------------------
+def host_clock_off_by(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    """This process's clock (Django's timezone.now) runs ``seconds`` off the database's."""
+    real_now = timezone.now
+    monkeypatch.setattr(timezone, "now", lambda: real_now() + timedelta(seconds=seconds))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("writer_skew", "sweeper_skew"), [(-60, 0), (0, 60), (-30, 30)])
+def test_heartbeats_are_stamped_and_judged_on_the_databases_clock(
+    image_job, redis_connection, monkeypatch, writer_skew, sweeper_skew
+):
+    """With a minute between the hosts' clocks, a job that beat a moment ago is not taken over."""
+    operation = image_job()
+    started_by_a_dead_worker(operation, silent_for=60)  # RQ's record is silent: only the row speaks
+    with monkeypatch.context() as writer:
+        host_clock_off_by(writer, writer_skew)
+        assert lifecycle.operation_record_progress(operation_id=operation.id, attempt=operation.attempt)
+    host_clock_off_by(monkeypatch, sweeper_skew)
+
+    assert recovery_run() == RecoveryReport()
+    operation.refresh_from_db()
+    assert operation.status == S.PROCESSING
+
+
+@pytest.mark.django_db
+def test_a_claim_is_stamped_on_the_databases_clock(image_job, monkeypatch):
+    operation = image_job()
+    host_clock_off_by(monkeypatch, -3600)
+
+    claimed = lifecycle.operation_claim(operation_id=operation.id)
+
+    assert claimed is not None
+    # Stamped by the database, not by this host's clock an hour behind.
+    assert abs((claimed.started_at - claimed.heartbeat_at).total_seconds()) < 1
+    assert abs((claimed.heartbeat_at - (timezone.now() + timedelta(hours=1))).total_seconds()) < 60
