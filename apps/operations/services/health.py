@@ -54,7 +54,7 @@ def _storage() -> None:
         _check_writable(Path(settings.TEMP_ROOT))
         if backend == "s3":
             get_storage().check()
-    local_disks = (Path(settings.TEMP_ROOT),)
+    local_disks: tuple[Path, ...] = (Path(settings.TEMP_ROOT),)
     if backend == "local":
         local_disks = (Path(settings.STORAGE_ROOT), Path(settings.TEMP_ROOT))
     for directory in local_disks:
