@@ -16,7 +16,8 @@ from typing import Any
 
 from django.conf import settings
 from django.core.files.uploadhandler import MemoryFileUploadHandler, TemporaryFileUploadHandler
-from rest_framework.parsers import MultiPartParser
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import JSONParser, MultiPartParser
 
 from apps.api.validators import file_too_large, largest_upload_limit, upload_limit_for
 
@@ -62,3 +63,19 @@ class UploadParser(MultiPartParser):
         request = (parser_context or {})["request"]
         request.upload_handlers = [MemoryFileUploadHandler(request), SizeLimitedUploadHandler(request)]
         return super().parse(stream, media_type, parser_context)
+
+
+class BoundedJSONParser(JSONParser):
+    """DRF's JSON parser, with the inputs that crash Python's decoder refused as a parse error.
+
+    A body nested deeper than the decoder's recursion limit raises RecursionError, and an integer
+    past Python's int-to-str digit limit a ValueError that is not a JSONDecodeError: DRF lets both
+    through as a 500. Neither can be a request any endpoint takes, so both are a 400."""
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None) -> Any:
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError as e:
+            raise ParseError("The JSON body is nested too deeply.") from e
+        except ValueError as e:
+            raise ParseError(f"The JSON body is not valid: {e}") from e
