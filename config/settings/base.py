@@ -309,7 +309,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     # A cookie session's writes only from this site or an allowed frontend (apps/api/permissions.py).
     "DEFAULT_PERMISSION_CLASSES": ["apps.api.permissions.CookieWritesFromAllowedOrigins"],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_RENDERER_CLASSES": ["apps.api.renderers.SafeJSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     # Every error, DRF's and ours, in the error envelope; throttles and pagination are set per
     # view in apps/api (see apps/api/throttling.py for how clients are keyed).

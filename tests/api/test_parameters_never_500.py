@@ -101,3 +101,12 @@ def test_a_fractional_width_is_a_400(client, media):
 
     assert response.status_code == 400
     assert response.json()["error"]["details"] == {"width": ["Must be of type integer."]}
+
+
+def test_the_renderer_never_fails_on_a_lone_surrogate():
+    from apps.api.renderers import SafeJSONRenderer
+
+    rendered = SafeJSONRenderer().render({"error": {"details": {"\ud800": ["Unknown parameter."]}}, "name": "café"})
+
+    assert json.loads(rendered) == {"error": {"details": {"\ud800": ["Unknown parameter."]}}, "name": "café"}
+    assert SafeJSONRenderer().render({"name": "café"}) == '{"name":"café"}'.encode()

@@ -119,3 +119,15 @@ def test_a_large_jpeg_resized_down_is_decoded_at_a_reduced_scale(settings):
     # 48 MP decoded at 1/8 scale for a 640-wide thumbnail; a PNG has no such shortcut.
     assert admitted(photo, output_format="jpg", output_size=(640, 480))
     assert not admitted(scan, output_format="png", output_size=(6000, 4500))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_through_a_worker_the_operation_fails_with_the_sentence_and_the_worker_goes_on(media, run_operation):
+    too_large = run_operation(
+        "image_convert", media.png(width=7000, height=7000, alpha=False), {"output_format": "webp"}
+    )
+    fine = run_operation("image_convert", media.png(), {"output_format": "webp"})
+
+    assert too_large.status == "failed"
+    assert too_large.error_message.startswith("This image (7000×7000 pixels) is too large to convert to WEBP")
+    assert fine.status == "completed"

@@ -370,6 +370,7 @@ def test_a_dropped_file_is_taken_like_a_chosen_one(web, media):
 def test_my_files_pages_through_this_sessions_operations_and_opens_one(web, media, settings):
     rates = {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "uploads": "100/hour"}
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": rates}
+    settings.MAX_ACTIVE_PER_SESSION = 11  # all eleven wait in the queue at once
     page = web.open()
     # Created through the API with the page's own session cookie; oldest first.
     for number in range(11):

@@ -73,9 +73,12 @@ def operation_create(
     """Check the upload's content, store it, record the operation and its input, and queue it.
 
     ``parameters`` are already validated against the definition. The content check raises
-    ``UnsupportedMedia``; a storage failure raises ``StorageError`` (503) and leaves nothing.
-    With an ``idempotency_key`` already used by this session in the last 24 hours, the earlier
-    operation is returned instead (``created=False``), also when two such requests race.
+    ``UnsupportedMedia``; a storage failure or a full disk raises ``StorageError`` (503) and leaves
+    nothing. The session's limits (``quotas``) raise ``Throttled`` or ``QuotaExceeded``, checked
+    again under the session's lock before the row is written. With an ``idempotency_key`` already
+    used by this session in the last 24 hours, the earlier operation is returned instead
+    (``created=False``), also when two such requests race, or ``IdempotencyKeyMismatch`` when that
+    operation was created by a different request.
     """
     fingerprint = _request_fingerprint(definition, parameters, upload) if idempotency_key else None
     if idempotency_key:
@@ -106,28 +109,21 @@ def operation_create(
     try:
         with transaction.atomic():
             quotas.session_lock(session_key=session_key)
-            if idempotency_key:
-                existing = _idempotent_match(session_key, idempotency_key)
-                if existing is not None:
-                    # A concurrent request with the same key won while this one was being stored.
-                    raise _Replayed(existing)
-                _release_stale_idempotency_key(session_key, idempotency_key)
-            quotas.session_check_capacity(session_key=session_key, incoming=stored.size)
-            operation = operation_record_upload(
-                operation_id=operation_id,
-                session_key=session_key,
-                definition=definition,
-                parameters=parameters,
-                idempotency_key=idempotency_key,
-                stored=stored,
-                file_name=sanitize_filename(upload.name or "", fallback=f"upload.{inspection.extension}"),
-                mime_type=inspection.mime_type,
-                metadata={**inspection.metadata, "container": inspection.container},
-                request_fingerprint=fingerprint,
-            )
-    except _Replayed as replayed:
-        _discard(storage, stored.key, definition.media_type)
-        return OperationCreateResult(operation=_same_request(replayed.operation, fingerprint), created=False)
+            # A concurrent request with the same key may have won while this one was being stored.
+            replayed = _idempotent_match(session_key, idempotency_key) if idempotency_key else None
+            if replayed is None:
+                operation = _record_within_limits(
+                    operation_id=operation_id,
+                    session_key=session_key,
+                    definition=definition,
+                    parameters=parameters,
+                    idempotency_key=idempotency_key,
+                    stored=stored,
+                    file_name=sanitize_filename(upload.name or "", fallback=f"upload.{inspection.extension}"),
+                    mime_type=inspection.mime_type,
+                    metadata={**inspection.metadata, "container": inspection.container},
+                    request_fingerprint=fingerprint,
+                )
     except IntegrityError:
         _discard(storage, stored.key, definition.media_type)
         # The unique (session, key) constraint: a concurrent request with the same key won.
@@ -138,6 +134,9 @@ def operation_create(
     except Exception:
         _discard(storage, stored.key, definition.media_type)
         raise
+    if replayed is not None:
+        _discard(storage, stored.key, definition.media_type)
+        return OperationCreateResult(operation=_same_request(replayed, fingerprint), created=False)
 
     # Queued once the row is committed; when Redis is unreachable it stays pending.
     enqueue_on_commit(operation_id=operation.id)
@@ -145,10 +144,15 @@ def operation_create(
     return OperationCreateResult(operation=operation, created=True)
 
 
-class _Replayed(Exception):  # noqa: N818 - control flow within operation_create, not an error
-    def __init__(self, operation: Operation) -> None:
-        super().__init__(str(operation.id))
-        self.operation = operation
+def _record_within_limits(
+    *, session_key: str, idempotency_key: str | None, stored: StoredObject, **fields: Any
+) -> Operation:
+    """Under the session's lock: check its limits again (the check before storing raced with any
+    concurrent create of the session), then record the operation."""
+    if idempotency_key:
+        _release_stale_idempotency_key(session_key, idempotency_key)
+    quotas.session_check_capacity(session_key=session_key, incoming=stored.size)
+    return operation_record_upload(session_key=session_key, idempotency_key=idempotency_key, stored=stored, **fields)
 
 
 def _request_fingerprint(definition: OperationDefinition, parameters: dict[str, Any], upload: UploadedFile) -> str:
