@@ -216,10 +216,12 @@ def _eight_bit(picture: Image.Image) -> Image.Image:
 # --- animations -----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Timing:
-    """An animation's frame durations (ms) and how many times it plays (0: forever)."""
+    """An animation's frame durations (ms), how many times it plays (0: forever) and whether any
+    frame has transparency."""
 
     durations: list[int]
     plays: int
+    transparent: bool
 
 
 def animation_timing(image: Image.Image) -> Timing:
@@ -229,18 +231,20 @@ def animation_timing(image: Image.Image) -> Timing:
     the first play (N + 1 plays), as browsers show it; APNG's and WebP's counts are plays.
     """
     durations = []
+    transparent = False
     for index in range(getattr(image, "n_frames", 1)):
         image.seek(index)
         if image.format == "WEBP":
             image.load()  # WebP frames learn their duration when decoded
         durations.append(round(image.info.get("duration") or 0) or DEFAULT_FRAME_MS)
+        transparent = transparent or image.has_transparency_data
     image.seek(0)
     loop = image.info.get("loop")
     if image.format == "GIF":
         plays = 1 if loop is None else (0 if loop == 0 else loop + 1)
     else:
         plays = loop or 0
-    return Timing(durations=durations, plays=plays)
+    return Timing(durations=durations, plays=plays, transparent=transparent)
 
 
 def _loop_option(extension: str, plays: int) -> dict[str, int]:
@@ -252,7 +256,6 @@ def _loop_option(extension: str, plays: int) -> dict[str, int]:
 
 def _save_animation(image: Image.Image, path: Path, *, quality: int) -> None:
     timing = animation_timing(image)
-    transparent = _any_transparency(image)
     # Pillow's WebP writer walks the source's frames one at a time (compositing each onto the
     # canvas), so the animation is encoded without holding every frame. The durations and the
     # play count are given explicitly: the writer would otherwise use the first frame's for all.
@@ -267,13 +270,12 @@ def _save_animation(image: Image.Image, path: Path, *, quality: int) -> None:
         background=(0, 0, 0, 0),
         **_loop_option("webp", timing.plays),
     )
-    if transparent:
+    if timing.transparent:
         _mark_webp_alpha(path)
 
 
 def _save_resized_animation(image: Image.Image, path: Path, extension: str, *, target: tuple[int, int]) -> None:
     timing = animation_timing(image)
-    transparent = _any_transparency(image)
     frames = []
     for index in range(getattr(image, "n_frames", 1)):
         image.seek(index)
@@ -285,19 +287,8 @@ def _save_resized_animation(image: Image.Image, path: Path, extension: str, *, t
         # Pillow quantises each RGBA frame to a palette, fully transparent pixels to one index.
         options.update(disposal=2, optimize=False)
     frames[0].save(path, get_format(extension).encoder, save_all=True, append_images=frames[1:], **options)
-    if extension == "webp" and transparent:
+    if extension == "webp" and timing.transparent:
         _mark_webp_alpha(path)
-
-
-def _any_transparency(image: Image.Image) -> bool:
-    found = False
-    for index in range(getattr(image, "n_frames", 1)):
-        image.seek(index)
-        if image.has_transparency_data:
-            found = True
-            break
-    image.seek(0)
-    return found
 
 
 def _mark_webp_alpha(path: Path) -> None:

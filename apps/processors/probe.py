@@ -185,33 +185,56 @@ def probe_media(path: Path, *, format_name: str | None = None) -> MediaInfo:
 def measure_stream_duration(
     path: Path, *, format_name: str | None, stream_index: int, max_packets: int = MEASURE_MAX_PACKETS
 ) -> float | None:
-    """How long stream ``stream_index`` really lasts, from the timestamps of its packets.
+    """How long stream ``stream_index`` really lasts: an audio stream's decoded samples, a video
+    stream's span of packet timestamps.
 
     The durations a probe reports come from headers, which can be wrong: an MP3's Xing/VBRI
-    header or a FLAC's STREAMINFO may count far more samples than the file holds, and a
-    container's duration is its longest track's, not the one worked on. Packets are only read,
-    never decoded. ``None`` when the stream has no timestamped packets or has more than
-    ``max_packets`` (the caller keeps the header's figure then).
+    header or a FLAC's STREAMINFO may count far more samples than the file holds, an Ogg Opus
+    file's last granule position may lie past its last sample, and a container's duration is its
+    longest track's, not the one worked on. Audio is decoded (in process, like the probe, and
+    fast: no picture is touched) because even packet timestamps come from such headers in Ogg.
+    ``None`` when the stream yields nothing or has more than ``max_packets`` packets (the caller
+    keeps the header's figure then).
     """
     try:
         with av.open(
             local_url(path), format=format_name, options=safe_input_options(format_name), timeout=30
         ) as container:
             stream = container.streams[stream_index]
-            first = last = None
-            for count, packet in enumerate(container.demux(stream)):
-                if count >= max_packets:
-                    return None
-                if packet.pts is None:  # the demuxer's empty flush packet at the end
-                    continue
-                start, end = packet.pts, packet.pts + (packet.duration or 0)
-                first = start if first is None else min(first, start)
-                last = end if last is None else max(last, end)
-            if first is None or last is None or stream.time_base is None:
-                return None
-            return float((last - first) * stream.time_base)
+            if isinstance(stream, av.AudioStream):
+                return _decoded_seconds(container, stream, max_packets)
+            return _packet_span(container, stream, max_packets)
     except (av.FFmpegError, OSError, ValueError, IndexError) as e:
         raise ProbeError(f"Could not measure stream {stream_index} of {path.name}: {e}") from e
+
+
+def _decoded_seconds(container: Any, stream: av.AudioStream, max_packets: int) -> float | None:
+    seconds = 0.0
+    for count, packet in enumerate(container.demux(stream)):
+        if count >= max_packets:
+            return None
+        try:
+            frames = packet.decode()
+        except av.InvalidDataError:
+            continue  # FFmpeg skips a damaged packet too, so the output lacks it as well
+        for frame in frames:
+            seconds += frame.samples / frame.sample_rate
+    return seconds or None
+
+
+def _packet_span(container: Any, stream: av.stream.Stream, max_packets: int) -> float | None:
+    first = last = None
+    for count, packet in enumerate(container.demux(stream)):
+        if count >= max_packets:
+            return None
+        if packet.pts is None:  # the demuxer's empty flush packet at the end
+            continue
+        start, end = packet.pts, packet.pts + (packet.duration or 0)
+        first = start if first is None else min(first, start)
+        last = end if last is None else max(last, end)
+    if first is None or last is None or stream.time_base is None:
+        return None
+    return float((last - first) * stream.time_base)
 
 
 def probe_image(path: Path, *, allowed_formats: tuple[str, ...]) -> ImageInfo:

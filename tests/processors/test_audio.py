@@ -257,3 +257,36 @@ def test_new_audio_inputs_are_converted(media, run_operation, output_path, exten
 
     assert_completed(operation)
     assert probe_output(operation, output_path, "mp3").duration == pytest.approx(1.0, abs=0.15)
+
+
+def ogg_crc(page: bytes) -> int:
+    """The CRC-32 of an Ogg page (polynomial 0x04C11DB7, unreflected, its own field zeroed)."""
+    crc = 0
+    for byte in page:
+        crc ^= byte << 24
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x04C11DB7 if crc & 0x80000000 else crc << 1) & 0xFFFFFFFF
+    return crc
+
+
+def with_last_granule(data: bytes, granule: int) -> bytes:
+    """An Ogg file whose last page claims ``granule`` samples (its CRC made right again): how an
+    Opus or Vorbis file written by a streamer that was cut short, or a broken tagger, overstates
+    its length."""
+    last = data.rindex(b"OggS")
+    page = bytearray(data[last:])
+    page[6:14] = granule.to_bytes(8, "little")
+    page[22:26] = b"\0\0\0\0"
+    page[22:26] = ogg_crc(bytes(page)).to_bytes(4, "little")
+    return data[:last] + bytes(page)
+
+
+def test_an_ogg_opus_whose_last_page_overstates_its_length_is_converted(media, run_operation, output_path, tmp_path):
+    overstated = tmp_path / "stream.opus"
+    overstated.write_bytes(with_last_granule(media.audio(extension="opus", duration=2).read_bytes(), 48000 * 30))
+    assert probe_media(overstated, format_name="ogg").duration == pytest.approx(30, abs=0.5)
+
+    operation = run_operation("audio_convert", overstated, {"output_format": "mp3"})
+
+    assert_completed(operation)
+    assert audio_length(output_path(operation), "mp3") == pytest.approx(2.0, abs=0.15)

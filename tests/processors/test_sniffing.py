@@ -378,6 +378,36 @@ def test_an_image_over_the_pixel_cap_is_a_validation_error_not_a_damaged_file(me
     assert caplog.messages == [f"Upload refused over a processing cap: {message}"]
 
 
+@pytest.mark.parametrize("kind", ["tif", "heic", "avif"])
+def test_new_image_formats_are_held_to_the_pixel_cap_before_decoding(media, settings, kind):
+    settings.PROCESSING_MAX_IMAGE_PIXELS = 1000
+
+    with pytest.raises(ValidationFailed, match="too large to process"):
+        inspect_upload(path=getattr(media, kind)(), definition=OPERATIONS["image_convert"])
+
+
+@pytest.mark.parametrize("extension", ["ts", "mpg", "3gp"])
+def test_new_video_formats_are_held_to_the_picture_and_duration_caps(media, settings, extension):
+    path = media.video(extension=extension, duration=0.5)
+    settings.PROCESSING_MAX_VIDEO_PIXELS = 1000
+    with pytest.raises(ValidationFailed, match="larger than the 8K frames"):
+        inspect_upload(path=path, definition=OPERATIONS["video_convert"])
+
+    settings.PROCESSING_MAX_VIDEO_PIXELS = 10_000_000
+    settings.PROCESSING_MAX_DURATION_SECONDS = 0.1
+    with pytest.raises(ValidationFailed, match="the limit is"):
+        inspect_upload(path=path, definition=OPERATIONS["video_convert"])
+
+
+def test_a_transport_stream_named_mp4_is_read_as_what_it_is(media, tmp_path):
+    disguised = tmp_path / "holiday.mp4"
+    disguised.write_bytes(media.video(extension="ts", duration=0.5).read_bytes())
+
+    inspection = inspect_upload(path=disguised, definition=OPERATIONS["video_convert"])
+
+    assert (inspection.extension, inspection.container) == ("ts", "mpegts")
+
+
 def test_an_image_pillow_refuses_as_a_decompression_bomb_is_over_the_cap_not_damaged(tmp_path, settings, caplog):
     settings.PROCESSING_MAX_IMAGE_PIXELS = 50_000_000
     bomb = tmp_path / "bomb.png"
