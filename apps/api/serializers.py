@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from django.urls import reverse
@@ -59,6 +60,8 @@ class OperationCreateSerializer(serializers.Serializer):
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         # Exactly one input, reported beside any other field's error (a request missing both the
         # operation and its file hears about both).
+        if not isinstance(data, Mapping):
+            return super().to_internal_value(data)  # DRF's own 400 for a body that is not an object
         given = [name for name in INPUT_FIELDS if data.get(name) not in (None, "")]
         errors: dict[str, Any] = {}
         try:

@@ -397,6 +397,25 @@ def test_more_than_one_input_is_a_400(client, media):
     assert Upload.objects.count() == 1
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        [1, 2],
+        "text",
+        {"operation": "image_resize", "upload": {"id": 1}},
+        {"operation": "image_resize", "source_url": ["http://8.8.8.8/a.png"]},
+        {"operation": "image_resize", "parameters": [1], "source_url": "http://8.8.8.8/a.png"},
+        {"operation": "image_resize", "upload": "", "source_url": ""},
+    ],
+)
+def test_a_malformed_json_body_is_a_400(client, body):
+    response = client.post(f"{API}/operations/", body, content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "validation_error"
+    assert Operation.objects.count() == 0
+
+
 def test_an_idempotent_retry_with_an_upload_returns_the_first_operation(client, media):
     location = finished_upload(client, media.png().read_bytes())
     body = {"operation": "image_resize", "parameters": '{"width": 8}', "upload": location}
