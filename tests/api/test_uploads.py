@@ -379,6 +379,20 @@ def test_another_sessions_upload_cannot_be_used(client, media):
     assert Upload.objects.count() == 1
 
 
+def test_an_upload_being_used_by_another_request_is_409_and_stays(client, media, storage_root):
+    location = finished_upload(client, media.png().read_bytes())
+    body = {"operation": "image_resize", "parameters": '{"width": 8}', "upload": location}
+    with part(storage_root, location).open("rb") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        busy = client.post(f"{API}/operations/", body)
+
+    assert busy.status_code == 409
+    assert Operation.objects.count() == 0
+    assert client.post(f"{API}/operations/", body).status_code == 201
+    assert client.post(f"{API}/operations/", body).status_code == 400  # consumed
+    assert Operation.objects.count() == 1
+
+
 def test_more_than_one_input_is_a_400(client, media):
     location = finished_upload(client, media.png().read_bytes())
     from django.core.files.uploadedfile import SimpleUploadedFile

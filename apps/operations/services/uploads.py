@@ -38,7 +38,7 @@ from django.core.files.uploadedfile import TemporaryUploadedFile, UploadedFile
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from apps.core.exceptions import Expired, FileTooLarge, KonvrtError, NotFound, ValidationFailed
+from apps.core.exceptions import Expired, FileTooLarge, InvalidState, KonvrtError, NotFound, ValidationFailed
 from apps.core.utils import human_size, sanitize_filename
 from apps.operations import selectors
 from apps.operations.models import Operation, Upload
@@ -312,16 +312,43 @@ def operation_create_from_upload(
             details={"upload": [f"{offset} of {upload.length} bytes have arrived; finish it first."]},
         )
     source = part_path(upload.id)
+    try:
+        guard = source.open("rb")
+    except FileNotFoundError as e:
+        raise NotFound("This upload's data is no longer stored.") from e
+    with guard:
+        # One consumer at a time (the lock PATCH takes too), and only while the upload still exists:
+        # two creates naming the same upload make one operation, not two.
+        try:
+            fcntl.flock(guard.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as e:
+            raise InvalidState("This upload is being used by another request; try again in a moment.") from e
+        if not Upload.objects.filter(id=upload.id).exists():
+            raise ValidationFailed(
+                "There is no such upload in this session.", details={"upload": ["It was used or removed meanwhile."]}
+            )
+        result = _create_from_part(source, upload, session_key, definition, parameters, idempotency_key)
+        if result.created:
+            upload_terminate(upload=upload)
+    return result
+
+
+def _create_from_part(
+    source: Path,
+    upload: Upload,
+    session_key: str,
+    definition: OperationDefinition,
+    parameters: dict[str, Any],
+    idempotency_key: str | None,
+) -> OperationCreateResult:
     link = source.with_name(f".{source.name}.{uuid.uuid4().hex}.consume")
     try:
         os.link(source, link)
-    except FileNotFoundError as e:
-        raise NotFound("This upload's data is no longer stored.") from e
     except OSError:
         shutil.copyfile(source, link)  # a filesystem without hard links
     finished = _FinishedUpload(link, upload.file_name or "upload", upload.length)
     try:
-        result = operation_create(
+        return operation_create(
             session_key=session_key,
             definition=definition,
             parameters=parameters,
@@ -331,9 +358,6 @@ def operation_create_from_upload(
     finally:
         finished.close()
         link.unlink(missing_ok=True)
-    if result.created:
-        upload_terminate(upload=upload)
-    return result
 
 
 def operation_create_from_url(
