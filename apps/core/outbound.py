@@ -196,6 +196,8 @@ def check_url(url: str) -> CheckedTarget:
     if not isinstance(url, str) or not url.strip():
         raise OutboundRefused("Give an absolute http:// or https:// address.")
     url = url.strip()
+    if any(ord(character) < 0x21 or ord(character) == 0x7F for character in url):
+        raise OutboundRefused("The address must not contain spaces or control characters.")
     try:
         parts = urlsplit(url)
         port = parts.port

@@ -142,6 +142,8 @@ def test_a_length_over_the_limit_is_413_and_nothing_is_kept(client, storage_root
         {"HTTP_UPLOAD_LENGTH": "10", "HTTP_UPLOAD_METADATA": "filename ***"},
         {"HTTP_UPLOAD_LENGTH": "10", "HTTP_UPLOAD_METADATA": "filename a b"},
         {"HTTP_UPLOAD_LENGTH": "10", "HTTP_UPLOAD_METADATA": "x " + "A" * 5000},
+        {"HTTP_UPLOAD_LENGTH": "10", "HTTP_UPLOAD_METADATA": "filename " + b64("a\x00.png")},
+        {"HTTP_UPLOAD_LENGTH": "10", "HTTP_UPLOAD_METADATA": "filename " + base64.b64encode(b"\xff\xfe").decode()},
         {"HTTP_UPLOAD_DEFER_LENGTH": "1"},
         {"HTTP_UPLOAD_LENGTH": "10", "HTTP_UPLOAD_CONCAT": "partial"},
     ],
@@ -152,6 +154,25 @@ def test_bad_creation_headers_are_400(client, headers):
     assert response.status_code == 400
     assert response.json()["error"]["message"]
     assert Upload.objects.count() == 0
+
+
+def test_a_hostile_filename_is_kept_only_as_sanitised_data(client, storage_root):
+    response = create(client, 3, filename="../../etc/\u202epasswd\t.png")
+
+    upload_row = Upload.objects.get()
+    assert upload_row.file_name == "passwd.png"
+    assert sorted(p.name for p in (storage_root / "tus").iterdir()) == [str(upload_row.id)]
+    assert response["Location"].endswith(f"/uploads/{upload_row.id}/")
+
+
+@pytest.mark.parametrize("offset", ["-1", "+3", "3.0", "0x3", ""])
+def test_a_malformed_upload_offset_is_400(client, offset):
+    location = create(client, 4)["Location"]
+
+    response = client.generic("PATCH", location, b"abcd", content_type=OFFSET_STREAM, HTTP_UPLOAD_OFFSET=offset, **TUS)
+
+    assert response.status_code == 400
+    assert head(client, location)["Upload-Offset"] == "0"
 
 
 def test_patches_append_until_the_upload_is_finished(client, storage_root):
@@ -453,6 +474,9 @@ def test_an_idempotent_retry_with_an_upload_returns_the_first_operation(client, 
         "http://localhost/a.png",
         "ftp://8.8.8.8/a.png",
         "http://user:pw@8.8.8.8/a.png",
+        "http://8.8.8.8/" + "a" * 2100 + ".png",
+        "http://8.8.8.8/a\x00.png",
+        "not a url",
     ],
 )
 def test_a_refused_source_url_is_a_400_on_that_field(client, url):

@@ -164,8 +164,12 @@ def test_public_addresses_pass_and_keep_the_checked_address(url):
         ("http:///path", "no host name"),
         ("http://8.8.8.8:99999/", "not a valid URL"),
         ("", "absolute http"),
-        ("not a url", "Only http:// and https://"),
+        ("not-a-url", "Only http:// and https://"),
+        ("not a url", "spaces"),
         ("http://no-such-host.invalid/", "could not be found"),
+        ("http://8.8.8.8/a\x00.png", "control characters"),
+        ("http://8.8.8.8/a b.png", "spaces"),
+        ("http://8.8.8.8/a.png\r\nHost: evil", "control characters"),
     ],
 )
 def test_unusable_urls_are_refused_with_a_sentence(url, words):

@@ -114,6 +114,8 @@ def parse_metadata(header: str | None) -> dict[str, str]:
             metadata[key] = base64.b64decode(encoded.strip(), validate=True).decode("utf-8") if encoded else ""
         except (binascii.Error, UnicodeDecodeError) as e:
             raise ValidationFailed(f"The Upload-Metadata value of {key!r} is not base64-encoded UTF-8.") from e
+        if "\x00" in key or "\x00" in metadata[key]:
+            raise ValidationFailed("Upload-Metadata must not contain NUL characters.")
     return metadata
 
 
