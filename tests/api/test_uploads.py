@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import errno
 import fcntl
 import hashlib
 import uuid
@@ -15,6 +16,7 @@ from django.test import Client
 from django.utils import timezone
 
 from apps.operations.models import Operation, Upload
+from apps.operations.services import uploads as uploads_service
 from apps.operations.services.uploads import upload_remove_expired
 from tests.api.conftest import session_key_of
 
@@ -238,6 +240,27 @@ def test_a_second_writer_at_the_same_time_is_423(client, storage_root):
 
     assert response.status_code == 423
     assert patch(client, location, 0, b"abcd").status_code == 204
+
+
+def test_a_full_disk_is_503_and_keeps_nothing_of_that_body(client, storage_root, monkeypatch):
+    location = create(client, 10, body=b"abc")["Location"]
+    written = []
+
+    def disk_fills_up(part, chunk):
+        if written:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        written.append(chunk)
+        part.write(chunk)
+
+    monkeypatch.setattr(uploads_service, "WRITE_CHUNK_SIZE", 2)
+    monkeypatch.setattr(uploads_service, "_write", disk_fills_up)
+    response = patch(client, location, 3, b"defg")
+
+    assert response.status_code == 503
+    assert "disk is full" in response.json()["error"]["message"]
+    assert part(storage_root, location).read_bytes() == b"abc"
+    monkeypatch.undo()
+    assert patch(client, location, 3, b"defghij").status_code == 204
 
 
 def test_method_override_lets_a_post_act_as_patch_and_delete(client, storage_root):

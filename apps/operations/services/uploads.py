@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import fcntl
 import hashlib
 import logging
@@ -38,7 +39,15 @@ from django.core.files.uploadedfile import TemporaryUploadedFile, UploadedFile
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from apps.core.exceptions import Expired, FileTooLarge, InvalidState, KonvrtError, NotFound, ValidationFailed
+from apps.core.exceptions import (
+    Expired,
+    FileTooLarge,
+    InvalidState,
+    KonvrtError,
+    NotFound,
+    StorageError,
+    ValidationFailed,
+)
 from apps.core.utils import human_size, sanitize_filename
 from apps.operations import selectors
 from apps.operations.models import Operation, Upload
@@ -215,12 +224,18 @@ def upload_append(
         written = 0
         try:
             written = _copy_body(stream, part, wanted, digest)
+            part.flush()
+        except OSError as e:
+            # Our side failed (a full disk): nothing of this body is kept, and the client may retry.
+            part.seek(offset)
+            part.truncate(offset)
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise StorageError("The server's disk is full; please try again later.") from e
+            raise StorageError("The upload could not be stored; please try again.") from e
         except BaseException:
             if digest is not None:
                 part.truncate(offset)  # an unverified body is not kept
             raise
-        finally:
-            part.flush()
         if digest is not None and (written != wanted or digest.digest() != checksum[1]):  # type: ignore[index]
             part.truncate(offset)
             raise ChecksumMismatch()
@@ -234,19 +249,24 @@ def upload_append(
 
 def _copy_body(stream: IO[bytes] | Any, part: IO[bytes], wanted: int, digest: Any) -> int:
     written = 0
-    try:
-        while written < wanted:
+    while written < wanted:
+        try:
             chunk = stream.read(min(WRITE_CHUNK_SIZE, wanted - written))
-            if not chunk:
-                break
-            part.write(chunk)
-            written += len(chunk)
-            if digest is not None:
-                digest.update(chunk)
-    except OSError as e:
-        # The client went away midway: what arrived stays, to be resumed from.
-        logger.info("Upload body cut off after %s bytes (%s)", written, e)
+        except OSError as e:
+            # The client went away midway: what arrived stays, to be resumed from.
+            logger.info("Upload body cut off after %s bytes (%s)", written, e)
+            break
+        if not chunk:
+            break
+        _write(part, chunk)
+        written += len(chunk)
+        if digest is not None:
+            digest.update(chunk)
     return written
+
+
+def _write(part: IO[bytes], chunk: bytes) -> None:
+    part.write(chunk)
 
 
 def _mark_completed(upload: Upload) -> None:
