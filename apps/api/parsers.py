@@ -16,7 +16,8 @@ from typing import Any
 
 from django.conf import settings
 from django.core.files.uploadhandler import MemoryFileUploadHandler, TemporaryFileUploadHandler
-from rest_framework.parsers import MultiPartParser
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import JSONParser, MultiPartParser
 
 from apps.api.validators import file_too_large, largest_upload_limit, upload_limit_for
 
@@ -57,3 +58,14 @@ class UploadParser(MultiPartParser):
         request = (parser_context or {})["request"]
         request.upload_handlers = [MemoryFileUploadHandler(request), SizeLimitedUploadHandler(request)]
         return super().parse(stream, media_type, parser_context)
+
+
+class JSONBodyParser(JSONParser):
+    """DRF's JSON parser, with a body nested too deeply for Python's decoder (RecursionError, which
+    DRF does not catch) a 400 like any other unreadable body instead of a 500."""
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None) -> Any:
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError as e:
+            raise ParseError("The JSON body is nested too deeply.") from e

@@ -14,7 +14,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiRequest, OpenApiResponse, extend_schema
 from rest_framework import viewsets
 from rest_framework.decorators import action
-from rest_framework.parsers import FormParser, JSONParser
+from rest_framework.parsers import FormParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
@@ -23,7 +23,7 @@ from rest_framework.views import APIView
 from apps.api import serializers as s
 from apps.api.exceptions import error_body
 from apps.api.pagination import EnvelopePagination
-from apps.api.parsers import UploadParser
+from apps.api.parsers import JSONBodyParser, UploadParser
 from apps.api.schema import CREATE_REQUEST_ENCODING
 from apps.api.throttling import DEFAULT_THROTTLES, HEALTH_THROTTLES, STATUS_THROTTLES, UPLOAD_THROTTLES
 from apps.api.utils import IgnoreAcceptNegotiation, attachment_disposition, session_key, success
@@ -62,7 +62,7 @@ class OperationViewSet(viewsets.GenericViewSet):
 
     pagination_class = EnvelopePagination
     # multipart (a file, or an upload id / source_url as form fields), or a JSON body without a file.
-    parser_classes = [UploadParser, FormParser, JSONParser]
+    parser_classes = [UploadParser, FormParser, JSONBodyParser]
     serializer_class = s.OperationSerializer
 
     def get_throttles(self) -> list[BaseThrottle]:

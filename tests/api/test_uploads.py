@@ -525,3 +525,13 @@ def test_a_permitted_source_url_is_201_and_queued_without_an_input_yet(client):
     data = response.json()["data"]
     assert (data["status"], data["input_file"]) == ("queued", None)
     assert Operation.objects.get(id=data["id"]).source_url == "http://93.184.216.34/cat.png"
+
+
+@pytest.mark.parametrize("depth", [10_000, 200_000])
+def test_a_deeply_nested_json_body_is_a_400_not_a_500(client, depth):
+    body = '{"operation": "image_resize", "parameters": ' + "[" * depth + "]" * depth + "}"
+
+    response = client.post(f"{API}/operations/", body, content_type="application/json")
+
+    assert response.status_code == 400
+    assert Operation.objects.count() == 0
