@@ -65,7 +65,7 @@ class UploadParser(MultiPartParser):
         return super().parse(stream, media_type, parser_context)
 
 
-class BoundedJSONParser(JSONParser):
+class JSONBodyParser(JSONParser):
     """DRF's JSON parser, with the inputs that crash Python's decoder refused as a parse error.
 
     A body nested deeper than the decoder's recursion limit raises RecursionError, and an integer

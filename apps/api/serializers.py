@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from django.urls import reverse
@@ -67,6 +68,8 @@ class OperationCreateSerializer(serializers.Serializer):
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         # Every missing piece is reported at once: neither an operation nor a preset, and not
         # exactly one input (a request missing both the operation and its file hears about both).
+        if not isinstance(data, Mapping):
+            return super().to_internal_value(data)  # DRF's own 400 for a body that is not an object
         given = [name for name in INPUT_FIELDS if data.get(name) not in (None, "")]
         operation_missing = not (data.get("operation") or data.get("preset"))
         errors: dict[str, Any] = {}

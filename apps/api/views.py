@@ -24,7 +24,7 @@ from rest_framework.views import APIView
 from apps.api import serializers as s
 from apps.api.exceptions import error_body
 from apps.api.pagination import EnvelopePagination
-from apps.api.parsers import BoundedJSONParser, UploadParser
+from apps.api.parsers import JSONBodyParser, UploadParser
 from apps.api.ranges import ranged_file_response
 from apps.api.schema import CREATE_REQUEST_ENCODING
 from apps.api.throttling import (
@@ -85,7 +85,7 @@ class OperationViewSet(viewsets.GenericViewSet):
 
     pagination_class = EnvelopePagination
     # multipart (a file, or an upload id / source_url as form fields), or a JSON body without a file.
-    parser_classes = [UploadParser, FormParser, BoundedJSONParser]
+    parser_classes = [UploadParser, FormParser, JSONBodyParser]
     serializer_class = s.OperationSerializer
 
     # What an accepted upload answers: a replayed create (200) or any refusal is not counted.

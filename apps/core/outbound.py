@@ -196,6 +196,8 @@ def check_url(url: str) -> CheckedTarget:
     if not isinstance(url, str) or not url.strip():
         raise OutboundRefused("Give an absolute http:// or https:// address.")
     url = url.strip()
+    if any(ord(character) < 0x21 or ord(character) == 0x7F for character in url):
+        raise OutboundRefused("The address must not contain spaces or control characters.")
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -353,27 +355,22 @@ def _read(
         raise OutboundTooLarge(f"The file at that address is larger than {human_size(limit)}.")
     chunks: list[bytes] = []
     total = 0
-    try:
-        while True:
-            if time.monotonic() > deadline:
-                raise OutboundTimeout(f"The server at {target.host} did not answer within {timeout:g} seconds.")
-            chunk = response.read1(CHUNK_SIZE)
-            if not chunk:
+    while True:
+        if time.monotonic() > deadline:
+            raise OutboundTimeout(f"The server at {target.host} did not answer within {timeout:g} seconds.")
+        chunk = _read_some(response, target, timeout)
+        if not chunk:
+            break
+        total += len(chunk)
+        if limit is not None and total > limit:
+            if not success:
+                chunks.append(chunk[: len(chunk) - (total - limit)])
                 break
-            total += len(chunk)
-            if limit is not None and total > limit:
-                if not success:
-                    chunks.append(chunk[: len(chunk) - (total - limit)])
-                    break
-                raise OutboundTooLarge(f"The file at that address is larger than {human_size(limit)}.")
-            if success and sink is not None:
-                sink.write(chunk)
-            else:
-                chunks.append(chunk)
-    except Urllib3Timeout as e:
-        raise OutboundTimeout(f"The server at {target.host} did not answer within {timeout:g} seconds.") from e
-    except (Urllib3Error, OSError) as e:
-        raise OutboundFailed(f"The connection to the server at {target.host} broke off.") from e
+            raise OutboundTooLarge(f"The file at that address is larger than {human_size(limit)}.")
+        if success and sink is not None:
+            sink.write(chunk)  # our own disk's errors (a full disk) go up as they are
+        else:
+            chunks.append(chunk)
     return OutboundResponse(
         status=response.status,
         headers=headers,
@@ -382,3 +379,12 @@ def _read(
         bytes_read=total,
         redirects=redirects,
     )
+
+
+def _read_some(response: urllib3.BaseHTTPResponse, target: CheckedTarget, timeout: float) -> bytes:
+    try:
+        return response.read1(CHUNK_SIZE)
+    except Urllib3Timeout as e:
+        raise OutboundTimeout(f"The server at {target.host} did not answer within {timeout:g} seconds.") from e
+    except (Urllib3Error, OSError) as e:
+        raise OutboundFailed(f"The connection to the server at {target.host} broke off.") from e

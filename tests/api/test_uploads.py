@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import errno
 import fcntl
 import hashlib
 import uuid
@@ -15,6 +16,7 @@ from django.test import Client
 from django.utils import timezone
 
 from apps.operations.models import Operation, Upload
+from apps.operations.services import uploads as uploads_service
 from apps.operations.services.uploads import upload_remove_expired
 from tests.api.conftest import session_key_of
 
@@ -142,6 +144,8 @@ def test_a_length_over_the_limit_is_413_and_nothing_is_kept(client, storage_root
         {"HTTP_UPLOAD_LENGTH": "10", "HTTP_UPLOAD_METADATA": "filename ***"},
         {"HTTP_UPLOAD_LENGTH": "10", "HTTP_UPLOAD_METADATA": "filename a b"},
         {"HTTP_UPLOAD_LENGTH": "10", "HTTP_UPLOAD_METADATA": "x " + "A" * 5000},
+        {"HTTP_UPLOAD_LENGTH": "10", "HTTP_UPLOAD_METADATA": "filename " + b64("a\x00.png")},
+        {"HTTP_UPLOAD_LENGTH": "10", "HTTP_UPLOAD_METADATA": "filename " + base64.b64encode(b"\xff\xfe").decode()},
         {"HTTP_UPLOAD_DEFER_LENGTH": "1"},
         {"HTTP_UPLOAD_LENGTH": "10", "HTTP_UPLOAD_CONCAT": "partial"},
     ],
@@ -152,6 +156,25 @@ def test_bad_creation_headers_are_400(client, headers):
     assert response.status_code == 400
     assert response.json()["error"]["message"]
     assert Upload.objects.count() == 0
+
+
+def test_a_hostile_filename_is_kept_only_as_sanitised_data(client, storage_root):
+    response = create(client, 3, filename="../../etc/\u202epasswd\t.png")
+
+    upload_row = Upload.objects.get()
+    assert upload_row.file_name == "passwd.png"
+    assert sorted(p.name for p in (storage_root / "tus").iterdir()) == [str(upload_row.id)]
+    assert response["Location"].endswith(f"/uploads/{upload_row.id}/")
+
+
+@pytest.mark.parametrize("offset", ["-1", "+3", "3.0", "0x3", ""])
+def test_a_malformed_upload_offset_is_400(client, offset):
+    location = create(client, 4)["Location"]
+
+    response = client.generic("PATCH", location, b"abcd", content_type=OFFSET_STREAM, HTTP_UPLOAD_OFFSET=offset, **TUS)
+
+    assert response.status_code == 400
+    assert head(client, location)["Upload-Offset"] == "0"
 
 
 def test_patches_append_until_the_upload_is_finished(client, storage_root):
@@ -217,6 +240,27 @@ def test_a_second_writer_at_the_same_time_is_423(client, storage_root):
 
     assert response.status_code == 423
     assert patch(client, location, 0, b"abcd").status_code == 204
+
+
+def test_a_full_disk_is_503_and_keeps_nothing_of_that_body(client, storage_root, monkeypatch):
+    location = create(client, 10, body=b"abc")["Location"]
+    written = []
+
+    def disk_fills_up(part, chunk):
+        if written:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        written.append(chunk)
+        part.write(chunk)
+
+    monkeypatch.setattr(uploads_service, "WRITE_CHUNK_SIZE", 2)
+    monkeypatch.setattr(uploads_service, "_write", disk_fills_up)
+    response = patch(client, location, 3, b"defg")
+
+    assert response.status_code == 503
+    assert "disk is full" in response.json()["error"]["message"]
+    assert part(storage_root, location).read_bytes() == b"abc"
+    monkeypatch.undo()
+    assert patch(client, location, 3, b"defghij").status_code == 204
 
 
 def test_method_override_lets_a_post_act_as_patch_and_delete(client, storage_root):
@@ -379,6 +423,20 @@ def test_another_sessions_upload_cannot_be_used(client, media):
     assert Upload.objects.count() == 1
 
 
+def test_an_upload_being_used_by_another_request_is_409_and_stays(client, media, storage_root):
+    location = finished_upload(client, media.png().read_bytes())
+    body = {"operation": "image_resize", "parameters": '{"width": 8}', "upload": location}
+    with part(storage_root, location).open("rb") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        busy = client.post(f"{API}/operations/", body)
+
+    assert busy.status_code == 409
+    assert Operation.objects.count() == 0
+    assert client.post(f"{API}/operations/", body).status_code == 201
+    assert client.post(f"{API}/operations/", body).status_code == 400  # consumed
+    assert Operation.objects.count() == 1
+
+
 def test_more_than_one_input_is_a_400(client, media):
     location = finished_upload(client, media.png().read_bytes())
     from django.core.files.uploadedfile import SimpleUploadedFile
@@ -395,6 +453,25 @@ def test_more_than_one_input_is_a_400(client, media):
     assert response.status_code == 400
     assert set(response.json()["error"]["details"]) >= {"file", "upload"}
     assert Upload.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        [1, 2],
+        "text",
+        {"operation": "image_resize", "upload": {"id": 1}},
+        {"operation": "image_resize", "source_url": ["http://8.8.8.8/a.png"]},
+        {"operation": "image_resize", "parameters": [1], "source_url": "http://8.8.8.8/a.png"},
+        {"operation": "image_resize", "upload": "", "source_url": ""},
+    ],
+)
+def test_a_malformed_json_body_is_a_400(client, body):
+    response = client.post(f"{API}/operations/", body, content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "validation_error"
+    assert Operation.objects.count() == 0
 
 
 def test_an_idempotent_retry_with_an_upload_returns_the_first_operation(client, media):
@@ -420,6 +497,9 @@ def test_an_idempotent_retry_with_an_upload_returns_the_first_operation(client, 
         "http://localhost/a.png",
         "ftp://8.8.8.8/a.png",
         "http://user:pw@8.8.8.8/a.png",
+        "http://8.8.8.8/" + "a" * 2100 + ".png",
+        "http://8.8.8.8/a\x00.png",
+        "not a url",
     ],
 )
 def test_a_refused_source_url_is_a_400_on_that_field(client, url):
@@ -445,3 +525,13 @@ def test_a_permitted_source_url_is_201_and_queued_without_an_input_yet(client):
     data = response.json()["data"]
     assert (data["status"], data["input_file"]) == ("queued", None)
     assert Operation.objects.get(id=data["id"]).source_url == "http://93.184.216.34/cat.png"
+
+
+@pytest.mark.parametrize("depth", [10_000, 200_000])
+def test_a_deeply_nested_json_body_is_a_400_not_a_500(client, depth):
+    body = '{"operation": "image_resize", "parameters": ' + "[" * depth + "]" * depth + "}"
+
+    response = client.post(f"{API}/operations/", body, content_type="application/json")
+
+    assert response.status_code == 400
+    assert Operation.objects.count() == 0

@@ -3,6 +3,7 @@ listeners that prove a refused request never connected, and its request function
 
 from __future__ import annotations
 
+import errno
 import io
 import ssl
 import time
@@ -164,8 +165,12 @@ def test_public_addresses_pass_and_keep_the_checked_address(url):
         ("http:///path", "no host name"),
         ("http://8.8.8.8:99999/", "not a valid URL"),
         ("", "absolute http"),
-        ("not a url", "Only http:// and https://"),
+        ("not-a-url", "Only http:// and https://"),
+        ("not a url", "spaces"),
         ("http://no-such-host.invalid/", "could not be found"),
+        ("http://8.8.8.8/a\x00.png", "control characters"),
+        ("http://8.8.8.8/a b.png", "spaces"),
+        ("http://8.8.8.8/a.png\r\nHost: evil", "control characters"),
     ],
 )
 def test_unusable_urls_are_refused_with_a_sentence(url, words):
@@ -313,3 +318,39 @@ def test_https_checks_the_certificate_against_the_name_not_the_address(settings,
     finally:
         good.close()
         wrong.close()
+
+
+def test_a_full_disk_while_streaming_is_our_error_not_the_servers(source):
+    source.routes["/ok"] = Route(200, body=b"y" * 200_000)
+
+    class FullDisk(io.BytesIO):
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError) as raised:
+        outbound_request("GET", source.url("/ok"), timeout=3, sink=FullDisk())
+    assert raised.value.errno == errno.ENOSPC
+    assert not isinstance(raised.value, OutboundFailed)
+
+
+def test_a_connection_broken_midway_is_a_failure_with_a_sentence(source):
+    import socket as socket_module
+    import threading
+
+    listener = socket_module.create_server(("127.0.0.2", 0))
+    port = listener.getsockname()[1]
+
+    def half_answer():
+        connection, _ = listener.accept()
+        connection.recv(65536)
+        connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 1000)
+        connection.close()
+
+    thread = threading.Thread(target=half_answer, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(OutboundFailed, match="broke off"):
+            outbound_request("GET", f"http://127.0.0.2:{port}/", timeout=3)
+    finally:
+        thread.join(3)
+        listener.close()

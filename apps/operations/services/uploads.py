@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import fcntl
 import hashlib
 import logging
@@ -38,7 +39,15 @@ from django.core.files.uploadedfile import TemporaryUploadedFile, UploadedFile
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from apps.core.exceptions import Expired, FileTooLarge, KonvrtError, NotFound, ValidationFailed
+from apps.core.exceptions import (
+    Expired,
+    FileTooLarge,
+    InvalidState,
+    KonvrtError,
+    NotFound,
+    StorageError,
+    ValidationFailed,
+)
 from apps.core.utils import human_size, sanitize_filename
 from apps.operations import selectors
 from apps.operations.models import Operation, Upload
@@ -114,6 +123,8 @@ def parse_metadata(header: str | None) -> dict[str, str]:
             metadata[key] = base64.b64decode(encoded.strip(), validate=True).decode("utf-8") if encoded else ""
         except (binascii.Error, UnicodeDecodeError) as e:
             raise ValidationFailed(f"The Upload-Metadata value of {key!r} is not base64-encoded UTF-8.") from e
+        if "\x00" in key or "\x00" in metadata[key]:
+            raise ValidationFailed("Upload-Metadata must not contain NUL characters.")
     return metadata
 
 
@@ -213,12 +224,18 @@ def upload_append(
         written = 0
         try:
             written = _copy_body(stream, part, wanted, digest)
+            part.flush()
+        except OSError as e:
+            # Our side failed (a full disk): nothing of this body is kept, and the client may retry.
+            part.seek(offset)
+            part.truncate(offset)
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise StorageError("The server's disk is full; please try again later.") from e
+            raise StorageError("The upload could not be stored; please try again.") from e
         except BaseException:
             if digest is not None:
                 part.truncate(offset)  # an unverified body is not kept
             raise
-        finally:
-            part.flush()
         if digest is not None and (written != wanted or digest.digest() != checksum[1]):  # type: ignore[index]
             part.truncate(offset)
             raise ChecksumMismatch()
@@ -232,19 +249,24 @@ def upload_append(
 
 def _copy_body(stream: IO[bytes] | Any, part: IO[bytes], wanted: int, digest: Any) -> int:
     written = 0
-    try:
-        while written < wanted:
+    while written < wanted:
+        try:
             chunk = stream.read(min(WRITE_CHUNK_SIZE, wanted - written))
-            if not chunk:
-                break
-            part.write(chunk)
-            written += len(chunk)
-            if digest is not None:
-                digest.update(chunk)
-    except OSError as e:
-        # The client went away midway: what arrived stays, to be resumed from.
-        logger.info("Upload body cut off after %s bytes (%s)", written, e)
+        except OSError as e:
+            # The client went away midway: what arrived stays, to be resumed from.
+            logger.info("Upload body cut off after %s bytes (%s)", written, e)
+            break
+        if not chunk:
+            break
+        _write(part, chunk)
+        written += len(chunk)
+        if digest is not None:
+            digest.update(chunk)
     return written
+
+
+def _write(part: IO[bytes], chunk: bytes) -> None:
+    part.write(chunk)
 
 
 def _mark_completed(upload: Upload) -> None:
@@ -312,16 +334,43 @@ def operation_create_from_upload(
             details={"upload": [f"{offset} of {upload.length} bytes have arrived; finish it first."]},
         )
     source = part_path(upload.id)
+    try:
+        guard = source.open("rb")
+    except FileNotFoundError as e:
+        raise NotFound("This upload's data is no longer stored.") from e
+    with guard:
+        # One consumer at a time (the lock PATCH takes too), and only while the upload still exists:
+        # two creates naming the same upload make one operation, not two.
+        try:
+            fcntl.flock(guard.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as e:
+            raise InvalidState("This upload is being used by another request; try again in a moment.") from e
+        if not Upload.objects.filter(id=upload.id).exists():
+            raise ValidationFailed(
+                "There is no such upload in this session.", details={"upload": ["It was used or removed meanwhile."]}
+            )
+        result = _create_from_part(source, upload, session_key, definition, parameters, idempotency_key)
+        if result.created:
+            upload_terminate(upload=upload)
+    return result
+
+
+def _create_from_part(
+    source: Path,
+    upload: Upload,
+    session_key: str,
+    definition: OperationDefinition,
+    parameters: dict[str, Any],
+    idempotency_key: str | None,
+) -> OperationCreateResult:
     link = source.with_name(f".{source.name}.{uuid.uuid4().hex}.consume")
     try:
         os.link(source, link)
-    except FileNotFoundError as e:
-        raise NotFound("This upload's data is no longer stored.") from e
     except OSError:
         shutil.copyfile(source, link)  # a filesystem without hard links
     finished = _FinishedUpload(link, upload.file_name or "upload", upload.length)
     try:
-        result = operation_create(
+        return operation_create(
             session_key=session_key,
             definition=definition,
             parameters=parameters,
@@ -331,9 +380,6 @@ def operation_create_from_upload(
     finally:
         finished.close()
         link.unlink(missing_ok=True)
-    if result.created:
-        upload_terminate(upload=upload)
-    return result
 
 
 def operation_create_from_url(

@@ -170,3 +170,32 @@ def test_a_failed_import_can_be_retried_and_fetches_again(client, media, run_wor
     operation.refresh_from_db()
     assert operation.status == "completed", operation.error_message
     assert [seen.path for seen in source.requests] == ["/later.png", "/later.png"]
+
+
+def test_the_phase_is_fetching_while_the_worker_downloads(client, media, run_worker, source):
+    import threading
+
+    from django.db import connection
+
+    source.routes["/slow.png"] = Route(200, body=media.png().read_bytes() + b"\0" * 20_000, drip_seconds=0.05)
+    operation = import_from(client, source.url("/slow.png"))
+    phases: set[str | None] = set()
+    done = threading.Event()
+
+    def poll() -> None:
+        # The worker runs in this test's main thread (RQ installs signal handlers); the poller beside it.
+        while not done.wait(0.05):
+            phases.add(Operation.objects.filter(id=operation.id).values_list("phase", flat=True).first())
+        connection.close()
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
+        run_worker()
+    finally:
+        done.set()
+        poller.join(10)
+
+    assert "fetching" in phases
+    operation.refresh_from_db()
+    assert operation.status == "completed", operation.error_message
