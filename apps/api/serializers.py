@@ -12,8 +12,9 @@ from rest_framework import serializers
 from apps.api.validators import validate_extension, validate_size
 from apps.core.exceptions import ValidationFailed
 from apps.operations.enums import FileType, OperationStatus, ProcessingPhase
-from apps.operations.models import File, Operation
+from apps.operations.models import WEBHOOK_URL_MAX_LENGTH, File, Operation, WebhookAttempt
 from apps.operations.selectors import operation_eta_seconds
+from apps.operations.services.webhooks import webhook_url_check
 from apps.processors.formats import MediaType
 from apps.processors.parameters import validate_parameters
 from apps.processors.registry import OPERATIONS, OperationDefinition
@@ -29,6 +30,16 @@ class OperationCreateSerializer(serializers.Serializer):
         help_text='The parameters as a JSON object, e.g. {"quality": 23}. Omitted: the defaults.',
     )
     file = serializers.FileField(allow_empty_file=False, use_url=False, help_text="The media file to process.")
+    webhook_url = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        # Longer ones get the service's sentence rather than DRF's.
+        max_length=WEBHOOK_URL_MAX_LENGTH * 2,
+        help_text=(
+            "Optional: an absolute http(s) URL that gets a signed POST (Standard Webhooks) when the operation "
+            "completes, fails or is cancelled. Needs WEBHOOK_SECRET on the server."
+        ),
+    )
 
     def validate_operation(self, value: str) -> OperationDefinition:
         definition = OPERATIONS.get(value)
@@ -44,7 +55,13 @@ class OperationCreateSerializer(serializers.Serializer):
         upload = attrs["file"]
         validate_extension(definition=definition, file_name=upload.name or "")
         validate_size(size=upload.size, limit=definition.max_file_size)
-        return {"definition": definition, "parameters": attrs["parameters"], "upload": upload}
+        webhook_url = attrs.get("webhook_url") or ""
+        return {
+            "definition": definition,
+            "parameters": attrs["parameters"],
+            "upload": upload,
+            "webhook_url": webhook_url_check(webhook_url) if webhook_url.strip() else "",
+        }
 
 
 def _parse_json_object(text: str | None) -> Any:
@@ -87,7 +104,10 @@ class OutputFileSerializer(FileSerializer):
     def get_download_url(self, file: File) -> str:
         path = reverse("operation-download", args=[file.operation_id])
         request = self.context.get("request")
-        return request.build_absolute_uri(path) if request is not None else path
+        if request is not None:
+            return request.build_absolute_uri(path)
+        base_url = self.context.get("base_url")
+        return f"{base_url.rstrip('/')}{path}" if base_url else path
 
 
 class OperationSerializer(serializers.Serializer):
@@ -104,6 +124,11 @@ class OperationSerializer(serializers.Serializer):
     eta_seconds = serializers.SerializerMethodField()
     input_file = serializers.SerializerMethodField()
     output_file = serializers.SerializerMethodField()
+    webhook_url = serializers.SerializerMethodField()
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_webhook_url(self, operation: Operation) -> str | None:
+        return operation.webhook_url or None
 
     @extend_schema_field(serializers.CharField(allow_null=True))
     def get_error_message(self, operation: Operation) -> str | None:
@@ -126,6 +151,12 @@ class OperationSerializer(serializers.Serializer):
         return OutputFileSerializer(file, context=self.context).data
 
 
+def operation_payload(operation: Operation, base_url: str) -> dict[str, Any]:
+    """The operation as ``GET /operations/{id}/`` shows it, outside a request: a webhook event's
+    ``data``, with ``download_url`` made absolute from ``base_url`` when one is known."""
+    return dict(OperationSerializer(operation, context={"base_url": base_url}).data)
+
+
 def _file_of(operation: Operation, file_type: FileType) -> File | None:
     # Iterating the prefetched files costs no query; filter() would cost one per operation.
     return next((file for file in operation.files.all() if file.file_type == file_type), None)
@@ -142,6 +173,22 @@ class OperationStatusSerializer(serializers.Serializer):
     )
     queue_position = serializers.IntegerField(allow_null=True, help_text="While queued: 1 means next.")
     waiting_reason = serializers.CharField(allow_null=True, help_text="Why a waiting operation is not running.")
+
+
+class WebhookAttemptSerializer(serializers.Serializer):
+    event_id = serializers.UUIDField(help_text="The event's webhook-id, the same on every attempt.")
+    type = serializers.CharField(source="event.type", help_text="operation.completed, .failed or .cancelled.")
+    attempt = serializers.IntegerField(help_text="1 for the first POST of the event, then 2, 3, ...")
+    url = serializers.CharField()
+    status_code = serializers.IntegerField(allow_null=True, help_text="The receiver's answer; null when none came.")
+    error = serializers.SerializerMethodField()
+    duration_ms = serializers.IntegerField()
+    attempted_at = serializers.DateTimeField()
+    next_attempt_at = serializers.DateTimeField(allow_null=True, help_text="Null once delivery has ended.")
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_error(self, attempt: WebhookAttempt) -> str | None:
+        return attempt.error or None
 
 
 class OperationDefinitionSerializer(serializers.Serializer):
@@ -255,6 +302,10 @@ def envelope(name: str, data: serializers.Field) -> serializers.Serializer:
 
 OperationEnvelope = envelope("OperationEnvelope", OperationSerializer())
 OperationStatusEnvelope = envelope("OperationStatusEnvelope", OperationStatusSerializer())
+WebhookRedeliveryEnvelope = envelope(
+    "WebhookRedeliveryEnvelope",
+    inline_serializer("WebhookRedelivery", {"event_id": serializers.UUIDField(), "type": serializers.CharField()}),
+)
 OperationDeletedEnvelope = envelope("OperationDeletedEnvelope", serializers.DictField(allow_null=True))
 OperationDefinitionEnvelope = envelope("OperationDefinitionEnvelope", OperationDefinitionSerializer())
 OperationDefinitionListEnvelope = envelope("OperationDefinitionListEnvelope", OperationDefinitionSerializer(many=True))

@@ -30,7 +30,7 @@ from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 from apps.core.exceptions import NotFound, ServiceUnavailable
 from apps.core.queues import get_queue
 from apps.operations.enums import OperationStatus
-from apps.operations.models import Operation
+from apps.operations.models import Operation, WebhookAttempt
 from apps.processors.registry import OPERATIONS
 
 logger = logging.getLogger(__name__)
@@ -112,6 +112,11 @@ def operation_status(*, session_key: str, operation_id: str | uuid.UUID) -> Oper
     )
     if operation is None:
         raise NotFound(NOT_FOUND_MESSAGE)
+    return operation_status_of(operation)
+
+
+def operation_status_of(operation: Operation) -> OperationStatusInfo:
+    """The status object of an operation already loaded (with at least ``STATUS_FIELDS``)."""
     position, reason = _waiting(operation)
     return OperationStatusInfo(
         id=operation.id,
@@ -223,3 +228,13 @@ def _parse_id(operation_id: str | uuid.UUID) -> uuid.UUID:
         return uuid.UUID(str(operation_id))
     except ValueError as e:
         raise NotFound(NOT_FOUND_MESSAGE) from e
+
+
+# --- webhooks -------------------------------------------------------------------------------------
+def webhook_attempts(*, operation: Operation) -> QuerySet[WebhookAttempt]:
+    """The delivery log of an operation's webhook events, newest first."""
+    return (
+        WebhookAttempt.objects.filter(event__operation=operation)
+        .select_related("event")
+        .order_by("-attempted_at", "-attempt", "-id")
+    )

@@ -141,6 +141,7 @@ def test_worker_config_matches_the_original():
         "video": {"queue": "video_queue", "timeout": 1800, "count": 1, "worker_ttl": 600},
         "image": {"queue": "image_queue", "timeout": 60, "count": 2, "worker_ttl": 180},
         "audio": {"queue": "audio_queue", "timeout": 300, "count": 1, "worker_ttl": 360},
+        "webhook": {"queue": "webhook_queue", "timeout": 60, "count": 2, "worker_ttl": 120},
     }
-    assert set(settings.RQ_QUEUES) == {"video_queue", "image_queue", "audio_queue"}
+    assert set(settings.RQ_QUEUES) == {"video_queue", "image_queue", "audio_queue", "webhook_queue"}
     assert settings.RQ_QUEUES["video_queue"]["DEFAULT_TIMEOUT"] == 1800

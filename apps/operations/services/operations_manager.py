@@ -63,8 +63,14 @@ def operation_create(
     parameters: dict[str, Any],
     upload: UploadedFile,
     idempotency_key: str | None = None,
+    webhook_url: str = "",
+    public_base_url: str = "",
 ) -> OperationCreateResult:
     """Check the upload's content, store it, record the operation and its input, and queue it.
+
+    ``webhook_url`` (already checked) gets the operation's terminal event; ``public_base_url`` is
+    the address the request came through, for the event's absolute links when ``PUBLIC_BASE_URL``
+    is unset.
 
     ``parameters`` are already validated against the definition. The content check raises
     ``UnsupportedMedia``; a storage failure raises ``StorageError`` (503) and leaves nothing.
@@ -98,6 +104,8 @@ def operation_create(
                 file_name=sanitize_filename(upload.name or "", fallback=f"upload.{inspection.extension}"),
                 mime_type=inspection.mime_type,
                 metadata={**inspection.metadata, "container": inspection.container},
+                webhook_url=webhook_url,
+                public_base_url=public_base_url if webhook_url else "",
             )
     except IntegrityError:
         _discard(storage, stored.key, definition.media_type)
@@ -169,6 +177,8 @@ def operation_record_upload(
     file_name: str,
     mime_type: str,
     metadata: dict[str, Any],
+    webhook_url: str = "",
+    public_base_url: str = "",
 ) -> Operation:
     """The rows of a new, pending operation whose input is already stored: the operation and its
     input File. Call it inside a transaction, so that neither row exists without the other."""
@@ -178,6 +188,8 @@ def operation_record_upload(
         operation=definition.name,
         parameters=parameters,
         idempotency_key=idempotency_key,
+        webhook_url=webhook_url,
+        public_base_url=public_base_url,
     )
     File.objects.create(
         operation=operation,
