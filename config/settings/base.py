@@ -14,6 +14,7 @@ from config.settings.env import (
     env_int,
     env_int_list,
     env_list,
+    env_networks,
     env_rate,
     env_size,
     env_str,
@@ -306,6 +307,11 @@ if RECOVERY_STALE_SECONDS < 3 * JOB_HEARTBEAT_SECONDS:
         f"RECOVERY_STALE_SECONDS ({RECOVERY_STALE_SECONDS}) must be at least three times "
         f"JOB_HEARTBEAT_SECONDS ({JOB_HEARTBEAT_SECONDS})."
     )
+
+# --- Outbound requests (apps/core/outbound.py: webhooks, URL import) ---------------------------
+# Requests to addresses a client gave never reach loopback, private, link-local, reserved or cloud
+# metadata addresses, except those inside these networks (CIDRs), e.g. an internal media server.
+OUTBOUND_ALLOWED_NETWORKS = env_networks("OUTBOUND_ALLOWED_NETWORKS", [])
 
 # --- Webhooks and metrics (docs/webhooks.md, docs/metrics.md) ----------------------------------
 # The absolute address of this deployment (https://media.example.com), for links sent outside a

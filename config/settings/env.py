@@ -7,6 +7,7 @@ meaning something else.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from urllib.parse import urlparse
@@ -105,3 +106,16 @@ def env_rate(name: str, default: str) -> str:
     if not _RATE_PATTERN.match(value):
         raise ImproperlyConfigured(f"{name} must be a rate such as 60/minute or 10/hour; got {raw!r}.")
     return value
+
+
+def env_networks(name: str, default: list[str]) -> list[str]:
+    """Comma-separated CIDRs (``10.0.0.0/8,fd00::/8``; a bare address is a one-address network)."""
+    values = env_list(name, default)
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError as e:
+            raise ImproperlyConfigured(
+                f"{name} must be comma-separated networks such as 10.0.0.0/8; got {value!r}."
+            ) from e
+    return values

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from config.settings.env import env_bool, env_int, env_list, env_rate, env_size, env_url
+from config.settings.env import env_bool, env_int, env_list, env_networks, env_rate, env_size, env_url
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,6 +62,17 @@ def test_env_int_enforces_minimum(monkeypatch):
 def test_env_list_splits_and_trims(monkeypatch):
     monkeypatch.setenv("KONVRT_HOSTS", " a.example , b.example,, ")
     assert env_list("KONVRT_HOSTS", []) == ["a.example", "b.example"]
+
+
+def test_env_networks_takes_cidrs_and_bare_addresses(monkeypatch):
+    monkeypatch.setenv("OUTBOUND_ALLOWED_NETWORKS", "10.0.0.0/8, 192.168.1.5 ,fd00::/8")
+    assert env_networks("OUTBOUND_ALLOWED_NETWORKS", []) == ["10.0.0.0/8", "192.168.1.5", "fd00::/8"]
+
+
+def test_env_networks_rejects_a_typo_naming_the_variable(monkeypatch):
+    monkeypatch.setenv("OUTBOUND_ALLOWED_NETWORKS", "10.0.0.0/33")
+    with pytest.raises(ImproperlyConfigured, match="OUTBOUND_ALLOWED_NETWORKS"):
+        env_networks("OUTBOUND_ALLOWED_NETWORKS", [])
 
 
 def test_env_url_rejects_wrong_scheme(monkeypatch):
