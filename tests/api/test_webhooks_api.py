@@ -23,6 +23,7 @@ pytestmark = pytest.mark.django_db
 def receiver(settings) -> Iterator[Receiver]:
     settings.WEBHOOK_SECRET = SECRET
     settings.WEBHOOK_RETRY_DELAYS = [60]
+    settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.0/8"]
     yield from receiving()
 
 
@@ -77,6 +78,21 @@ def test_a_bad_webhook_url_is_a_400_on_the_field_and_nothing_is_kept(
 
     assert response.status_code == 400
     assert response.json()["error"]["details"]["webhook_url"] == [message]
+    assert not Operation.objects.exists()
+    assert stored_files(storage_root / "uploads") == []
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:8000/hooks", "http://[::1]/hooks", "http://169.254.169.254/latest/", "http://10.1.2.3/"]
+)
+def test_a_webhook_url_the_outbound_guard_refuses_is_a_400_on_the_field(client, media, settings, storage_root, url):
+    settings.WEBHOOK_SECRET = SECRET
+
+    response = _create(client, media, webhook_url=url)
+
+    assert response.status_code == 400
+    (message,) = response.json()["error"]["details"]["webhook_url"]
+    assert message.startswith("Konvrt may not send requests to ")
     assert not Operation.objects.exists()
     assert stored_files(storage_root / "uploads") == []
 

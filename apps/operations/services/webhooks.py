@@ -34,15 +34,16 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import urllib3
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.serializers.json import DjangoJSONEncoder
@@ -53,6 +54,7 @@ from redis.exceptions import RedisError
 
 from apps.core import queues
 from apps.core.exceptions import InvalidState, ValidationFailed
+from apps.core.outbound import OutboundFailed, OutboundRefused, check_url, outbound_request
 from apps.operations.enums import WebhookEventType, WebhookOutcome, WebhookState
 from apps.operations.models import WEBHOOK_URL_MAX_LENGTH, Operation, WebhookAttempt, WebhookEvent
 
@@ -312,34 +314,22 @@ def webhook_sweep_run(*, now: datetime | None = None, limit: int = SWEEP_LIMIT) 
 # --- the one outbound call ------------------------------------------------------------------------
 def outbound_refusal(url: str) -> str | None:
     """Why the outbound guard refuses ``url`` (a sentence), or ``None`` when it may be contacted."""
+    try:
+        check_url(url)
+    except OutboundRefused as e:
+        return e.message
     return None
 
 
 def outbound_post(url: str, *, body: bytes, headers: dict[str, str], timeout: float) -> Answer:
-    """POST ``body`` to ``url`` once: no redirect followed, no retry, ``timeout`` in all."""
-    host = urlsplit(url).hostname or url
+    """POST ``body`` to ``url`` once through the outbound guard (the host resolved and checked
+    again now: an address that turned private since the create is refused): no redirect followed,
+    no retry, ``timeout`` for the whole exchange. A receiver's answer body is read and dropped."""
     try:
-        response = urllib3.request(
-            "POST",
-            url,
-            body=body,
-            headers=headers,
-            timeout=urllib3.Timeout(total=timeout),
-            retries=False,
-            redirect=False,
-            preload_content=False,
-        )
-    except urllib3.exceptions.NewConnectionError:
-        return Answer(None, f"Could not connect to the server at {host}.")
-    except urllib3.exceptions.TimeoutError:
-        return Answer(None, f"The server at {host} did not answer within {timeout:g} seconds.")
-    except (urllib3.exceptions.HTTPError, OSError) as e:
-        logger.info("Webhook POST to %s failed: %r", url, e)
-        return Answer(None, f"Could not connect to the server at {host}.")
-    try:
-        response.read(64 * 1024, decode_content=False)
-    except (urllib3.exceptions.HTTPError, OSError) as e:
-        logger.info("Reading the answer of %s failed: %r", url, e)
-    finally:
-        response.release_conn()
+        with Path(os.devnull).open("wb") as discard:
+            response = outbound_request(
+                "POST", url, headers=headers, body=body, timeout=timeout, max_redirects=0, sink=discard
+            )
+    except (OutboundRefused, OutboundFailed) as e:
+        return Answer(None, e.message)
     return Answer(response.status)

@@ -30,6 +30,8 @@ def webhooks_on(settings) -> None:
     settings.WEBHOOK_RETRY_DELAYS = [1, 1]
     settings.WEBHOOK_TIMEOUT = 2
     settings.PUBLIC_BASE_URL = None
+    # The receivers listen on loopback, which the outbound guard refuses unless allowed.
+    settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.0/8"]
 
 
 @pytest.fixture
@@ -261,6 +263,19 @@ def test_a_refused_connection_is_an_attempt_without_status_and_is_retried(webhoo
     assert (attempt.status_code, attempt.outcome) == (None, WebhookOutcome.UNREACHABLE)
     assert attempt.error == "Could not connect to the server at 127.0.0.1."
     assert event.state == WebhookState.PENDING
+
+
+def test_the_outbound_guard_is_asked_again_at_delivery_and_nothing_connects(receiver, finish, deliver, settings):
+    operation = finish(S.COMPLETED, receiver.url)
+    settings.OUTBOUND_ALLOWED_NETWORKS = []  # the address is no longer one the deployment allows
+
+    deliver()
+
+    time.sleep(0.2)
+    assert receiver.deliveries == []
+    attempt = WebhookAttempt.objects.get(event=_event(operation))
+    assert (attempt.status_code, attempt.outcome) == (None, WebhookOutcome.UNREACHABLE)
+    assert attempt.error == "Konvrt may not send requests to 127.0.0.1: it points to a loopback address (this machine)."
 
 
 def test_an_event_whose_job_redis_lost_is_queued_again_by_the_sweep_and_delivered(
