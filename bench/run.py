@@ -21,12 +21,12 @@ from bench.warm import REPO
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/konvrt_bench"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
 DEFAULT_OTHER_FFMPEG = "/usr/bin/ffmpeg"
-CASES = ("video", "audio", "image", "progress", "builds", "e2e", "queue", "status", "upload")
+CASES = ("video", "audio", "image", "progress", "builds", "e2e", "queue", "status", "upload", "webhooks", "sse")
 
 
 def run_cases(bench, cases: tuple[str, ...], *, log: Callable[[str], None] = print) -> list:
     """Run the named cases on ``bench`` (an ``environment.Bench``) in a sensible order."""
-    from bench.cases import images, processing, service
+    from bench.cases import images, integrations, processing, service
 
     results = []
     steps: list[tuple[str, Callable[[], list]]] = [
@@ -37,6 +37,8 @@ def run_cases(bench, cases: tuple[str, ...], *, log: Callable[[str], None] = pri
         ("builds", lambda: processing.run_ffmpeg_builds(bench)),
         ("queue", lambda: service.run_queue(bench)),
         ("upload", lambda: service.run_upload(bench)),
+        ("webhooks", lambda: integrations.run_webhooks(bench)),
+        ("sse", lambda: integrations.run_sse(bench)),
     ]
     for name, step in steps:
         if name in cases:

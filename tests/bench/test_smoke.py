@@ -55,6 +55,8 @@ def test_every_case_runs_both_sides_and_reports(bench, tmp_path):
         "upload": 1,
         "end to end": 1,
         "status polling": 1,
+        "webhook": 2,
+        "live progress": 1,
     }
     for prefix, count in expected.items():
         assert len(by_case(results, prefix)) == count, prefix

@@ -67,7 +67,8 @@ def status_publish(operation_id: uuid.UUID) -> None:
         if operation is None:
             return
         message = json.dumps(status_as_dict(operation_status_of(operation)))
-        redis_client(_redis_url(), timeout=PUBLISH_TIMEOUT_SECONDS).publish(channel_for(operation_id), message)
+        client = redis_client(_redis_url(), connect_timeout=PUBLISH_TIMEOUT_SECONDS, timeout=PUBLISH_TIMEOUT_SECONDS)
+        client.publish(channel_for(operation_id), message)
     except (RedisError, DatabaseError) as e:
         logger.warning("Could not publish the status of operation %s: %s", operation_id, e)
 

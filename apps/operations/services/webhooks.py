@@ -11,7 +11,7 @@ At least once, never lost:
    up media work). A job claims the event's next attempt with a compare-and-set that also sets a
    lease (``next_attempt_at`` = now + ``WEBHOOK_TIMEOUT`` + ``RECOVERY_STALE_SECONDS``), POSTs, logs
    the attempt and either ends the event (a 2xx: delivered; a 410: gone; the retries spent:
-   failed) or sets when the next attempt is due and schedules it with RQ's ``enqueue_in`` (RQ's
+   failed) or sets when the next attempt is due and schedules it with RQ's ``enqueue_at`` (RQ's
    scheduler). No redirect is followed: a 3xx is a failed attempt like any other non-2xx answer.
 3. **The sweep** (``webhook_sweep_run``, RQ cron every ``RECOVERY_INTERVAL_SECONDS``): a pending
    event whose attempt is overdue and whose job RQ no longer holds (a worker SIGKILLed during the
@@ -141,9 +141,9 @@ def event_record(*, operation: Operation) -> WebhookEvent | None:
     return event
 
 
-def event_enqueue(*, event_id: uuid.UUID, attempt: int, delay: float | None = None) -> bool:
-    """Put attempt ``attempt`` of an event on the webhook queue (after ``delay`` seconds, through
-    RQ's scheduler). ``False`` when Redis cannot be reached: the sweep queues it later."""
+def event_enqueue(*, event_id: uuid.UUID, attempt: int, at: datetime | None = None) -> bool:
+    """Put attempt ``attempt`` of an event on the webhook queue (at ``at``, through RQ's
+    scheduler). ``False`` when Redis cannot be reached: the sweep queues it later."""
     queue = queues.get_queue(WEBHOOK_QUEUE)
     options: dict[str, Any] = {
         "job_id": job_id_for(event_id, attempt),
@@ -153,8 +153,8 @@ def event_enqueue(*, event_id: uuid.UUID, attempt: int, delay: float | None = No
         "description": f"webhook {event_id} attempt {attempt}",
     }
     try:
-        if delay:
-            queue.enqueue_in(timedelta(seconds=delay), JOB_FUNCTION, str(event_id), **options)
+        if at is not None:
+            queue.enqueue_at(at, JOB_FUNCTION, str(event_id), **options)
         else:
             queue.enqueue(JOB_FUNCTION, str(event_id), **options)
     except RedisError as e:
@@ -273,8 +273,7 @@ def _record(event: WebhookEvent, *, attempt: int, answer: Answer, duration_ms: i
         # Only while this attempt is still the event's latest (a redelivery may have moved it on).
         WebhookEvent.objects.filter(id=event.id, attempts=attempt).update(state=state, next_attempt_at=next_at)
         if next_at is not None:
-            delay = (next_at - timezone.now()).total_seconds()
-            transaction.on_commit(lambda: event_enqueue(event_id=event.id, attempt=attempt + 1, delay=delay))
+            transaction.on_commit(lambda: event_enqueue(event_id=event.id, attempt=attempt + 1, at=next_at))
     if state == WebhookState.PENDING:
         logger.info("Webhook %s attempt %s to %s: %s %s; retrying", event.id, attempt, event.url, code, error)
         return "retrying"
