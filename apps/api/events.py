@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django import db
 from redis.exceptions import RedisError
 
 from apps.core.exceptions import NotFound
@@ -48,6 +49,10 @@ def _current_status(session_key: str, operation_id: uuid.UUID) -> dict[str, Any]
         return status_as_dict(selectors.operation_status(session_key=session_key, operation_id=operation_id))
     except NotFound:
         return None  # deleted since the stream was opened
+    finally:
+        # A stream stays open for minutes: it must not keep a database connection all that time.
+        # This runs in the request's own thread (the view's, whose connection this also closes).
+        db.connection.close()
 
 
 async def status_events(*, session_key: str, operation_id: uuid.UUID) -> AsyncIterator[bytes]:

@@ -151,7 +151,8 @@ def run_webhooks(bench: Bench) -> list[Result]:
             metric="per_second",
             unit="/s",
         )
-        slow.at_most("time for the fast deliveries (s) < 5", slow.median(KONVRT), SLOW_SECONDS)
+        slow.at_most("time for the fast deliveries (s) < 5", slow.median(KONVRT, "wall"), SLOW_SECONDS)
+        slow.report("time without the slow receiver (s)", slow.median(BASELINE, "wall"))
         slow.notes.append("baseline: the same deliveries with no slow receiver holding a worker")
     finally:
         for worker in workers:
@@ -281,7 +282,7 @@ async def _measure(
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         connections.append(writer)
         path = f"/api/v1/operations/{operation_id}/events/"
-        writer.write(f"GET {path} HTTP/1.1\r\nHost: b\r\nX-Session-Key: {key}\r\n\r\n".encode())
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Session-Key: {key}\r\n\r\n".encode())
         await writer.drain()
         while line := await reader.readline():
             if line.startswith(b"event: status"):
@@ -292,7 +293,7 @@ async def _measure(
         connections.append(writer)
         path = f"/api/v1/operations/{operation_id}/status/"
         while not stop_polling.is_set():
-            writer.write(f"GET {path} HTTP/1.1\r\nHost: b\r\nX-Session-Key: {key}\r\n\r\n".encode())
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Session-Key: {key}\r\n\r\n".encode())
             await writer.drain()
             await reader.readexactly(await _request_head(reader))
             received[0] += 1
@@ -308,7 +309,7 @@ async def _measure(
         await asyncio.sleep(1)
     cpu = _cpu_seconds(pid) - cpu_before
     delivered = received[0]
-    health = await asyncio.to_thread(_health_latencies, port, 30)
+    health = await asyncio.to_thread(_health_latencies, port, 20)
     growth = max(0.0, rss_mb(pid) - before)
     stop_polling.set()
     for writer in connections:
