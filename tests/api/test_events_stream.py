@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import pytest
 import uvicorn
 from django.core.asgi import get_asgi_application
-from django.db import connections
+from django.db import connection, connections
 
 from apps.api import events as api_events
 from apps.operations.enums import OperationStatus, ProcessingPhase
@@ -226,3 +226,23 @@ def test_a_stream_counts_once_in_the_status_checks_limit(asgi_server, make_opera
     assert json.loads(body)["error"]["code"] == "throttled"
     lifecycle.operation_cancel(operation=operation)
     assert stream.ended.wait(10)
+
+
+def test_open_streams_hold_no_database_connection(asgi_server, make_operation):
+    session = asgi_server.session()
+    operation = make_operation(session, operation="image_convert", status=S.QUEUED)
+
+    def connections_to_the_database() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+            return cursor.fetchone()[0]
+
+    before = connections_to_the_database()
+    streams = [open_stream(asgi_server, operation.id, session) for _ in range(5)]
+    for stream in streams:
+        stream.wait_for(1)
+    time.sleep(0.3)
+
+    assert connections_to_the_database() <= before
+    lifecycle.operation_cancel(operation=operation)
+    assert all(stream.ended.wait(10) for stream in streams)
