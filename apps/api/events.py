@@ -10,6 +10,10 @@ database only once, when it starts. It sends
 - a comment line every ``KEEPALIVE_SECONDS`` (15), so that proxies keep the connection open;
 - and ends after a terminal status. When Redis cannot be reached it sends the current status and
   ends, and the client falls back to polling ``/status/``.
+
+Under a WSGI server (Django's development server) a stream would hold a worker thread for its whole
+life, so there ``status_once`` sends the current status and ends: ``EventSource`` reconnects after
+``retry`` (3 s), which amounts to polling.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -53,6 +57,12 @@ def _current_status(session_key: str, operation_id: uuid.UUID) -> dict[str, Any]
         # A stream stays open for minutes: it must not keep a database connection all that time.
         # This runs in the request's own thread (the view's, whose connection this also closes).
         db.connection.close()
+
+
+def status_once(status: dict[str, Any]) -> Iterator[bytes]:
+    """The stream under a WSGI server: the status now, then the end."""
+    yield f"retry: {RETRY_MILLISECONDS}\n\n".encode()
+    yield sse_event("status", status)
 
 
 async def status_events(*, session_key: str, operation_id: uuid.UUID) -> AsyncIterator[bytes]:

@@ -8,6 +8,7 @@ error envelope (the one exception is a degraded health report, which carries its
 from __future__ import annotations
 
 import hmac
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import asdict
 
 from django.conf import settings
@@ -32,7 +33,7 @@ from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
 from apps.api import serializers as s
-from apps.api.events import status_events
+from apps.api.events import status_events, status_once
 from apps.api.exceptions import error_body
 from apps.api.pagination import EnvelopePagination
 from apps.api.parsers import UploadParser
@@ -45,6 +46,7 @@ from apps.operations import selectors
 from apps.operations.enums import OperationStatus, ProcessingPhase
 from apps.operations.models import Operation
 from apps.operations.services import operations_manager, webhooks
+from apps.operations.services.events import status_as_dict
 from apps.operations.services.health import run_health_checks
 from apps.operations.services.metrics import metrics_registry
 from apps.processors.registry import OPERATIONS
@@ -197,9 +199,13 @@ class OperationViewSet(viewsets.GenericViewSet):
     @action(detail=True, methods=["get"], content_negotiation_class=IgnoreAcceptNegotiation)
     def events(self, request: Request, pk: str) -> HttpResponseBase:
         info = selectors.operation_status(session_key=session_key(request), operation_id=pk)
-        response = StreamingHttpResponse(
-            status_events(session_key=session_key(request), operation_id=info.id), content_type="text/event-stream"
-        )
+        if "wsgi.version" in request.META:
+            # A WSGI server would give the stream a worker thread for its whole life: one status, then
+            # the end (EventSource reconnects after its retry delay).
+            stream: Iterator[bytes] | AsyncIterator[bytes] = status_once(status_as_dict(info))
+        else:
+            stream = status_events(session_key=session_key(request), operation_id=info.id)
+        response = StreamingHttpResponse(stream, content_type="text/event-stream")
         response["Cache-Control"] = "no-cache"
         response["X-Accel-Buffering"] = "no"  # nginx and others: pass each event on at once
         return response

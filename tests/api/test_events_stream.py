@@ -19,6 +19,7 @@ from apps.api import events as api_events
 from apps.operations.enums import OperationStatus, ProcessingPhase
 from apps.operations.services import lifecycle
 from scripts.embedded_redis import free_port
+from tests.api.conftest import session_key_of
 
 S = OperationStatus
 # Committed rows: the server's threads read the database through connections of their own.
@@ -246,3 +247,15 @@ def test_open_streams_hold_no_database_connection(asgi_server, make_operation):
     assert connections_to_the_database() <= before
     lifecycle.operation_cancel(operation=operation)
     assert all(stream.ended.wait(10) for stream in streams)
+
+
+def test_under_a_wsgi_server_the_stream_sends_the_status_once_and_ends(client, make_operation):
+    # Django's test client speaks WSGI, like the development server: no thread is held per stream.
+    operation = make_operation(session_key_of(client), operation="image_convert", status=S.PROCESSING, progress=30)
+
+    response = client.get(f"/api/v1/operations/{operation.id}/events/", headers={"Accept": "text/event-stream"})
+
+    assert response.status_code == 200
+    body = b"".join(response.streaming_content).decode()
+    assert body.startswith("retry: 3000\n\nevent: status\ndata: ")
+    assert json.loads(body.split("data: ", 1)[1])["progress"] == 30

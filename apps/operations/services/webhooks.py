@@ -79,7 +79,7 @@ _renderer: OperationRenderer | None = None
 
 
 def register_operation_renderer(renderer: OperationRenderer) -> None:
-    global _renderer  # noqa: PLW0603 - set once at start-up, read by every event
+    global _renderer  # set once at start-up, read by every event
     _renderer = renderer
 
 
