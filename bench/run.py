@@ -34,12 +34,14 @@ CASES = (
     "upload",
     "tus",
     "url",
+    "webhooks",
+    "sse",
 )
 
 
 def run_cases(bench, cases: tuple[str, ...], *, log: Callable[[str], None] = print) -> list:
     """Run the named cases on ``bench`` (an ``environment.Bench``) in a sensible order."""
-    from bench.cases import images, operations, processing, service, uploads
+    from bench.cases import images, integrations, operations, processing, service, uploads
 
     results = []
     steps: list[tuple[str, Callable[[], list]]] = [
@@ -53,6 +55,8 @@ def run_cases(bench, cases: tuple[str, ...], *, log: Callable[[str], None] = pri
         ("upload", lambda: service.run_upload(bench)),
         ("tus", lambda: uploads.run_tus(bench)),
         ("url", lambda: uploads.run_url_import(bench)),
+        ("webhooks", lambda: integrations.run_webhooks(bench)),
+        ("sse", lambda: integrations.run_sse(bench)),
     ]
     for name, step in steps:
         if name in cases:

@@ -11,6 +11,7 @@ from rq import cron
 
 from apps.operations.services.cleanup import cleanup_run
 from apps.operations.services.recovery import recovery_run
+from apps.operations.services.webhooks import webhook_sweep_run
 
 MINUTE = 60
 HOUR = 60 * MINUTE
@@ -49,4 +50,19 @@ cron.register(
     result_ttl=10 * MINUTE,
     failure_ttl=24 * HOUR,
     name="konvrt-recovery",
+)
+
+# Webhook deliveries (apps/operations/services/webhooks.py), every RECOVERY_INTERVAL_SECONDS: an
+# overdue attempt whose job RQ lost (a worker killed mid-POST, Redis restarted) is queued again.
+# - webhook_queue: the sweep needs a webhook worker to be of any use, and takes none from media work.
+# - ttl and result_ttl as the recovery's, for the same reasons.
+cron.register(
+    webhook_sweep_run,
+    "webhook_queue",
+    interval=settings.RECOVERY_INTERVAL_SECONDS,
+    job_timeout=5 * MINUTE,
+    ttl=10 * MINUTE,
+    result_ttl=10 * MINUTE,
+    failure_ttl=24 * HOUR,
+    name="konvrt-webhook-sweep",
 )

@@ -5,6 +5,7 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from apps.api.exceptions import unknown_endpoint
+from apps.api.views import metrics
 
 urlpatterns = [
     path("api/v1/", include("apps.api.urls")),
@@ -13,6 +14,7 @@ urlpatterns = [
     # Anything else under /api/ (a mistyped version, say) is the API's 404, not an HTML page.
     re_path(r"^api/", unknown_endpoint),
     path("admin/", admin.site.urls),
+    path("metrics", metrics, name="metrics"),
     path("", include("apps.web.urls")),
 ]
 

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Konvrt's workers on this machine: one RQ worker pool per queue, sized by WORKER_CONFIG
-# (config/settings/rq_settings.py: video 1, image 2, audio 1), and RQ's cron scheduler for the
+# (config/settings/rq_settings.py: video 1, image 2, audio 1, webhook 2), and RQ's cron scheduler for the
 # periodic jobs in config/cron.py (one per machine).
 #
 #   scripts/start_workers.sh all                  start every pool and the cron scheduler
-#   scripts/start_workers.sh video|image|audio|cron   start one of them
+#   scripts/start_workers.sh video|image|audio|webhook|cron   start one of them
 #   scripts/start_workers.sh status               what runs here, and RQ's view of every worker
 #   scripts/start_workers.sh stop [group]         warm shutdown: running jobs may finish first
 #   scripts/start_workers.sh restart [group]
@@ -29,7 +29,7 @@ if [[ -z "${PYTHON:-}" ]]; then
 fi
 RUN_DIR="${WORKER_RUN_DIR:-$ROOT/storage/workers}"
 GRACE="${WORKER_STOP_GRACE:-60}"
-WORKER_GROUPS=(video image audio)
+WORKER_GROUPS=(video image audio webhook)
 FORKING_WORKER=apps.operations.worker.KonvrtWorker
 
 usage() {
@@ -187,7 +187,7 @@ status() {
   return "$all_running"
 }
 
-check_group() { [[ $1 =~ ^(video|image|audio|cron)$ ]] || usage; }
+check_group() { [[ $1 =~ ^(video|image|audio|webhook|cron)$ ]] || usage; }
 
 start_all() { # one group, or every pool and then the cron scheduler
   local group

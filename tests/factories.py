@@ -77,6 +77,7 @@ class OperationFactory:
         error_message: str = FAILURE_MESSAGE,
         output: Path | None = None,
         deleted: bool = False,
+        webhook_url: str = "",
     ) -> Operation:
         """An operation of ``session_key`` in ``status``, its files really stored.
 
@@ -94,6 +95,7 @@ class OperationFactory:
           while it was being processed).
         - ``deleted`` then applies the row half of a user's delete: the files stay stored, as when
           the delete's own removal failed.
+        - ``webhook_url`` is recorded as a create that gave it (through ``http://testserver/``).
         """
         definition = get_operation(operation)
         if parameters is None:
@@ -106,6 +108,7 @@ class OperationFactory:
             parameters=validate_parameters(definition, parameters),
             inspect=inspect,
             idempotency_key=idempotency_key,
+            webhook_url=webhook_url,
         )
         _advance(
             created,
@@ -130,6 +133,7 @@ class OperationFactory:
         parameters: dict[str, Any],
         inspect: bool,
         idempotency_key: str | None,
+        webhook_url: str = "",
     ) -> Operation:
         """What ``operations_manager.operation_create`` records (without queueing on commit: the
         factory queues when asked, in any kind of test transaction)."""
@@ -155,6 +159,8 @@ class OperationFactory:
                 file_name=f"holiday.{extension}" if name is None else name,
                 mime_type=mime_type,
                 metadata=metadata,
+                webhook_url=webhook_url,
+                public_base_url="http://testserver/" if webhook_url else "",
             )
 
     def _complete(self, claimed: Operation, definition: OperationDefinition, output: Path | None) -> None:

@@ -14,9 +14,10 @@ from apps.api.validators import validate_extension, validate_size
 from apps.core.exceptions import Expired, NotFound, ValidationFailed
 from apps.core.outbound import OutboundRefused, check_url
 from apps.operations.enums import FileType, OperationStatus, ProcessingPhase
-from apps.operations.models import File, Operation, Upload
+from apps.operations.models import WEBHOOK_URL_MAX_LENGTH, File, Operation, Upload, WebhookAttempt
 from apps.operations.selectors import operation_eta_seconds
 from apps.operations.services import uploads
+from apps.operations.services.webhooks import webhook_url_check
 from apps.processors.formats import MediaType
 from apps.processors.parameters import validate_parameters
 from apps.processors.presets import PRESETS, Preset
@@ -63,6 +64,16 @@ class OperationCreateSerializer(serializers.Serializer):
         required=False,
         max_length=2048,
         help_text="Instead of file: an http(s) URL the worker fetches the input from.",
+    )
+    webhook_url = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        # Longer ones get the service's sentence rather than DRF's.
+        max_length=WEBHOOK_URL_MAX_LENGTH * 2,
+        help_text=(
+            "Optional: an absolute http(s) URL that gets a signed POST (Standard Webhooks) when the operation "
+            "completes, fails or is cancelled. Needs WEBHOOK_SECRET on the server."
+        ),
     )
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
@@ -119,7 +130,12 @@ class OperationCreateSerializer(serializers.Serializer):
         if definition is None:
             raise ValidationFailed("Say which operation to run.", details={"operation": [OPERATION_MISSING]})
         attrs["parameters"] = validate_parameters(definition, given)
-        validated = {"definition": definition, "parameters": attrs["parameters"]}
+        webhook_url = attrs.get("webhook_url") or ""
+        validated = {
+            "definition": definition,
+            "parameters": attrs["parameters"],
+            "webhook_url": webhook_url_check(webhook_url) if webhook_url.strip() else "",
+        }
         if attrs.get("upload"):
             return {**validated, "tus_upload": self._finished_upload(definition, attrs["upload"])}
         if attrs.get("source_url"):
@@ -211,7 +227,10 @@ class OutputFileSerializer(FileSerializer):
     def get_download_url(self, file: File) -> str:
         path = reverse("operation-download", args=[file.operation_id])
         request = self.context.get("request")
-        return request.build_absolute_uri(path) if request is not None else path
+        if request is not None:
+            return request.build_absolute_uri(path)
+        base_url = self.context.get("base_url")
+        return f"{base_url.rstrip('/')}{path}" if base_url else path
 
 
 class OperationSerializer(serializers.Serializer):
@@ -228,6 +247,11 @@ class OperationSerializer(serializers.Serializer):
     eta_seconds = serializers.SerializerMethodField()
     input_file = serializers.SerializerMethodField()
     output_file = serializers.SerializerMethodField()
+    webhook_url = serializers.SerializerMethodField()
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_webhook_url(self, operation: Operation) -> str | None:
+        return operation.webhook_url or None
 
     @extend_schema_field(serializers.CharField(allow_null=True))
     def get_error_message(self, operation: Operation) -> str | None:
@@ -250,6 +274,12 @@ class OperationSerializer(serializers.Serializer):
         return OutputFileSerializer(file, context=self.context).data
 
 
+def operation_payload(operation: Operation, base_url: str) -> dict[str, Any]:
+    """The operation as ``GET /operations/{id}/`` shows it, outside a request: a webhook event's
+    ``data``, with ``download_url`` made absolute from ``base_url`` when one is known."""
+    return dict(OperationSerializer(operation, context={"base_url": base_url}).data)
+
+
 def _file_of(operation: Operation, file_type: FileType) -> File | None:
     # Iterating the prefetched files costs no query; filter() would cost one per operation.
     return next((file for file in operation.files.all() if file.file_type == file_type), None)
@@ -266,6 +296,22 @@ class OperationStatusSerializer(serializers.Serializer):
     )
     queue_position = serializers.IntegerField(allow_null=True, help_text="While queued: 1 means next.")
     waiting_reason = serializers.CharField(allow_null=True, help_text="Why a waiting operation is not running.")
+
+
+class WebhookAttemptSerializer(serializers.Serializer):
+    event_id = serializers.UUIDField(help_text="The event's webhook-id, the same on every attempt.")
+    type = serializers.CharField(source="event.type", help_text="operation.completed, .failed or .cancelled.")
+    attempt = serializers.IntegerField(help_text="1 for the first POST of the event, then 2, 3, ...")
+    url = serializers.CharField()
+    status_code = serializers.IntegerField(allow_null=True, help_text="The receiver's answer; null when none came.")
+    error = serializers.SerializerMethodField()
+    duration_ms = serializers.IntegerField()
+    attempted_at = serializers.DateTimeField()
+    next_attempt_at = serializers.DateTimeField(allow_null=True, help_text="Null once delivery has ended.")
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_error(self, attempt: WebhookAttempt) -> str | None:
+        return attempt.error or None
 
 
 class OperationDefinitionSerializer(serializers.Serializer):
@@ -389,6 +435,10 @@ def envelope(name: str, data: serializers.Field) -> serializers.Serializer:
 
 OperationEnvelope = envelope("OperationEnvelope", OperationSerializer())
 OperationStatusEnvelope = envelope("OperationStatusEnvelope", OperationStatusSerializer())
+WebhookRedeliveryEnvelope = envelope(
+    "WebhookRedeliveryEnvelope",
+    inline_serializer("WebhookRedelivery", {"event_id": serializers.UUIDField(), "type": serializers.CharField()}),
+)
 OperationDeletedEnvelope = envelope("OperationDeletedEnvelope", serializers.DictField(allow_null=True))
 OperationDefinitionEnvelope = envelope("OperationDefinitionEnvelope", OperationDefinitionSerializer())
 OperationDefinitionListEnvelope = envelope("OperationDefinitionListEnvelope", OperationDefinitionSerializer(many=True))

@@ -7,12 +7,24 @@ error envelope (the one exception is a degraded health report, which carries its
 
 from __future__ import annotations
 
+import hmac
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import asdict
 from typing import Any
 
-from django.http import HttpResponseBase, HttpResponseRedirect
+from django.conf import settings
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBase,
+    HttpResponseRedirect,
+    StreamingHttpResponse,
+)
+from django.views.decorators.http import require_GET
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiRequest, OpenApiResponse, extend_schema
+from prometheus_client.exposition import choose_encoder
 from rest_framework import viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser
@@ -22,6 +34,7 @@ from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
 from apps.api import serializers as s
+from apps.api.events import status_events, status_once
 from apps.api.exceptions import error_body
 from apps.api.pagination import EnvelopePagination
 from apps.api.parsers import JSONBodyParser, UploadParser
@@ -46,8 +59,10 @@ from apps.core.exceptions import NotFound
 from apps.operations import selectors
 from apps.operations.enums import OperationStatus, ProcessingPhase
 from apps.operations.models import Operation
-from apps.operations.services import operations_manager, uploads
+from apps.operations.services import operations_manager, uploads, webhooks
+from apps.operations.services.events import status_as_dict
 from apps.operations.services.health import run_health_checks
+from apps.operations.services.metrics import metrics_registry
 from apps.processors.presets import PRESETS
 from apps.processors.registry import OPERATIONS
 
@@ -94,7 +109,8 @@ class OperationViewSet(viewsets.GenericViewSet):
     def get_throttles(self) -> list[BaseThrottle]:
         if self.action in self.UPLOAD_ACCEPTED:
             classes = UPLOAD_THROTTLES
-        elif self.action == "status":
+        elif self.action in ("status", "events"):
+            # A stream counts once, when it is opened, in the polling budget it replaces.
             classes = STATUS_THROTTLES
         else:
             classes = DEFAULT_THROTTLES
@@ -171,6 +187,7 @@ class OperationViewSet(viewsets.GenericViewSet):
         )
         serializer.is_valid(raise_exception=True)
         data = dict(serializer.validated_data)
+        data["public_base_url"] = request.build_absolute_uri("/") if data.get("webhook_url") else ""
         if "tus_upload" in data:
             result = uploads.operation_create_from_upload(
                 session_key=session_key(request), idempotency_key=idempotency_key, upload=data.pop("tus_upload"), **data
@@ -225,6 +242,65 @@ class OperationViewSet(viewsets.GenericViewSet):
             raise NotFound(selectors.NOT_FOUND_MESSAGE)
         info = selectors.operation_status(session_key=key, operation_id=pk)
         return success(s.OperationStatusSerializer(info).data)
+
+    @extend_schema(
+        summary="Live status (Server-Sent Events)",
+        description=(
+            "A `text/event-stream`: an event `status` carrying the status object at once and on every change "
+            "(at most about one a second), a comment line every 15 s, and the end after a terminal status. "
+            "Counted once in the status_checks rate limit."
+        ),
+        parameters=[OPERATION_ID, RETRY_AFTER],
+        responses={
+            # Typeless, as for a download: the body is a stream of text events, not one JSON value.
+            (200, "text/event-stream"): OpenApiResponse(
+                {"description": "event: status / data: <the status object as JSON>, repeated."},
+                description="The status stream.",
+            ),
+            **{(code, "application/json"): response for code, response in _errors(404, 429).items()},
+        },
+    )
+    @action(detail=True, methods=["get"], content_negotiation_class=IgnoreAcceptNegotiation)
+    def events(self, request: Request, pk: str) -> HttpResponseBase:
+        info = selectors.operation_status(session_key=session_key(request), operation_id=pk)
+        if "wsgi.version" in request.META:
+            # A WSGI server would give the stream a worker thread for its whole life: one status, then
+            # the end (EventSource reconnects after its retry delay).
+            stream: Iterator[bytes] | AsyncIterator[bytes] = status_once(status_as_dict(info))
+        else:
+            stream = status_events(session_key=session_key(request), operation_id=info.id)
+        response = StreamingHttpResponse(stream, content_type="text/event-stream")
+        response["Cache-Control"] = "no-cache"
+        response["X-Accel-Buffering"] = "no"  # nginx and others: pass each event on at once
+        return response
+
+    @extend_schema(
+        summary="The webhook delivery log",
+        description="Every attempt to deliver the operation's webhook events, newest first.",
+        parameters=[OPERATION_ID, RETRY_AFTER],
+        responses={200: s.WebhookAttemptSerializer(many=True), **_errors(404, 429)},
+    )
+    @action(detail=True, methods=["get"])
+    def webhooks(self, request: Request, pk: str) -> Response:
+        attempts = selectors.webhook_attempts(operation=self._operation(request, pk))
+        page = self.paginate_queryset(attempts)
+        return self.get_paginated_response(s.WebhookAttemptSerializer(page, many=True).data)
+
+    @extend_schema(
+        summary="Deliver the latest webhook event again",
+        description="Same webhook-id, a new attempt now (and retries after it as configured). 202.",
+        request=None,
+        parameters=[OPERATION_ID, RETRY_AFTER],
+        responses={202: s.WebhookRedeliveryEnvelope, **_errors(404, 409, 429)},
+    )
+    @action(detail=True, methods=["post"], url_path="webhooks/redeliver")
+    def redeliver(self, request: Request, pk: str) -> Response:
+        event = webhooks.event_redeliver(operation=self._operation(request, pk))
+        return success(
+            {"event_id": str(event.id), "type": event.type},
+            message="The event will be delivered again shortly.",
+            status=202,
+        )
 
     @extend_schema(
         summary="Download the result",
@@ -392,3 +468,17 @@ class SessionView(APIView):
     )
     def get(self, request: Request) -> Response:
         return success(selectors.session_summary(session_key=session_key(request)))
+
+
+@require_GET
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus text exposition of the deployment's figures (docs/metrics.md): only with
+    ``METRICS_TOKEN`` set and ``Authorization: Bearer <token>``; anything else is a 404, so that the
+    endpoint's existence is not advertised."""
+    token = settings.METRICS_TOKEN
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if not token or scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+        raise Http404("Not found.")
+    # The format the scraper asks for (Prometheus text, or OpenMetrics), as prometheus-client chooses.
+    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+    return HttpResponse(encoder(metrics_registry()), content_type=content_type)

@@ -49,3 +49,33 @@ class MediaType(models.TextChoices):
     VIDEO = "video", "Video"
     IMAGE = "image", "Image"
     AUDIO = "audio", "Audio"
+
+
+class WebhookEventType(models.TextChoices):
+    COMPLETED = "operation.completed", "Operation completed"
+    FAILED = "operation.failed", "Operation failed"
+    CANCELLED = "operation.cancelled", "Operation cancelled"
+
+    @classmethod
+    def for_status(cls, status: str) -> WebhookEventType | None:
+        """The event an operation reaching ``status`` sends, if any."""
+        return {
+            OperationStatus.COMPLETED: cls.COMPLETED,
+            OperationStatus.FAILED: cls.FAILED,
+            OperationStatus.CANCELLED: cls.CANCELLED,
+        }.get(OperationStatus(status))
+
+
+class WebhookState(models.TextChoices):
+    PENDING = "pending", "Being delivered"
+    DELIVERED = "delivered", "Delivered"
+    GONE = "gone", "Refused for good (410)"
+    FAILED = "failed", "Given up after every retry"
+
+
+class WebhookOutcome(models.TextChoices):
+    """What one delivery attempt got: a 2xx, another answer, or no answer at all."""
+
+    DELIVERED = "delivered", "Answered 2xx"
+    REJECTED = "rejected", "Answered with another status"
+    UNREACHABLE = "unreachable", "No answer (refused, timed out, not allowed)"

@@ -36,7 +36,7 @@ from rq.utils import now as rq_now
 from apps.core.exceptions import StorageError, ValidationFailed
 from apps.operations.enums import OperationStatus
 from apps.operations.models import Operation
-from apps.operations.services import lifecycle
+from apps.operations.services import lifecycle, webhooks
 from apps.operations.services.failures import (
     NO_LONGER_OFFERED_MESSAGE,
     Failure,
@@ -189,6 +189,8 @@ def on_work_horse_killed(job: Job, retpid: int, ret_val: int, rusage: Any) -> No
     Past its time limit (RQ kills a horse that ignored JobTimeoutException) the operation fails and
     RQ is told not to retry; otherwise it is treated like any retryable failure.
     """
+    if job.func_name == webhooks.JOB_FUNCTION:
+        return  # a webhook attempt: its lease runs out and the webhook sweep starts the next one
     operation_id = _operation_id_of(job)
     if operation_id is None:
         return
@@ -214,3 +216,10 @@ def _operation_id_of(job: Job) -> uuid.UUID | None:
 def _definition_of(operation_id: uuid.UUID) -> OperationDefinition | None:
     name = Operation.objects.filter(id=operation_id).values_list("operation", flat=True).first()
     return OPERATIONS.get(name) if name is not None else None
+
+
+# --- webhooks -------------------------------------------------------------------------------------
+def deliver_webhook(event_id: str) -> str:
+    """One delivery attempt of a webhook event (``services/webhooks.py``); returns what happened.
+    Never raises for the receiver's sake: retries are the service's, scheduled on RQ."""
+    return webhooks.event_deliver(event_id=uuid.UUID(event_id))

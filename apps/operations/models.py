@@ -7,7 +7,16 @@ import uuid
 from django.db import models
 from django.db.models import Q
 
-from apps.operations.enums import FileType, OperationStatus, ProcessingPhase
+from apps.operations.enums import (
+    FileType,
+    OperationStatus,
+    ProcessingPhase,
+    WebhookEventType,
+    WebhookOutcome,
+    WebhookState,
+)
+
+WEBHOOK_URL_MAX_LENGTH = 2048
 
 
 class Operation(models.Model):
@@ -39,6 +48,15 @@ class Operation(models.Model):
     metadata = models.JSONField(default=dict, blank=True, help_text="Operator details: FFmpeg stderr tail, timings.")
     # Import from a URL: the worker fetches the input from here (phase ``fetching``) before probing.
     source_url = models.CharField(max_length=2048, blank=True, default="")
+    webhook_url = models.CharField(
+        max_length=WEBHOOK_URL_MAX_LENGTH, blank=True, default="", help_text="Where its terminal events are POSTed."
+    )
+    public_base_url = models.CharField(
+        max_length=300,
+        blank=True,
+        default="",
+        help_text="The address it was created through, for absolute links in its events when PUBLIC_BASE_URL is unset.",
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -116,3 +134,59 @@ class Upload(models.Model):
 
     def __str__(self) -> str:
         return f"upload {self.id} ({self.file_name or 'unnamed'}, {self.length} bytes)"
+
+
+class WebhookEvent(models.Model):
+    """One event to deliver (the outbox): written in the same transaction as the status change it
+    reports, so that it exists exactly when the change does, and delivered by RQ jobs until it is
+    answered with a 2xx or a 410, or its retries run out. The row, not Redis, is the truth: a lost
+    job is found again by the webhook sweep through ``state`` and ``next_attempt_at``."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False, help_text="Its webhook-id.")
+    operation = models.ForeignKey(Operation, on_delete=models.CASCADE, related_name="webhook_events")
+    type = models.CharField(max_length=40, choices=WebhookEventType.choices)
+    url = models.CharField(max_length=WEBHOOK_URL_MAX_LENGTH)
+    body = models.TextField(help_text="The JSON body exactly as signed and sent on every attempt.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    state = models.CharField(max_length=20, choices=WebhookState.choices, default=WebhookState.PENDING)
+    attempts = models.PositiveIntegerField(default=0, help_text="Attempts started (claimed), the last one included.")
+    round_start = models.PositiveIntegerField(
+        default=1,
+        help_text="The first attempt of the current round (a redelivery starts a new one): retries count from it.",
+    )
+    next_attempt_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="While pending: when the next attempt is due (while one runs, when it is given up as lost).",
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            # The sweep: pending events whose attempt is overdue.
+            models.Index(fields=["next_attempt_at"], name="webhook_event_due", condition=Q(state=WebhookState.PENDING)),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.id} ({self.state})"
+
+
+class WebhookAttempt(models.Model):
+    """One POST of an event and what came of it: the delivery log."""
+
+    event = models.ForeignKey(WebhookEvent, on_delete=models.CASCADE, related_name="attempt_log")
+    attempt = models.PositiveIntegerField()
+    url = models.CharField(max_length=WEBHOOK_URL_MAX_LENGTH)
+    outcome = models.CharField(max_length=20, choices=WebhookOutcome.choices)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    duration_ms = models.PositiveIntegerField(default=0)
+    attempted_at = models.DateTimeField()
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-attempted_at", "-attempt"]
+        constraints = [models.UniqueConstraint(fields=["event", "attempt"], name="webhook_attempt_once")]
+
+    def __str__(self) -> str:
+        return f"attempt {self.attempt} of {self.event_id}: {self.status_code or self.error}"

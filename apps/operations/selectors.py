@@ -31,7 +31,7 @@ from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 from apps.core.exceptions import NotFound, ServiceUnavailable
 from apps.core.queues import get_queue
 from apps.operations.enums import OperationStatus
-from apps.operations.models import Operation
+from apps.operations.models import Operation, WebhookAttempt
 from apps.processors.registry import OPERATIONS
 
 logger = logging.getLogger(__name__)
@@ -131,7 +131,13 @@ def operation_status(*, session_key: str, operation_id: str | uuid.UUID) -> Oper
     )
     if operation is None:
         raise NotFound(NOT_FOUND_MESSAGE)
-    now: datetime = operation.database_now
+    return operation_status_of(operation)
+
+
+def operation_status_of(operation: Operation) -> OperationStatusInfo:
+    """The status object of an operation already loaded (with at least ``STATUS_FIELDS``), judged
+    on the database's clock when the query read it (``database_now``), else on this host's."""
+    now: datetime = getattr(operation, "database_now", None) or timezone.now()
     position, reason = _waiting(operation)
     silent = operation_silent_seconds(operation, now=now)
     if silent is not None:
@@ -259,3 +265,13 @@ def _parse_id(operation_id: str | uuid.UUID) -> uuid.UUID:
         return uuid.UUID(str(operation_id))
     except ValueError as e:
         raise NotFound(NOT_FOUND_MESSAGE) from e
+
+
+# --- webhooks -------------------------------------------------------------------------------------
+def webhook_attempts(*, operation: Operation) -> QuerySet[WebhookAttempt]:
+    """The delivery log of an operation's webhook events, newest first."""
+    return (
+        WebhookAttempt.objects.filter(event__operation=operation)
+        .select_related("event")
+        .order_by("-attempted_at", "-attempt", "-id")
+    )

@@ -12,6 +12,7 @@ from django.core.exceptions import ImproperlyConfigured
 from config.settings.env import (
     env_bool,
     env_int,
+    env_int_list,
     env_list,
     env_networks,
     env_rate,
@@ -417,6 +418,34 @@ URL_IMPORT_MAX_REDIRECTS = 5
 # Requests to addresses a client gave never reach loopback, private, link-local, reserved or cloud
 # metadata addresses, except those inside these networks (CIDRs), e.g. an internal media server.
 OUTBOUND_ALLOWED_NETWORKS = env_networks("OUTBOUND_ALLOWED_NETWORKS", [])
+
+# --- Webhooks and metrics (docs/webhooks.md, docs/metrics.md) ----------------------------------
+# The absolute address of this deployment (https://media.example.com), for links sent outside a
+# request (a webhook's download_url); without it, the address the operation was created through.
+PUBLIC_BASE_URL = env_url("PUBLIC_BASE_URL", None, schemes=("http", "https"))
+# Standard Webhooks signing secret: "whsec_" + base64 of 24 to 64 random bytes. Unset: no webhooks.
+WEBHOOK_SECRET = env_str("WEBHOOK_SECRET") or None
+if WEBHOOK_SECRET is not None:
+    import base64
+    import binascii
+
+    try:
+        _encoded = WEBHOOK_SECRET.removeprefix("whsec_")
+        # Padding optional, as the Standard Webhooks libraries take it.
+        _secret_bytes = base64.b64decode(_encoded + "=" * (-len(_encoded) % 4), validate=True)
+    except binascii.Error:
+        _secret_bytes = b""
+    if not WEBHOOK_SECRET.startswith("whsec_") or not 24 <= len(_secret_bytes) <= 64:
+        raise ImproperlyConfigured(
+            "WEBHOOK_SECRET must be whsec_ followed by the base64 of 24 to 64 random bytes "
+            "(python -c \"import base64, os; print('whsec_' + base64.b64encode(os.urandom(32)).decode())\")."
+        )
+# Seconds a receiver has to answer one delivery; then the attempt counts as failed.
+WEBHOOK_TIMEOUT = env_int("WEBHOOK_TIMEOUT", 10, minimum=1)
+# Seconds to wait before each retry of a delivery that was not answered with a 2xx (a 410 stops).
+WEBHOOK_RETRY_DELAYS = env_int_list("WEBHOOK_RETRY_DELAYS", [10, 60, 300, 1800, 7200], minimum=1)
+# GET /metrics answers only requests carrying "Authorization: Bearer <METRICS_TOKEN>"; unset: 404.
+METRICS_TOKEN = env_str("METRICS_TOKEN") or None
 
 # --- Logging --------------------------------------------------------------------------------
 LOG_LEVEL = (env_str("LOG_LEVEL") or "INFO").upper()

@@ -72,6 +72,20 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def env_int_list(name: str, default: list[int], *, minimum: int = 0) -> list[int]:
+    """Comma-separated whole numbers, such as ``10,60,300``."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return list(default)
+    try:
+        values = [int(item.strip()) for item in raw.split(",") if item.strip()]
+    except ValueError as e:
+        raise ImproperlyConfigured(f"{name} must be whole numbers separated by commas; got {raw!r}.") from e
+    if any(value < minimum for value in values):
+        raise ImproperlyConfigured(f"{name} must hold numbers of at least {minimum}; got {raw!r}.")
+    return values
+
+
 def env_url(name: str, default: str | None, *, schemes: tuple[str, ...]) -> str | None:
     raw = os.environ.get(name, default)
     if raw is None or raw.strip() == "":

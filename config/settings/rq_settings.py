@@ -36,6 +36,15 @@ WORKER_CONFIG: dict[str, WorkerGroup] = {
         "count": 1,
         "worker_ttl": 360,
     },
+    # Webhook deliveries, apart from the media queues so that a slow receiver never holds up
+    # media work; two at once, so that a slow receiver leaves a worker for the others. A delivery's
+    # own limit is WEBHOOK_TIMEOUT (the job's, set when it is queued, a little more).
+    "webhook": {
+        "queue": "webhook_queue",
+        "timeout": 60,
+        "count": 2,
+        "worker_ttl": 120,
+    },
 }
 
 # django-rq reads this: every queue on REDIS_URL, each with its job timeout.

@@ -98,7 +98,8 @@ def assert_matches_schema(openapi) -> Callable[[Any], bytes]:
 
     def check(response) -> bytes:
         request = response.wsgi_request
-        body = b"".join(response.streaming_content) if response.streaming else response.content
+        # Iterating the response (not its streaming_content) also reads an async stream (SSE).
+        body = b"".join(response) if response.streaming else response.content
         openapi.validate_response(
             MockRequest("http://testserver", request.method, request.path),
             MockResponse(

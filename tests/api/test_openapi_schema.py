@@ -143,6 +143,16 @@ def test_real_responses_of_every_endpoint_match_the_schema(
         204,
     )
     check(client.delete(location, **tus), 204)
+    # webhooks and the live stream
+    settings.WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    hooked = make_operation(key, status=S.COMPLETED, webhook_url="http://127.0.0.1:9/hooks")
+    unknown = "00000000-0000-0000-0000-000000000000"
+    check(client.get(f"{API}/operations/{hooked.id}/webhooks/"), 200)
+    check(client.get(f"{API}/operations/{unknown}/webhooks/"), 404)
+    check(client.post(f"{API}/operations/{hooked.id}/webhooks/redeliver/"), 202)
+    check(client.post(f"{API}/operations/{operation_id}/webhooks/redeliver/"), 409)
+    check(client.get(f"{API}/operations/{hooked.id}/events/"), 200)
+    check(client.get(f"{API}/operations/{unknown}/events/"), 404)
 
     # throttled, with its Retry-After header
     settings.REST_FRAMEWORK = {
@@ -230,7 +240,15 @@ def test_the_create_request_publishes_each_operations_parameter_schema_from_the_
     # The part is sent as a JSON text, not as a form-encoded object.
     assert body["encoding"]["parameters"]["contentType"] == "application/json"
     # The form's fields stay plain properties beside the oneOf: Swagger UI draws its form from them.
-    assert set(request["properties"]) == {"operation", "preset", "parameters", "file", "upload", "source_url"}
+    assert set(request["properties"]) == {
+        "operation",
+        "preset",
+        "parameters",
+        "file",
+        "upload",
+        "source_url",
+        "webhook_url",
+    }
     assert request["properties"]["parameters"]["type"] == "object"
     # Raw bytes in OpenAPI 3.1: no string type, a media type instead.
     assert "type" not in request["properties"]["file"]

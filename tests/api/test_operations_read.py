@@ -147,8 +147,10 @@ def test_detail_is_the_full_operation(client, make_operation):
         "eta_seconds",
         "input_file",
         "output_file",
+        "webhook_url",
     }
     assert data["status"] == "processing"
+    assert data["webhook_url"] is None
     # 30 s (and the time the request took) for 25 %: three times that to go.
     assert eta_at(operation, before) <= data["eta_seconds"] <= eta_at(operation, after)
     assert eta_at(operation, before) >= 90

@@ -144,7 +144,7 @@ def test_queues_count_jobs_by_state_and_live_workers(client, redis_connection, m
     worker.register_death()
     assert response.status_code == 200
     data = response.json()["data"]
-    assert set(data) == {"video_queue", "image_queue", "audio_queue"}
+    assert set(data) == {"video_queue", "image_queue", "audio_queue", "webhook_queue"}
     assert data["video_queue"] == {
         "queued": 2,
         "started": 0,

@@ -63,6 +63,8 @@ def test_every_case_runs_both_sides_and_reports(bench, tmp_path):
         "audio_normalize": 1,
         "video_compress to": 1,
         "target size": 1,
+        "webhook": 2,
+        "live progress": 1,
     }
     for prefix, count in expected.items():
         assert len(by_case(results, prefix)) == count, prefix

@@ -59,3 +59,15 @@ def test_the_cron_config_schedules_the_recovery_sweep_every_30_seconds_and_a_wor
     assert job.return_value() == RecoveryReport(pending_queued=1)
     pending.refresh_from_db()
     assert pending.status == OperationStatus.QUEUED
+
+
+def test_the_cron_config_schedules_the_webhook_sweep_on_the_webhook_queue(redis_connection, settings):
+    from apps.operations.services.webhooks import webhook_sweep_run
+
+    scheduler = CronScheduler(connection=redis_connection)
+    scheduler.load_config_from_file("config/cron.py")
+    (sweep,) = [job for job in scheduler.get_jobs() if job.name == "konvrt-webhook-sweep"]
+
+    assert sweep.func is webhook_sweep_run
+    assert sweep.queue_name == "webhook_queue"
+    assert sweep.interval == settings.RECOVERY_INTERVAL_SECONDS

@@ -152,6 +152,30 @@ def test_worker_config_matches_the_original():
         "video": {"queue": "video_queue", "timeout": 1800, "count": 1, "worker_ttl": 600},
         "image": {"queue": "image_queue", "timeout": 60, "count": 2, "worker_ttl": 180},
         "audio": {"queue": "audio_queue", "timeout": 300, "count": 1, "worker_ttl": 360},
+        "webhook": {"queue": "webhook_queue", "timeout": 60, "count": 2, "worker_ttl": 120},
     }
-    assert set(settings.RQ_QUEUES) == {"video_queue", "image_queue", "audio_queue"}
+    assert set(settings.RQ_QUEUES) == {"video_queue", "image_queue", "audio_queue", "webhook_queue"}
     assert settings.RQ_QUEUES["video_queue"]["DEFAULT_TIMEOUT"] == 1800
+
+
+def test_env_int_list_reads_comma_separated_numbers_and_names_the_variable_when_wrong(monkeypatch):
+    from config.settings.env import env_int_list
+
+    monkeypatch.setenv("KONVRT_DELAYS", " 10, 60 ,300")
+    assert env_int_list("KONVRT_DELAYS", [1]) == [10, 60, 300]
+    monkeypatch.setenv("KONVRT_DELAYS", "10,soon")
+    with pytest.raises(ImproperlyConfigured, match="KONVRT_DELAYS must be whole numbers"):
+        env_int_list("KONVRT_DELAYS", [1])
+    monkeypatch.setenv("KONVRT_DELAYS", "10,0")
+    with pytest.raises(ImproperlyConfigured, match="at least 1"):
+        env_int_list("KONVRT_DELAYS", [1], minimum=1)
+    monkeypatch.delenv("KONVRT_DELAYS")
+    assert env_int_list("KONVRT_DELAYS", [1, 2]) == [1, 2]
+
+
+@pytest.mark.parametrize("secret", ["MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_c2hvcnQ=", "whsec_not base64!"])
+def test_a_webhook_secret_that_is_not_whsec_and_24_to_64_bytes_stops_the_process(secret):
+    result = run_django(["check"], {"WEBHOOK_SECRET": secret}, "config.settings.development")
+
+    assert result.returncode != 0
+    assert "WEBHOOK_SECRET must be whsec_ followed by the base64 of 24 to 64 random bytes" in result.stderr

@@ -24,7 +24,7 @@ from tests.processors.processes import (
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "start_workers.sh"
-GROUPS = {"video": 1, "image": 2, "audio": 1, "cron": 0}  # group → pool size (cron is one process)
+GROUPS = {"video": 1, "image": 2, "audio": 1, "webhook": 2, "cron": 0}  # group → pool size (cron is one process)
 
 # Tests with real worker processes are transactional: the workers must see the test's rows.
 
@@ -74,7 +74,7 @@ def test_start_status_process_restart_and_stop(fleet, submit, media):
     for group in GROUPS:
         assert f"{group}: running (pid {pids[group]}" in status.stdout
     assert "image_queue: 0 waiting, 0 scheduled for retry, 2 workers (configured here: 2)" in status.stdout
-    assert status.stdout.count(": idle") + status.stdout.count(": busy") == 4
+    assert status.stdout.count(": idle") + status.stdout.count(": busy") == 6
 
     # The pools process real jobs (KonvrtWorker forks a work-horse per job).
     operation = submit("image_convert", media.png(), {"output_format": "jpg"})

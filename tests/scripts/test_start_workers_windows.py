@@ -17,7 +17,7 @@ from tests.processors.processes import children_of, is_alive, wait_until, worker
 
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCHER = ROOT / "scripts" / "start_workers_windows.py"
-EXPECTED = {"video-1", "image-1", "image-2", "audio-1", "cron"}
+EXPECTED = {"video-1", "image-1", "image-2", "audio-1", "webhook-1", "webhook-2", "cron"}
 
 
 @pytest.mark.slow
@@ -60,7 +60,7 @@ def test_the_launcher_runs_reports_replaces_and_stops_its_workers(storage_root, 
         status = launcher("status")
         assert status.returncode == 0, status.stdout + status.stderr
         assert f"Workers: running all (launcher pid {running.pid})" in status.stdout
-        assert wait_until(lambda: launcher("status").stdout.count(": idle") == 4, timeout=30)
+        assert wait_until(lambda: launcher("status").stdout.count(": idle") == 6, timeout=30)
 
         operation = submit("image_convert", media.png(), {"output_format": "webp"})
         assert wait_until(

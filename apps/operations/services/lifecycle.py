@@ -14,6 +14,10 @@ raise ``InvalidState`` (409) or ``Expired`` (410).
 The recovery sweep (``recovery.py``) moves only through the same guarded functions: a queued
 operation whose RQ job vanished is queued again (``operation_mark_requeued``), an interrupted
 attempt goes back to queued (``operation_requeue_interrupted``) or fails.
+
+Being the one place of every change, each transition also tells the outside: it publishes the new
+status object for live streams once it commits (``events``), and a transition to a terminal status
+writes the operation's webhook event in its own transaction (``webhooks.event_record``).
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from django.utils import timezone
 from apps.core.exceptions import Expired, InvalidState
 from apps.operations.enums import FileType, OperationStatus, ProcessingPhase
 from apps.operations.models import File, Operation
+from apps.operations.services import webhooks
+from apps.operations.services.events import status_publish_on_commit
 
 S = OperationStatus
 
@@ -53,12 +59,17 @@ def operation_mark_queued(*, operation_id: uuid.UUID, job_id: str, queued_at: da
     """pending → queued, before the job is put on the queue. Only one caller can win this, so only
     one caller enqueues."""
     queued_at = queued_at or timezone.now()
-    return _live(operation_id, S.PENDING).update(status=S.QUEUED, job_id=job_id, queued_at=queued_at, phase="") == 1
+    return _changed(
+        operation_id,
+        _live(operation_id, S.PENDING).update(status=S.QUEUED, job_id=job_id, queued_at=queued_at, phase="") == 1,
+    )
 
 
 def operation_mark_pending(*, operation_id: uuid.UUID, job_id: str) -> bool:
     """queued → pending, when putting the job on the queue failed (Redis unreachable)."""
-    return _live(operation_id, S.QUEUED).filter(job_id=job_id).update(status=S.PENDING, queued_at=None) == 1
+    return _changed(
+        operation_id, _live(operation_id, S.QUEUED).filter(job_id=job_id).update(status=S.PENDING, queued_at=None) == 1
+    )
 
 
 def operation_mark_requeued(*, operation_id: uuid.UUID, job_id: str, queued_at: datetime | None) -> bool:
@@ -88,6 +99,7 @@ def operation_claim(*, operation_id: uuid.UUID) -> Operation | None:
     )
     if claimed != 1:
         return None
+    _changed(operation_id, True)
     return Operation.objects.get(id=operation_id)
 
 
@@ -102,7 +114,9 @@ def operation_record_progress(
         changes["progress"] = max(0, min(100, int(progress)))
     if phase is not None:
         changes["phase"] = phase
-    return _live(operation_id, S.PROCESSING).filter(attempt=attempt).update(**changes) == 1
+    updated = _live(operation_id, S.PROCESSING).filter(attempt=attempt).update(**changes) == 1
+    # A heartbeat alone changes nothing a client sees.
+    return _changed(operation_id, updated) if progress is not None or phase is not None else updated
 
 
 def operation_is_current(*, operation_id: uuid.UUID, attempt: int) -> bool:
@@ -134,6 +148,7 @@ def operation_mark_completed(
         operation.save(
             update_fields=["status", "progress", "phase", "completed_at", "expires_at", "error_message", "metadata"]
         )
+        _terminal(operation)
     return True
 
 
@@ -172,16 +187,18 @@ def operation_mark_failed(
         operation.expires_at = _expiry(now)
         operation.metadata = {**operation.metadata, **(metadata or {})}
         operation.save(update_fields=["status", "phase", "error_message", "completed_at", "expires_at", "metadata"])
+        _terminal(operation)
     return True
 
 
 def operation_mark_retrying(*, operation_id: uuid.UUID, attempt: int, message: str) -> bool:
     """processing → queued after a retryable error, while RQ's scheduler holds the retry."""
-    return (
+    return _changed(
+        operation_id,
         _live(operation_id, S.PROCESSING)
         .filter(attempt=attempt)
         .update(status=S.QUEUED, phase="", progress=0, error_message=message, queued_at=timezone.now())
-        == 1
+        == 1,
     )
 
 
@@ -209,6 +226,7 @@ def operation_requeue_interrupted(
         operation.save(
             update_fields=["status", "job_id", "queued_at", "phase", "progress", "error_message", "metadata"]
         )
+        _changed(operation_id, True)
     return True
 
 
@@ -223,10 +241,13 @@ def operation_interruptions(operation: Operation) -> int:
 def operation_cancel(*, operation: Operation) -> Operation:
     """pending/queued/processing → cancelled. A processing job notices at its next progress write."""
     now = timezone.now()
-    cancelled = _live(operation.id, *S.cancellable()).update(
-        status=S.CANCELLED, phase="", completed_at=now, expires_at=_expiry(now)
-    )
-    operation.refresh_from_db()
+    with transaction.atomic():
+        cancelled = _live(operation.id, *S.cancellable()).update(
+            status=S.CANCELLED, phase="", completed_at=now, expires_at=_expiry(now)
+        )
+        operation.refresh_from_db()
+        if cancelled == 1:
+            _terminal(operation)
     if cancelled != 1:
         raise InvalidState(f"This operation is already {operation.status} and cannot be cancelled.")
     return operation
@@ -251,6 +272,7 @@ def operation_reset_for_retry(*, operation: Operation) -> Operation:
     operation.refresh_from_db()
     if reset != 1:
         raise InvalidState(f"Only failed or cancelled operations can be retried; this one is {operation.status}.")
+    _changed(operation.id, True)
     return operation
 
 
@@ -262,14 +284,31 @@ def operation_mark_deleted(*, operation: Operation) -> Operation | None:
         locked = Operation.objects.select_for_update().get(id=operation.id)
         if locked.is_deleted:
             return None
-        if locked.status in S.active():
+        cancelled = locked.status in S.active()
+        if cancelled:
             locked.status = S.CANCELLED
             locked.completed_at = now
             locked.phase = ""
         locked.is_deleted = True
         locked.deleted_at = now
         locked.save(update_fields=["status", "completed_at", "phase", "is_deleted", "deleted_at"])
+        if cancelled:
+            _terminal(locked)
     return locked
+
+
+# --- telling the outside --------------------------------------------------------------------------
+def _changed(operation_id: uuid.UUID, changed: bool) -> bool:
+    """Publish the status object of a changed operation once the change commits; returns ``changed``."""
+    if changed:
+        status_publish_on_commit(operation_id)
+    return changed
+
+
+def _terminal(operation: Operation) -> None:
+    """An operation has just reached a terminal status (call inside the transition's transaction)."""
+    webhooks.event_record(operation=operation)
+    status_publish_on_commit(operation.id)
 
 
 # --- retention ------------------------------------------------------------------------------------

@@ -69,8 +69,14 @@ def operation_create(
     parameters: dict[str, Any],
     upload: UploadedFile,
     idempotency_key: str | None = None,
+    webhook_url: str = "",
+    public_base_url: str = "",
 ) -> OperationCreateResult:
     """Check the upload's content, store it, record the operation and its input, and queue it.
+
+    ``webhook_url`` (already checked) gets the operation's terminal event; ``public_base_url`` is
+    the address the request came through, for the event's absolute links when ``PUBLIC_BASE_URL``
+    is unset.
 
     ``parameters`` are already validated against the definition. The content check raises
     ``UnsupportedMedia``; a storage failure or a full disk raises ``StorageError`` (503) and leaves
@@ -123,6 +129,8 @@ def operation_create(
                     mime_type=inspection.mime_type,
                     metadata={**inspection.metadata, "container": inspection.container},
                     request_fingerprint=fingerprint,
+                    webhook_url=webhook_url,
+                    public_base_url=public_base_url if webhook_url else "",
                 )
     except IntegrityError:
         _discard(storage, stored.key, definition.media_type)
@@ -258,6 +266,8 @@ def operation_record_upload(
     mime_type: str,
     metadata: dict[str, Any],
     request_fingerprint: str | None = None,
+    webhook_url: str = "",
+    public_base_url: str = "",
 ) -> Operation:
     """The rows of a new, pending operation whose input is already stored: the operation and its
     input File. Call it inside a transaction, so that neither row exists without the other."""
@@ -268,6 +278,8 @@ def operation_record_upload(
         parameters=parameters,
         idempotency_key=idempotency_key,
         metadata={FINGERPRINT_KEY: request_fingerprint} if request_fingerprint else {},
+        webhook_url=webhook_url,
+        public_base_url=public_base_url,
     )
     File.objects.create(
         operation=operation,

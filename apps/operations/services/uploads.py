@@ -318,6 +318,8 @@ def operation_create_from_upload(
     definition: OperationDefinition,
     parameters: dict[str, Any],
     idempotency_key: str | None = None,
+    webhook_url: str = "",
+    public_base_url: str = "",
 ) -> OperationCreateResult:
     """Create an operation whose input is a finished upload (already checked for name and size by
     the caller), with the same content checks as a direct upload, and consume the upload.
@@ -349,7 +351,16 @@ def operation_create_from_upload(
             raise ValidationFailed(
                 "There is no such upload in this session.", details={"upload": ["It was used or removed meanwhile."]}
             )
-        result = _create_from_part(source, upload, session_key, definition, parameters, idempotency_key)
+        result = _create_from_part(
+            source,
+            upload,
+            session_key,
+            definition,
+            parameters,
+            idempotency_key,
+            webhook_url=webhook_url,
+            public_base_url=public_base_url,
+        )
         if result.created:
             upload_terminate(upload=upload)
     return result
@@ -362,6 +373,9 @@ def _create_from_part(
     definition: OperationDefinition,
     parameters: dict[str, Any],
     idempotency_key: str | None,
+    *,
+    webhook_url: str = "",
+    public_base_url: str = "",
 ) -> OperationCreateResult:
     link = source.with_name(f".{source.name}.{uuid.uuid4().hex}.consume")
     try:
@@ -376,6 +390,8 @@ def _create_from_part(
             parameters=parameters,
             upload=finished,
             idempotency_key=idempotency_key,
+            webhook_url=webhook_url,
+            public_base_url=public_base_url,
         )
     finally:
         finished.close()
@@ -389,6 +405,8 @@ def operation_create_from_url(
     parameters: dict[str, Any],
     source_url: str,
     idempotency_key: str | None = None,
+    webhook_url: str = "",
+    public_base_url: str = "",
 ) -> OperationCreateResult:
     """Record an operation whose input a worker fetches from ``source_url`` (already checked by the
     outbound guard) and queue it; the fetch, its limits and the content checks happen there."""
@@ -403,6 +421,8 @@ def operation_create_from_url(
                 parameters=parameters,
                 idempotency_key=idempotency_key,
                 source_url=source_url,
+                webhook_url=webhook_url,
+                public_base_url=public_base_url if webhook_url else "",
             )
     except IntegrityError:
         existing = _idempotent_match(session_key, idempotency_key)
