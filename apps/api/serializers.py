@@ -212,6 +212,14 @@ class OperationListQuerySerializer(serializers.Serializer):
         choices=sorted(OPERATIONS), required=False, help_text="Only operations of this kind."
     )
 
+    def to_internal_value(self, data: Any) -> Any:
+        # DRF reads an empty query value of an optional field as "not given"; the schema (an enum)
+        # says it is not a value, and so does the API: a 400 rather than a silently unfiltered list.
+        blank = [name for name in self.fields.keys() if name in data and data.get(name) == ""]
+        if blank:
+            raise serializers.ValidationError({name: ["Leave the filter out to list everything."] for name in blank})
+        return super().to_internal_value(data)
+
 
 # --- responses ------------------------------------------------------------------------------------
 class FileSerializer(serializers.Serializer):

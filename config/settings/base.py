@@ -345,7 +345,8 @@ SPECTACULAR_SETTINGS = {
             "sessionCookie": {"type": "apiKey", "in": "cookie", "name": "sessionid"},
         }
     },
-    "SECURITY": [{"sessionKey": []}, {"sessionCookie": []}],
+    # Either identity, or none: an anonymous first request is accepted (and may start a session).
+    "SECURITY": [{"sessionKey": []}, {"sessionCookie": []}, {}],
     "ENUM_NAME_OVERRIDES": {
         "OperationStatusEnum": "apps.operations.enums.OperationStatus",
         "PhaseEnum": "apps.operations.enums.ProcessingPhase",

@@ -74,6 +74,14 @@ def test_a_page_or_page_size_that_is_not_a_whole_number_from_1_is_a_400(client, 
     assert name in response.json()["error"]["details"]
 
 
+@pytest.mark.parametrize("name", ["status", "operation"])
+def test_an_empty_filter_is_a_400_not_an_unfiltered_list(client, name):
+    response = client.get(f"{API}/operations/", {name: ""})
+
+    assert response.status_code == 400
+    assert name in response.json()["error"]["details"]
+
+
 def test_the_schema_says_page_and_page_size_start_at_1(client):
     import yaml
 

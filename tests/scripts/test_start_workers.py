@@ -170,7 +170,8 @@ def test_the_procfile_migrates_on_release_and_starts_the_worker_fleet():
     lines = dict(line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line.strip())
 
     assert lines["release"] == "python manage.py migrate --noinput"
-    assert lines["web"].startswith("gunicorn config.wsgi:application")
+    # The web tier: gunicorn with its configuration (uvicorn workers, config/gunicorn.py).
+    assert lines["web"] == "gunicorn --config config/gunicorn.py"
     assert lines["worker"] == "bash scripts/start_workers.sh run"
     assert os.access(SCRIPT, os.X_OK)
 

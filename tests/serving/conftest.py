@@ -1,7 +1,7 @@
 """The Procfile's web command, run for real (gunicorn, uvicorn workers, production settings) on the
 test database, for tests about HTTP itself: slow clients, cut-off uploads, byte ranges.
 
-One server per module (starting one costs seconds): it serves the module's own storage root, which
+One server for the whole run (starting one costs seconds): it serves a storage root of its own, which
 tests point the test process's settings at (``served_storage``) when they store files it must read.
 """
 
@@ -68,7 +68,7 @@ class WebServer:
         return self.log.read_text(errors="replace")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def web_server(tmp_path_factory: pytest.TempPathFactory, django_db_setup, django_db_blocker) -> Iterator[WebServer]:
     if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
         pytest.skip("The served tests share the test database with a server process: PostgreSQL only.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from email.message import Message
 
 import pytest
 
@@ -14,13 +15,14 @@ from tests.serving.conftest import WebServer
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
-def fetch(url: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+def fetch(url: str, headers: dict[str, str]) -> tuple[int, Message, bytes]:
+    """Status, headers (looked up without regard to case, as HTTP wants) and body."""
     request = urllib.request.Request(url, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, dict(response.headers), response.read()
+            return response.status, response.headers, response.read()
     except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), e.read()
+        return e.code, e.headers, e.read()
 
 
 @pytest.fixture
@@ -31,7 +33,7 @@ def download(web_server: WebServer, served_storage, api_session: str, make_opera
     assert len(content) > 1000
     url = f"{web_server.base}/api/v1/operations/{operation.id}/download/"
 
-    def get(**headers: str) -> tuple[int, dict[str, str], bytes]:
+    def get(**headers: str) -> tuple[int, Message, bytes]:
         return fetch(url, {"X-Session-Key": api_session, **headers})
 
     return get, content
