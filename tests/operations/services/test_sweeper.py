@@ -14,7 +14,6 @@ from rq.job import Job, JobStatus
 from rq.scheduler import RQScheduler
 
 from apps.operations.enums import OperationStatus
-from apps.operations.models import Operation
 from apps.operations.services import sweeper as sweeper_module
 from apps.operations.services.sweeper import SchedulerKeeper, Sweeper
 from apps.operations.services.workspace import jobs_temp_root
