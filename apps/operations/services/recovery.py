@@ -28,8 +28,8 @@ older than ``RECOVERY_STALE_SECONDS`` (45). So a worker that cannot reach the da
 the database), is left to finish.
 
 The bound: an interrupted attempt is queued again at most ``RECOVERY_STALE_SECONDS`` +
-``RECOVERY_INTERVAL_SECONDS`` (75 s by default) after its worker died or was cut off. RQ alone notices a dead worker only at its next registry
-maintenance, up to about 11 minutes later.
+``RECOVERY_INTERVAL_SECONDS`` (75 s by default) after its worker died or was cut off. RQ alone
+notices a dead worker only at its next registry maintenance, up to about 11 minutes later.
 
 Every change is one of ``lifecycle``'s compare-and-set transitions, so a pass is idempotent, two
 passes at once (two cron schedulers) act on each row at most once between them, and a worker
