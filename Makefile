@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 # `make run` serves the web tier as the Procfile does (gunicorn, DEBUG off); `make dev` runs Django's
 # development server (DEBUG on) with the same workers.
-.PHONY: run dev test lint format install clean bench mutation web-vendor
+.PHONY: run dev test lint format install clean bench mutation web-vendor cluster-test
 
 $(STAMP): requirements.txt requirements/base.txt requirements/production.txt requirements/development.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,13 @@ TEST_MARKERS := $(if $(CI),-m "bench or not bench",)
 
 test: $(STAMP)
 	$(BIN)/python scripts/embedded_redis.py -- $(BIN)/python -m pytest $(TEST_MARKERS) $(PYTEST_ARGS)
+
+# Several hosts on one machine (not part of `make test`; docs/deployment.md): network namespaces for
+# a services host (its own PostgreSQL, Redis and S3 server), a web host and two worker hosts, each
+# running the Procfile's commands; jobs spread, a worker host killed and one cut off, the web host
+# restarted. Needs root and `ip netns`; prints "SKIPPED: <reason>" and succeeds without them.
+cluster-test: $(STAMP)
+	$(BIN)/python scripts/cluster.py
 
 # Benchmarks (not part of `make test`): needs PostgreSQL and Redis (DATABASE_URL, REDIS_URL; the
 # Redis database is flushed) and, for the FFmpeg build comparison and the load generator, Debian's

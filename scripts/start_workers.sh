@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Konvrt's workers on this machine: one RQ worker pool per queue, sized by WORKER_CONFIG
-# (config/settings/rq_settings.py: video 1, image 2, audio 1, webhook 2), and RQ's cron scheduler for the
-# periodic jobs in config/cron.py (one per machine).
+# (config/settings/rq_settings.py: video 1, image 2, audio 1, webhook 2), RQ's cron scheduler for
+# the periodic jobs in config/cron.py, and the sweeper (recovery sweeps, RQ scheduler takeover and this
+# machine's temp cleanup: apps/operations/services/sweeper.py), one of each per machine.
 #
-#   scripts/start_workers.sh all                  start every pool and the cron scheduler
-#   scripts/start_workers.sh video|image|audio|webhook|cron   start one of them
+#   scripts/start_workers.sh all                  start every pool, the cron scheduler and the sweeper
+#   scripts/start_workers.sh video|image|audio|webhook|cron|sweeper  start one of them
 #   scripts/start_workers.sh status               what runs here, and RQ's view of every worker
 #   scripts/start_workers.sh stop [group]         warm shutdown: running jobs may finish first
 #   scripts/start_workers.sh restart [group]
@@ -33,7 +34,7 @@ WORKER_GROUPS=(video image audio webhook)
 FORKING_WORKER=apps.operations.worker.KonvrtWorker
 
 usage() {
-  sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -109,6 +110,10 @@ group_command() {
     COMMAND=("$PYTHON" manage.py rqcron config/cron.py)
     return
   fi
+  if [[ $1 == sweeper ]]; then
+    COMMAND=("$PYTHON" manage.py konvrt_sweeper)
+    return
+  fi
   local queue count
   read -r queue count < <("$PYTHON" -c "from config.settings.rq_settings import WORKER_CONFIG as c; w = c['$1']; print(w['queue'], w['count'])")
   [[ -n ${count:-} ]] || { echo "$1: cannot read WORKER_CONFIG" >&2; return 1; }
@@ -172,7 +177,7 @@ stop_group() {
 
 status() {
   local group pid workers all_running=0
-  for group in "${WORKER_GROUPS[@]}" cron; do
+  for group in "${WORKER_GROUPS[@]}" cron sweeper; do
     if pid="$(running_pid "$group")"; then
       workers="$(pgrep -P "$pid" | tr '\n' ' ' || true)"
       echo "$group: running (pid $pid${workers:+; workers ${workers% }})"
@@ -187,26 +192,26 @@ status() {
   return "$all_running"
 }
 
-check_group() { [[ $1 =~ ^(video|image|audio|webhook|cron)$ ]] || usage; }
+check_group() { [[ $1 =~ ^(video|image|audio|webhook|cron|sweeper)$ ]] || usage; }
 
-start_all() { # one group, or every pool and then the cron scheduler
+start_all() { # one group, or every pool, then the cron scheduler and the sweeper
   local group
   if [[ -n ${1:-} ]]; then
     check_group "$1"
     start_group "$1"
     return
   fi
-  for group in "${WORKER_GROUPS[@]}" cron; do start_group "$group"; done
+  for group in "${WORKER_GROUPS[@]}" cron sweeper; do start_group "$group"; done
 }
 
-stop_all() { # one group, or the cron scheduler first (it enqueues) and then every pool
+stop_all() { # one group, or the sweeper and the cron scheduler first (they enqueue), then every pool
   local group
   if [[ -n ${1:-} ]]; then
     check_group "$1"
     stop_group "$1"
     return
   fi
-  for group in cron "${WORKER_GROUPS[@]}"; do stop_group "$group"; done
+  for group in sweeper cron "${WORKER_GROUPS[@]}"; do stop_group "$group"; done
 }
 
 run_foreground() {
@@ -222,7 +227,7 @@ run_foreground() {
 
 case "${1:-}" in
   all) start_all ;;
-  video | image | audio | cron) start_group "$1" ;;
+  video | image | audio | cron | sweeper) start_group "$1" ;;
   status) status ;;
   stop) stop_all "${2:-}" ;;
   restart)

@@ -405,13 +405,14 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
-    def _send_json(self, status: int, payload: dict[str, Any]) -> None:
+    def _send_json(self, status: int, payload: dict[str, Any], *, head: bool = False) -> None:
         body = json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        if not head:  # an answer to HEAD has no body, whatever its status
+            self.wfile.write(body)
 
     def _fail(self, mode: str, *, head: bool = False) -> None:
         if mode == "timeout":
@@ -420,7 +421,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         if mode == "error":
-            self._send_json(500, {"error": {"message": "General Error (stand-in)"}})
+            self._send_json(500, {"error": {"message": "General Error (stand-in)"}}, head=head)
             return
         body = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
         self.send_response(502)

@@ -65,12 +65,9 @@ class MotoServer:
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            # Nothing of a test's server is worth a graceful shutdown.
+            self.process.kill()
+            self.process.wait(timeout=10)
 
 
 @dataclass

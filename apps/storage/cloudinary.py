@@ -47,8 +47,10 @@ logger = logging.getLogger(__name__)
 DOWNLOAD_CHUNK_SIZE = 1024 * 1024
 # The health check must answer quickly even when the configured timeout is generous.
 CHECK_TIMEOUT = 5.0
-# The access type of every stored asset: delivery needs a signature.
+# The access type of every stored asset: delivery needs a signature. Files stored before Konvrt 1.2
+# are public "upload" assets; they are still found, fetched, downloaded and deleted.
 ACCESS_TYPE = "authenticated"
+LEGACY_ACCESS_TYPE = "upload"
 LISTING_PAGE_SIZE = 500
 _KEY = re.compile(
     r"^(?P<folder>uploads|outputs)/(?P<operation_id>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
@@ -238,8 +240,10 @@ class CloudinaryStorage:
 
     def fetch_to_path(self, *, key: str, destination: Path, media_type: MediaType) -> Path:
         location = public_id_for_key(key)
-        url = self._delivery_url(location, resource_type=resource_type_for(media_type))
+        resource_type = resource_type_for(media_type)
         destination.parent.mkdir(parents=True, exist_ok=True)
+        access_type = self._access_type(location, resource_type=resource_type, key=key) or ACCESS_TYPE
+        url = self._delivery_url(location, resource_type=resource_type, access_type=access_type)
         partial = destination.with_name(f".{destination.name}.{uuid.uuid4().hex}.partial")
         try:
             response = self._http.request("GET", url, preload_content=False, timeout=self._timeout())
@@ -269,14 +273,20 @@ class CloudinaryStorage:
         self, *, key: str, media_type: MediaType, download_name: str = "", mime_type: str = ""
     ) -> DownloadTarget:
         location = public_id_for_key(key)
+        resource_type = resource_type_for(media_type)
+        access_type = self._access_type(location, resource_type=resource_type, key=key)
+        if access_type is None:
+            raise StorageError(
+                "The stored file is missing from Cloudinary; it may have expired or been deleted.", permanent=True
+            )
         # Cloudinary's download API: signed with the API secret, valid until expires_at, and sent
         # with Content-Disposition: attachment. The one kind of Cloudinary link that expires
         # without token authentication (an add-on of the higher plans).
         url = cloudinary.utils.private_download_url(
             location.public_id,
             location.extension,
-            resource_type=resource_type_for(media_type),
-            type=ACCESS_TYPE,
+            resource_type=resource_type,
+            type=access_type,
             expires_at=int(time.time()) + settings.DOWNLOAD_URL_TTL,
             attachment=True,
         )
@@ -284,32 +294,41 @@ class CloudinaryStorage:
 
     def delete(self, *, key: str, media_type: MediaType) -> None:
         location = public_id_for_key(key)
-        try:
-            result = cloudinary.uploader.destroy(
-                location.public_id,
-                resource_type=resource_type_for(media_type),
-                type=ACCESS_TYPE,
-                invalidate=True,
-                timeout=self.timeout,
-            )
-        except cloudinary.exceptions.Error as e:
-            raise _sdk_error(e, action="delete", key=key) from e
-        # "not found" is success too: deleting is idempotent.
-        if result.get("result") not in ("ok", "not found"):
-            logger.warning("Cloudinary delete of %s answered %r", key, result)
+        for access_type in (ACCESS_TYPE, LEGACY_ACCESS_TYPE):
+            try:
+                result = cloudinary.uploader.destroy(
+                    location.public_id,
+                    resource_type=resource_type_for(media_type),
+                    type=access_type,
+                    invalidate=True,
+                    timeout=self.timeout,
+                )
+            except cloudinary.exceptions.Error as e:
+                raise _sdk_error(e, action="delete", key=key) from e
+            # "not found" is success too: deleting is idempotent (and a pre-1.2 file is "upload").
+            if result.get("result") != "not found":
+                if result.get("result") != "ok":
+                    logger.warning("Cloudinary delete of %s answered %r", key, result)
+                return
 
     def exists(self, *, key: str, media_type: MediaType) -> bool:
         location = public_id_for_key(key)
-        url = self._delivery_url(location, resource_type=resource_type_for(media_type))
-        try:
-            response = self._http.request("HEAD", url, timeout=self._timeout())
-        except urllib3.exceptions.HTTPError as e:
-            raise _network_error(e, action="lookup", key=key) from e
-        if response.status == 200:
-            return True
-        if response.status in (404, 410):
-            return False
-        raise _status_error(response.status, action="lookup", key=key)
+        return self._access_type(location, resource_type=resource_type_for(media_type), key=key) is not None
+
+    def _access_type(self, location: CloudinaryLocation, *, resource_type: str, key: str) -> str | None:
+        """The access type the asset is stored under (``authenticated``, or ``upload`` for a file
+        stored before 1.2), by a HEAD of its signed delivery URL; ``None`` when it is not stored."""
+        for access_type in (ACCESS_TYPE, LEGACY_ACCESS_TYPE):
+            url = self._delivery_url(location, resource_type=resource_type, access_type=access_type)
+            try:
+                response = self._http.request("HEAD", url, timeout=self._timeout())
+            except urllib3.exceptions.HTTPError as e:
+                raise _network_error(e, action="lookup", key=key) from e
+            if response.status == 200:
+                return access_type
+            if response.status not in (404, 410):
+                raise _status_error(response.status, action="lookup", key=key)
+        return None
 
     def check(self) -> None:
         try:
@@ -352,7 +371,9 @@ class CloudinaryStorage:
     def _timeout(self) -> urllib3.Timeout:
         return urllib3.Timeout(connect=self.timeout, read=self.timeout)
 
-    def _delivery_url(self, location: CloudinaryLocation, *, resource_type: str) -> str:
+    def _delivery_url(
+        self, location: CloudinaryLocation, *, resource_type: str, access_type: str = ACCESS_TYPE
+    ) -> str:
         # The SDK's URL builder: host, private CDN, cname and secure_distribution come from the
         # configuration. The format is the one stored, so Cloudinary serves the original bytes;
         # signed, because an authenticated asset is delivered only to a signed URL. For workers
@@ -360,7 +381,7 @@ class CloudinaryStorage:
         url, _ = cloudinary.utils.cloudinary_url(
             location.public_id,
             resource_type=resource_type,
-            type=ACCESS_TYPE,
+            type=access_type,
             format=location.extension,
             secure=True,
             sign_url=True,

@@ -16,6 +16,8 @@ failing S3 costs a job one timeout and RQ's Retry waits long enough for it to re
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
@@ -43,6 +45,9 @@ from apps.storage.backend import (
 
 logger = logging.getLogger(__name__)
 
+MAX_CACHED_CONFIGURATIONS = 8
+_storages: dict[tuple[object, ...], DjangoS3Storage] = {}
+_storages_lock = threading.Lock()
 # The health check must answer quickly even when the configured timeout is generous.
 CHECK_TIMEOUT = 5
 PREFIXES = ("uploads/", "outputs/")
@@ -118,6 +123,32 @@ class S3Storage:
 
     @staticmethod
     def _django_storage(timeout: float) -> DjangoS3Storage:
+        """One django-storages S3Storage per configuration and process: building boto3's session
+        and client loads the service model (a large part of a second), too much for every request.
+        It keeps its connections per thread; a forked work-horse (another pid) builds its own, so
+        no socket is shared across a fork."""
+        key = (
+            os.getpid(),
+            timeout,
+            settings.AWS_STORAGE_BUCKET_NAME,
+            settings.AWS_S3_ENDPOINT_URL,
+            settings.AWS_ACCESS_KEY_ID,
+            settings.AWS_SECRET_ACCESS_KEY,
+            settings.AWS_S3_REGION_NAME,
+            settings.DOWNLOAD_URL_TTL,
+            settings.S3_MULTIPART_THRESHOLD,
+            settings.S3_MULTIPART_CHUNK_SIZE,
+        )
+        with _storages_lock:
+            storage = _storages.get(key)
+            if storage is None:
+                if len(_storages) >= MAX_CACHED_CONFIGURATIONS:
+                    _storages.clear()  # tests switch buckets; a deployment has one configuration
+                storage = _storages[key] = S3Storage._new_django_storage(timeout)
+        return storage
+
+    @staticmethod
+    def _new_django_storage(timeout: float) -> DjangoS3Storage:
         return DjangoS3Storage(
             bucket_name=settings.AWS_STORAGE_BUCKET_NAME,
             endpoint_url=settings.AWS_S3_ENDPOINT_URL,

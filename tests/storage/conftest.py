@@ -71,7 +71,7 @@ def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer
 @pytest.fixture
 def s3_bucket(settings, moto_server) -> Iterator[S3Bucket]:
     """S3 storage switched on (STORAGE_BACKEND=s3) with a new bucket behind a faulty proxy."""
-    proxy = FaultyProxy(moto_server.url, hang_seconds=6).start()
+    proxy = FaultyProxy(moto_server.url, hang_seconds=3).start()
     name = f"konvrt-{uuid.uuid4().hex[:12]}"
     client = boto3.client(
         "s3",
@@ -89,6 +89,6 @@ def s3_bucket(settings, moto_server) -> Iterator[S3Bucket]:
     settings.AWS_SECRET_ACCESS_KEY = "test-secret"
     settings.AWS_S3_REGION_NAME = "us-east-1"
     # Short, so that a server that never answers costs the test only seconds.
-    settings.S3_TIMEOUT = 2
+    settings.S3_TIMEOUT = 1
     yield S3Bucket(name=name, proxy=proxy, client=client)
     proxy.stop()

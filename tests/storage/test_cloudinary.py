@@ -201,9 +201,10 @@ def test_fetch_streams_the_delivered_bytes_to_the_destination(storage, cloudinar
 
     assert destination.read_bytes() == source.read_bytes()
     assert [path.name for path in destination.parent.iterdir()] == ["input.mov"]
-    (delivery,) = cloudinary_standin.calls_of("delivery")
+    lookup, delivery = cloudinary_standin.calls_of("delivery")
     # An authenticated asset, read through a URL signed as Cloudinary checks it.
     signature = cloudinary_standin.url_signature(f"{input_public_id(operation_id)}.mov")
+    assert (lookup.params["method"], delivery.params["method"]) == ("HEAD", "GET")
     assert delivery.params["path"].endswith(f"/video/authenticated/{signature}/v1/{input_public_id(operation_id)}.mov")
 
 
@@ -300,9 +301,11 @@ def test_delete_destroys_the_resource_and_deleting_again_is_fine(storage, cloudi
 
     assert cloudinary_standin.assets == {}
     assert storage.exists(key=stored.key, media_type=MediaType.IMAGE) is False
-    first, second = cloudinary_standin.calls_of("destroy")
+    first, second, legacy = cloudinary_standin.calls_of("destroy")
     assert first.resource_type == "image" and first.params["invalidate"] == "1" and first.params["type"] == "authenticated"
     assert second.params["public_id"] == first.params["public_id"] == stored.public_id
+    # Not found as an authenticated asset the second time: perhaps a file stored before 1.2.
+    assert (second.params["type"], legacy.params["type"]) == ("authenticated", "upload")
 
 
 def test_keys_konvrt_did_not_generate_are_refused():
@@ -431,3 +434,31 @@ def _copy(path: Path) -> Path:
 
 def _https() -> urllib3.PoolManager:
     return urllib3.PoolManager(cert_reqs="CERT_REQUIRED", ca_certs=django_settings.CLOUDINARY_CA_BUNDLE, retries=False)
+
+
+def test_a_file_stored_before_1_2_as_a_public_upload_asset_is_still_fetched_downloaded_and_deleted(
+    storage, cloudinary_standin, media, tmp_path
+):
+    operation_id = uuid.uuid4()
+    data = media.png().read_bytes()
+    cloudinary_standin.put_asset(
+        public_id=input_public_id(operation_id), resource_type="image", format="png", data=data, type="upload"
+    )
+    key = f"uploads/{operation_id}/input.png"
+
+    assert storage.exists(key=key, media_type=MediaType.IMAGE)
+    storage.fetch_to_path(key=key, destination=tmp_path / "input.png", media_type=MediaType.IMAGE)
+    assert (tmp_path / "input.png").read_bytes() == data
+    target = storage.open_for_download(key=key, media_type=MediaType.IMAGE)
+    assert "type=upload" in target.url and _https().request("GET", target.url).data == data
+    storage.delete(key=key, media_type=MediaType.IMAGE)
+
+    assert cloudinary_standin.assets == {}
+    assert [call.params["type"] for call in cloudinary_standin.calls_of("destroy")] == ["authenticated", "upload"]
+
+
+def test_a_download_of_a_file_gone_from_cloudinary_is_a_permanent_error(storage, cloudinary_standin):
+    with pytest.raises(StorageError) as raised:
+        storage.open_for_download(key=f"outputs/{uuid.uuid4()}/output.mp4", media_type=MediaType.VIDEO)
+
+    assert raised.value.permanent is True

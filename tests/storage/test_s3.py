@@ -299,3 +299,16 @@ def test_use_cloudinary_still_selects_cloudinary(settings):
     settings.STORAGE_BACKEND = "local"
 
     assert storage_backend_name() == "cloudinary"
+
+
+def test_the_health_endpoints_storage_check_asks_for_the_bucket(s3_bucket):
+    from apps.operations.services.health import run_health_checks
+
+    assert run_health_checks()["storage"].ok is True
+    s3_bucket.proxy.fail("HEAD", "error", times=None)
+
+    failed = run_health_checks()["storage"]
+
+    assert failed.ok is False
+    assert s3_bucket.name in (failed.error or "")
+    assert "cloudinary" not in run_health_checks()

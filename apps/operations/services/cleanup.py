@@ -94,12 +94,7 @@ def cleanup_run(*, now: datetime | None = None, limit: int = DEFAULT_LIMIT) -> C
     report = CleanupReport()
     storage = get_storage()
     _remove_operation_files(storage=storage, now=now, limit=limit, report=report)
-    report.job_workspaces_removed = _remove_old_entries(
-        jobs_temp_root(), older_than=now - _workspace_age(), directories=True
-    )
-    report.upload_temp_files_removed = _remove_old_entries(
-        Path(settings.FILE_UPLOAD_TEMP_DIR), older_than=now - UPLOAD_TEMP_AGE, directories=False
-    )
+    _remove_local_leftovers(now=now, report=report)
     if storage.name == "local":
         report.orphaned_folders_removed = _remove_orphaned_folders(
             root=Path(settings.STORAGE_ROOT), older_than=now - STORAGE_ORPHAN_AGE
@@ -112,6 +107,27 @@ def cleanup_run(*, now: datetime | None = None, limit: int = DEFAULT_LIMIT) -> C
     report.expired_sessions_cleared = _clear_expired_sessions()
     logger.info("Cleanup removed %s", report.as_dict())
     return report
+
+
+def cleanup_local(*, now: datetime | None = None) -> CleanupReport:
+    """This machine's own leftovers only: job workspaces and upload temp files. Every worker
+    machine runs it at start and hourly (``sweeper``), since ``cleanup_run`` reaches only the
+    machine that runs it."""
+    report = CleanupReport()
+    _remove_local_leftovers(now=now or timezone.now(), report=report)
+    if report.job_workspaces_removed or report.upload_temp_files_removed:
+        logger.info("Local cleanup removed %s", report.as_dict())
+    return report
+
+
+def _remove_local_leftovers(*, now: datetime, report: CleanupReport) -> None:
+    # Files of this machine, judged by their modification times: this machine's clock.
+    report.job_workspaces_removed = _remove_old_entries(
+        jobs_temp_root(), older_than=now - _workspace_age(), directories=True
+    )
+    report.upload_temp_files_removed = _remove_old_entries(
+        Path(settings.FILE_UPLOAD_TEMP_DIR), older_than=now - UPLOAD_TEMP_AGE, directories=False
+    )
 
 
 # --- operations -----------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """The recovery sweep: every accepted upload reaches a terminal state.
 
-RQ cron runs ``recovery_run`` every ``RECOVERY_INTERVAL_SECONDS`` (30) on an image worker
+Every worker machine's sweeper (``sweeper.Sweeper``, ``manage.py konvrt_sweeper``) runs
+``recovery_run`` every ``RECOVERY_INTERVAL_SECONDS`` (30), in its own process so that no idle worker
+of a cut-off machine can swallow it; RQ cron also enqueues it on an image worker
 (``config/cron.py``). One pass:
 
 1. **Interrupted work.** A ``processing`` operation whose worker is gone (SIGKILLed, its machine
@@ -26,9 +28,8 @@ older than ``RECOVERY_STALE_SECONDS`` (45). So a worker that cannot reach the da
 the database), is left to finish.
 
 The bound: an interrupted attempt is queued again at most ``RECOVERY_STALE_SECONDS`` +
-``RECOVERY_INTERVAL_SECONDS`` (75 s by default) after its worker died, plus the wait for a free
-image worker to run the pass. RQ alone notices a dead worker only at its next registry
-maintenance, up to about 11 minutes later.
+``RECOVERY_INTERVAL_SECONDS`` (75 s by default) after its worker died or was cut off. RQ alone
+notices a dead worker only at its next registry maintenance, up to about 11 minutes later.
 
 Every change is one of ``lifecycle``'s compare-and-set transitions, so a pass is idempotent, two
 passes at once (two cron schedulers) act on each row at most once between them, and a worker

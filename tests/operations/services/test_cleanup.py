@@ -30,12 +30,10 @@ SESSION = "s" * 32
 HOURS_AGO = timedelta(hours=1)
 
 
-@pytest.fixture(params=["local", "cloudinary", "s3"])
+@pytest.fixture(params=["local", "cloudinary"])
 def backend(request) -> StorageBackend:
     if request.param == "cloudinary":
         request.getfixturevalue("cloudinary_standin")
-    if request.param == "s3":
-        request.getfixturevalue("s3_bucket")
     return get_storage()
 
 
