@@ -18,7 +18,7 @@ from apps.processors.inspection import inspect_input
 from apps.processors.parameters import validate_parameters
 from apps.processors.presets import PRESETS
 from apps.processors.registry import OPERATIONS, get_operation
-from apps.processors.stages import in_stage, last_json_object
+from apps.processors.stages import in_stage
 from tests.processors.processes import ffmpeg_processes_under
 
 
@@ -111,14 +111,6 @@ def test_every_preset_names_an_operation_and_valid_parameters():
     for preset in PRESETS.values():
         assert preset.operation in OPERATIONS
         assert validate_parameters(preset.definition, preset.parameters).items() >= preset.parameters.items()
-
-
-def test_a_filters_json_report_is_found_at_the_end_of_its_log():
-    log = 'Input #0\n[Parsed_loudnorm_0 @ 0x1] \n{\n\t"input_i" : "-21.79",\n\t"input_tp" : "-inf"\n}\n[out#0] done'
-
-    assert last_json_object(log) == {"input_i": "-21.79", "input_tp": "-inf"}
-    assert last_json_object("no report") is None
-    assert last_json_object("{ not json }") is None
 
 
 def test_a_target_missed_twice_fails_after_one_corrective_pass_saying_what_it_reached(tmp_path, media, monkeypatch):
