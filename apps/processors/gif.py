@@ -90,8 +90,11 @@ def video_to_gif(context: ProcessingContext) -> ProcessingResult:
         details["passes"] = 1
     else:
         palette = context.workspace / "palette.png"
-        first = [*clip, "-map", f"0:{video.index}", "-vf", f"{frames},{PALETTE}", "-frames:v", "1", "-update", "1"]
-        in_stage(context, 0, 40).run_ffmpeg([*first, *output_args(palette, muxer="image2")], duration=length)
+        # As above, the frames also flow to a null output while the palette is made.
+        graph = f"[0:{video.index}]{frames},split[a][c];[a]{PALETTE}[p]"
+        first = [*clip, "-filter_complex", graph, "-map", "[p]", "-frames:v", "1", "-update", "1"]
+        first += [*output_args(palette, muxer="image2"), "-map", "[c]", "-f", "null", "-"]
+        in_stage(context, 0, 40).run_ffmpeg(first, duration=length)
         second = [
             *clip,
             *_palette_input(palette),

@@ -10,8 +10,6 @@ the stall watchdog, the record of its command for the output check) is the conte
 from __future__ import annotations
 
 import dataclasses
-import json
-from typing import Any
 
 from apps.processors.contract import ProcessingContext
 
@@ -27,17 +25,3 @@ def in_stage(context: ProcessingContext, start: float, end: float) -> Processing
         return report(start + (end - start) * min(100.0, max(0.0, percent)) / 100)
 
     return dataclasses.replace(context, report_progress=report_share)
-
-
-def last_json_object(text: str) -> dict[str, Any] | None:
-    """The last ``{...}`` block a filter printed to FFmpeg's log (loudnorm's measurement), or
-    None when there is none or it does not parse."""
-    end = text.rfind("}")
-    start = text.rfind("{", 0, end)
-    if start < 0 or end < 0:
-        return None
-    try:
-        parsed = json.loads(text[start : end + 1])
-    except json.JSONDecodeError:
-        return None
-    return parsed if isinstance(parsed, dict) else None

@@ -54,6 +54,8 @@ class SizePlan:
     audio_bits_per_second: int
     height: int  # the output picture's height (even)
     target_bytes: int
+    # What the plan expects besides the video: the audio track and the MP4's own bytes.
+    other_bytes: int
     # True when the video needs fewer bits than the target allows: no lower bound then.
     capped: bool
 
@@ -97,6 +99,7 @@ def plan_size(parameters: dict[str, Any], info: MediaInfo) -> SizePlan:
                 audio_bits_per_second=audio_bps,
                 height=height,
                 target_bytes=int(target_mb * BYTES_PER_MB),
+                other_bytes=int(overhead_bytes + audio_bps * duration / 8),
                 capped=capped,
             )
     smallest_bits = (_floor(video, heights[-1], fps) + audio_bps) * duration + overhead_bytes * 8
@@ -144,10 +147,9 @@ def compress_to_size(context: ProcessingContext) -> ProcessingResult:
     size = second_pass(bitrate, 40, 95)
     attempts = 1
     if not _in_band(size, plan):
-        # Scale the video's share by how far it missed, aiming at the same point again.
-        other_bytes = size - bitrate * (info.duration or 0) / 8
-        wanted_video_bytes = plan.target_bytes * AIM - other_bytes
-        missed_video_bytes = size - other_bytes
+        # Scale the video's bitrate by how far its share missed, aiming at the same point again.
+        wanted_video_bytes = plan.target_bytes * AIM - plan.other_bytes
+        missed_video_bytes = size - plan.other_bytes
         bitrate = max(1000, int(bitrate * wanted_video_bytes / max(1.0, missed_video_bytes)))
         size = second_pass(bitrate, 95, 100)
         attempts = 2

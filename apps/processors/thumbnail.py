@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from apps.processors.contract import ProcessingContext, ProcessingResult
-from apps.processors.exceptions import ProcessingError
+from apps.processors.exceptions import FFmpegError, FFmpegTimeout, ProcessingError
 from apps.processors.ffmpeg import input_args, output_args
 from apps.processors.formats import MediaType
 from apps.processors.input_checks import ParameterMismatch, seconds
@@ -32,6 +32,8 @@ MIN_AVERAGE_LUMA = 32
 # Normalised entropy of the luma (0: one flat colour, 1: noise); titles on a flat card and
 # gradients sit around 0.3-0.5, pictures above.
 MIN_ENTROPY = 0.2
+# What FFmpeg says when no frame reached an output's encoder.
+NOTHING_PICKED = "Could not open encoder before EOF"
 ENCODERS = {
     "jpg": ["-c:v", "mjpeg", "-q:v", "2", "-pix_fmt", "yuvj420p"],
     "png": ["-c:v", "png"],
@@ -79,19 +81,32 @@ def _representative(context: ProcessingContext, output: Path, output_format: str
         f"metadata=select:key=lavfi.entropy.normalized_entropy.normal.Y:value={MIN_ENTROPY}:function=greater",
     ]
     window = {"window_start": round(start, 3), "window_seconds": round(length, 3), "automatic": True}
-    _grab(
-        in_stage(context, 0, 80),
-        output,
-        output_format,
-        start=start,
-        length=length,
-        filters=[*sample, *skip_dark_and_blank, *pick, *scale],
-    )
+    try:
+        _grab(
+            in_stage(context, 0, 80),
+            output,
+            output_format,
+            start=start,
+            length=length,
+            sample=sample,
+            filters=[*skip_dark_and_blank, *pick, *scale],
+        )
+    except FFmpegError as e:
+        # No frame came through the filters, so the image encoder never opened: FFmpeg calls
+        # that an error (the null output did get frames). Anything else is a real failure.
+        if isinstance(e, FFmpegTimeout) or not e.permanent or NOTHING_PICKED not in e.stderr_tail:
+            raise
     if output.is_file() and output.stat().st_size > 0:
         return window
     # Every sampled frame was dark or blank: the most representative of them is still the answer.
     _grab(
-        in_stage(context, 80, 100), output, output_format, start=start, length=length, filters=[*sample, *pick, *scale]
+        in_stage(context, 80, 100),
+        output,
+        output_format,
+        start=start,
+        length=length,
+        sample=sample,
+        filters=[*pick, *scale],
     )
     return {**window, "notice": "Every frame looked at is dark or blank; the most typical of them was taken."}
 
@@ -104,14 +119,22 @@ def _grab(
     start: float,
     length: float | None,
     filters: list[str],
+    sample: list[str] | None = None,
 ) -> None:
+    """One frame into ``output``. With ``sample``, the sampled frames also flow to a null output:
+    the thumbnail filter writes nothing until it has seen the whole window, and without them
+    FFmpeg's progress (and the stall watchdog) would see no output advance meanwhile."""
+    video = f"0:{context.video_stream.index}"
+    if sample:
+        graph = f"[{video}]{','.join(sample)},split[pick][seen];[pick]{','.join(filters) or 'null'}[still]"
+        picture, watched = ["-filter_complex", graph, "-map", "[still]"], ["-map", "[seen]", "-f", "null", "-"]
+    else:
+        picture, watched = ["-map", video, *(["-vf", ",".join(filters)] if filters else [])], []
     args = [
         *(["-ss", f"{start:.3f}"] if start > 0 else []),
         *(["-t", f"{length:.3f}"] if length is not None else []),
         *input_args(context.input_path, demuxer=context.demuxer),
-        "-map",
-        f"0:{context.video_stream.index}",
-        *(["-vf", ",".join(filters)] if filters else []),
+        *picture,
         "-frames:v",
         "1",
         *ENCODERS[output_format],
@@ -120,6 +143,7 @@ def _grab(
         "-update",
         "1",
         *output_args(output, muxer="image2"),
+        *watched,
     ]
     context.run_ffmpeg(args, duration=length or 1.0)
 

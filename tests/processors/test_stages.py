@@ -4,6 +4,7 @@ across the runs, and a stop asked for in any run stops that run's FFmpeg."""
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -11,13 +12,13 @@ from typing import Any
 import pytest
 
 from apps.processors.contract import ProcessingContext
-from apps.processors.exceptions import OperationStopped
+from apps.processors.exceptions import OperationStopped, ProcessingError
 from apps.processors.formats import get_format
 from apps.processors.inspection import inspect_input
 from apps.processors.parameters import validate_parameters
 from apps.processors.presets import PRESETS
 from apps.processors.registry import OPERATIONS, get_operation
-from apps.processors.stages import in_stage, last_json_object
+from apps.processors.stages import in_stage
 from tests.processors.processes import ffmpeg_processes_under
 
 
@@ -112,9 +113,24 @@ def test_every_preset_names_an_operation_and_valid_parameters():
         assert validate_parameters(preset.definition, preset.parameters).items() >= preset.parameters.items()
 
 
-def test_a_filters_json_report_is_found_at_the_end_of_its_log():
-    log = 'Input #0\n[Parsed_loudnorm_0 @ 0x1] \n{\n\t"input_i" : "-21.79",\n\t"input_tp" : "-inf"\n}\n[out#0] done'
+def test_a_target_missed_twice_fails_after_one_corrective_pass_saying_what_it_reached(tmp_path, media, monkeypatch):
+    # Aiming past the target makes every attempt miss, as a clip x264 cannot size would.
+    monkeypatch.setattr("apps.processors.target_size.AIM", 1.3)
+    context = context_for(
+        "video_compress",
+        media.video(duration=4, noisy=True),
+        {"target_size_mb": 0.3, "preset": "ultrafast"},
+        tmp_path,
+        lambda p: True,
+    )
 
-    assert last_json_object(log) == {"input_i": "-21.79", "input_tp": "-inf"}
-    assert last_json_object("no report") is None
-    assert last_json_object("{ not json }") is None
+    with pytest.raises(ProcessingError) as failed:
+        OPERATIONS["video_compress"].load_processor()(context)
+
+    assert len(context.ffmpeg_runs) == 3  # the analysis, the encode and one corrective encode
+    assert re.fullmatch(
+        r"The video came out at 0\.\d\d MB and could not be made to fit 0\.3 MB\. "
+        r"A slightly larger target would work\.",
+        failed.value.user_message,
+    )
+    assert failed.value.permanent

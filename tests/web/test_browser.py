@@ -182,7 +182,14 @@ def test_compressing_a_video_plays_the_result_and_downloads_an_h264_mp4(web, wor
     page = web.open()
     choose_file(page, media.video(duration=1.0, width=160, height=120))
 
-    assert operation_titles(page) == ["Compress video", "Convert video", "Extract audio"]
+    assert operation_titles(page) == [
+        "Compress video",
+        "Convert video",
+        "Extract audio",
+        "Trim video",
+        "Video thumbnail",
+        "Video to GIF",
+    ]
     page.check("#operation-video_compress")
     open_advanced(page)
     page.select_option("#param-preset", label="ultrafast")
