@@ -182,7 +182,13 @@ def test_compressing_a_video_plays_the_result_and_downloads_an_h264_mp4(web, wor
     page = web.open()
     choose_file(page, media.video(duration=1.0, width=160, height=120))
 
-    assert operation_titles(page) == ["Compress video", "Convert video", "Extract audio"]
+    # (A server with more video operations offers them too, after these.)
+    titles = operation_titles(page)
+    assert [title for title in titles if title in {"Compress video", "Convert video", "Extract audio"}] == [
+        "Compress video",
+        "Convert video",
+        "Extract audio",
+    ]
     page.check("#operation-video_compress")
     open_advanced(page)
     page.select_option("#param-preset", label="ultrafast")
@@ -370,6 +376,8 @@ def test_a_dropped_file_is_taken_like_a_chosen_one(web, media):
 def test_my_files_pages_through_this_sessions_operations_and_opens_one(web, media, settings):
     rates = {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "uploads": "100/hour"}
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": rates}
+    # Eleven waiting at once: more than a server's per-session fairness limit allows by default.
+    settings.MAX_ACTIVE_PER_SESSION = 100
     page = web.open()
     # Created through the API with the page's own session cookie; oldest first.
     for number in range(11):
