@@ -10,6 +10,7 @@ import base64
 import dataclasses
 import json
 import re
+import shutil
 
 import pytest
 
@@ -182,13 +183,12 @@ def test_compressing_a_video_plays_the_result_and_downloads_an_h264_mp4(web, wor
     page = web.open()
     choose_file(page, media.video(duration=1.0, width=160, height=120))
 
-    assert operation_titles(page) == [
+    # (A server with more video operations offers them too, after these.)
+    titles = operation_titles(page)
+    assert [title for title in titles if title in {"Compress video", "Convert video", "Extract audio"}] == [
         "Compress video",
         "Convert video",
         "Extract audio",
-        "Trim video",
-        "Video thumbnail",
-        "Video to GIF",
     ]
     page.check("#operation-video_compress")
     open_advanced(page)
@@ -377,7 +377,8 @@ def test_a_dropped_file_is_taken_like_a_chosen_one(web, media):
 def test_my_files_pages_through_this_sessions_operations_and_opens_one(web, media, settings):
     rates = {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "uploads": "100/hour"}
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": rates}
-    settings.MAX_ACTIVE_PER_SESSION = 11  # all eleven wait in the queue at once
+    # Eleven waiting at once: more than a server's per-session fairness limit allows by default.
+    settings.MAX_ACTIVE_PER_SESSION = 100
     page = web.open()
     # Created through the API with the page's own session cookie; oldest first.
     for number in range(11):
@@ -456,7 +457,10 @@ def test_error_sentences_for_every_kind_of_refusal(web):
     }
 
 
-def test_at_phone_width_the_page_fits_and_works_from_the_keyboard(phone, worker, media):
+def test_at_phone_width_the_page_fits_and_works_from_the_keyboard(phone, worker, media, tmp_path):
+    # A long name with no place to break: the result's Download button once pushed a 390 px page to 446 px.
+    photo = tmp_path / "holiday_photo_from_the_beach_at_sunset_IMG_20260712_184512.jpg"
+    shutil.copy(media.jpeg(), photo)
     page = phone.open()
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE_WIDTH
 
@@ -466,7 +470,7 @@ def test_at_phone_width_the_page_fits_and_works_from_the_keyboard(phone, worker,
     assert page.evaluate("document.activeElement.id") == "file-input"
     assert page.evaluate("getComputedStyle(document.querySelector('#drop-zone')).outlineStyle") == "solid"
 
-    choose_file(page, media.jpeg())
+    choose_file(page, photo)
     page.focus("#file-input")
     page.keyboard.press("Tab")
     if page.locator("#source-url").is_visible():  # a server that imports from links

@@ -24,6 +24,7 @@ const state = {
   presets: [],
   files: [],
   facts: null,
+  inspection: null,
   link: "",
   choices: [],
   form: null,
@@ -104,7 +105,7 @@ function selectFiles(files) {
       ? `${state.files[0].name}, ${formatBytes(state.files[0].size)}`
       : `${state.files.length} files, ${formatBytes(total)} in all: each becomes its own job.`;
   if (!state.definitions.length) return; // Offered once the definitions arrive (see init).
-  if (state.files.length === 1) describeSingleFile(state.files[0]);
+  if (state.files.length === 1) state.inspection = describeSingleFile(state.files[0]);
   else listFiles(state.files);
   const extensions = [...new Set(state.files.map((file) => extensionOf(file.name)))];
   const unsupported = extensions.find((extension) => !state.definitions.some((definition) => accepts(definition, extension)));
@@ -122,6 +123,7 @@ async function describeSingleFile(file) {
     return;
   }
   state.facts = facts;
+  state.inspection = null;
   $("file-summary").textContent = `${file.name}: ${describeInput(file, facts)}`;
   if (facts.preview) {
     $("input-preview").replaceChildren(facts.preview);
@@ -355,6 +357,8 @@ async function start(event) {
   }
   state.uploading = true;
   updateStartButton();
+  // The original is shown beside an image result: wait for the (short, bounded) read of it.
+  await state.inspection;
   let abort = () => {};
   job.showUpload(file, choiceTitle(choice), () => abort(), state.facts?.url ?? null);
   try {
