@@ -134,3 +134,21 @@ def test_two_concurrent_creates_cannot_both_take_the_last_slot(client, media, se
 
     assert isinstance(outcome["result"], Throttled)
     assert Operation.objects.filter(session_key=key).count() == 2
+
+
+def test_an_import_from_a_url_takes_a_slot_like_an_upload(client, media, settings):
+    # The input's bytes arrive later (the worker fetches them), but the operation waits like any other.
+    settings.MAX_ACTIVE_PER_SESSION = 1
+    settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.0/8"]  # a local source, never contacted here
+    key = session_key_of(client)
+    assert resize(client, media, headers={"X-Session-Key": key}).status_code == 201
+
+    refused = client.post(
+        f"{API}/operations/",
+        {"operation": "image_resize", "parameters": '{"width": 8}', "source_url": "http://127.0.0.1:9/cat.png"},
+        headers={"X-Session-Key": key},
+    )
+
+    assert refused.status_code == 429
+    assert refused.json()["error"]["details"]["limit"] == 1
+    assert Operation.objects.filter(session_key=key).count() == 1

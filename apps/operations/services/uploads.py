@@ -51,6 +51,7 @@ from apps.core.exceptions import (
 from apps.core.utils import human_size, sanitize_filename
 from apps.operations import selectors
 from apps.operations.models import Operation, Upload
+from apps.operations.services import quotas
 from apps.operations.services.operations_manager import (
     IDEMPOTENCY_WINDOW_HOURS,
     OperationCreateResult,
@@ -415,6 +416,10 @@ def operation_create_from_url(
         return OperationCreateResult(operation=existing, created=False)
     try:
         with transaction.atomic():
+            # The same fairness as an upload's: the input's size is not known until the worker
+            # fetches it, so only the active-operations limit and the bytes already stored count.
+            quotas.session_lock(session_key=session_key)
+            quotas.session_check_capacity(session_key=session_key, incoming=0)
             operation = Operation.objects.create(
                 session_key=session_key,
                 operation=definition.name,
