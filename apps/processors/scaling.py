@@ -17,3 +17,11 @@ def fit_height(max_height: int | None) -> str:
     height = max_height - max_height % 2
     # min() in the expression: the probed height is the coded one, before any rotation.
     return f"scale=-2:'trunc(min(ih\\,{height})/2)*2':flags=bicubic"
+
+
+def yuv420_picture(picture: str = EVEN_DIMENSIONS) -> list[str]:
+    """The video filter and colour-range options of a 4:2:0 output sized by ``picture``.
+
+    Full-range ("yuvj", PC range) input such as an old camera's MJPEG is scaled to the limited (TV)
+    range that yuv420p means and players expect; without ``out_range`` the picture is tagged yuvj420p."""
+    return ["-vf", f"{picture}:out_range=tv,format=yuv420p", "-color_range", "tv"]

@@ -31,7 +31,7 @@ from apps.processors.ffmpeg import input_args
 from apps.processors.formats import MediaType
 from apps.processors.input_checks import ParameterMismatch
 from apps.processors.probe import MediaInfo, StreamInfo
-from apps.processors.scaling import EVEN_DIMENSIONS
+from apps.processors.scaling import EVEN_DIMENSIONS, yuv420_picture
 from apps.processors.stages import in_stage
 from apps.processors.video import _aac_audio, _container, _map_streams, compress_video
 
@@ -126,7 +126,7 @@ def compress_to_size(context: ProcessingContext) -> ProcessingResult:
     def x264(bits_per_second: int, pass_number: int) -> list[str]:
         return [
             *["-c:v", "libx264", "-preset", parameters["preset"], "-b:v", str(bits_per_second)],
-            *["-pass", str(pass_number), "-passlogfile", str(passlog), "-pix_fmt", "yuv420p", "-vf", picture],
+            *["-pass", str(pass_number), "-passlogfile", str(passlog), *yuv420_picture(picture)],
         ]
 
     first = [*source, "-map", f"0:{video.index}", *x264(plan.video_bits_per_second, 1), "-an", "-f", "null", "-"]

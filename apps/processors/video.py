@@ -18,14 +18,10 @@ from apps.processors.ffmpeg import input_args, output_args
 from apps.processors.formats import MediaType, get_format
 from apps.processors.probe import MediaInfo, StreamInfo
 from apps.processors.registry import X264_PRESETS
-from apps.processors.scaling import fit_height
+from apps.processors.scaling import EVEN_DIMENSIONS, fit_height, yuv420_picture
 
 logger = logging.getLogger(__name__)
 
-EVEN_DIMENSIONS = "scale=trunc(iw/2)*2:trunc(ih/2)*2"
-# Full-range ("yuvj", PC range) input such as an old camera's MJPEG is scaled to the limited (TV)
-# range that yuv420p means and players expect; without out_range the picture is tagged yuvj420p.
-_YUV420_EVEN = ["-vf", f"{EVEN_DIMENSIONS}:out_range=tv,format=yuv420p", "-color_range", "tv"]
 # Conversion is about the container and codecs, not the smallest file: "fast" costs a few percent
 # of size against "medium" for a clearly shorter wait.
 CONVERT_X264_PRESET = "fast"
@@ -116,12 +112,12 @@ def _map_streams(*, video: StreamInfo, audio: StreamInfo | None) -> list[str]:
 
 
 def _h264(*, quality: int, preset: str, picture: str = EVEN_DIMENSIONS) -> list[str]:
-    return ["-c:v", "libx264", "-preset", preset, "-crf", str(quality), "-pix_fmt", "yuv420p", "-vf", picture]
+    return ["-c:v", "libx264", "-preset", preset, "-crf", str(quality), *yuv420_picture(picture)]
 
 
 def _vp9(*, quality: int) -> list[str]:
     crf = round(quality * VP9_CRF_PER_QUALITY)
-    return ["-c:v", "libvpx-vp9", "-crf", str(crf), "-b:v", "0", *VP9_SPEED, *_YUV420_EVEN]
+    return ["-c:v", "libvpx-vp9", "-crf", str(crf), "-b:v", "0", *VP9_SPEED, *yuv420_picture()]
 
 
 def _aac_audio(info: MediaInfo, *, bitrate: str) -> tuple[list[str], bool]:
