@@ -99,6 +99,11 @@ def test_a_picked_file_is_described_and_previewed_before_choosing(web, media):
     expect(page.locator("#file-summary")).to_have_text(re.compile(r": Image · PNG · 64×48 · [\d.]+ (bytes|KB)$"))
     page.wait_for_function("document.querySelector('#input-preview img')?.naturalWidth === 64")
 
+    # A format Konvrt does not write (a BMP) is most likely to be converted: that comes first.
+    choose_file(page, media.bmp())
+    expect(page.locator("#operation-image_convert")).to_be_checked()
+    assert page.locator("#operation-choices .choice-title").all_inner_texts()[:2] == ["Convert image", "Resize image"]
+
     choose_file(page, media.video(duration=1.0, width=160, height=120))
     expect(page.locator("#file-summary")).to_have_text(re.compile(r": Video · MP4 · 160×120 · 1\.\d s · [\d.]+ KB$"))
     expect(page.locator("#input-preview video")).to_be_visible()
