@@ -342,13 +342,20 @@ def test_presets_come_first_and_fill_in_the_advanced_settings(web, media):
     require_path(page, "/api/v1/presets/", "presets")
     presets = page.request.get("/api/v1/presets/").json()["data"]
     video_ops = {"video_compress", "video_convert", "video_trim", "video_thumbnail", "video_to_gif", "audio_extract"}
-    preset = next(p for p in presets if p["operation"] in video_ops)
+    # One with a target size when there is one (Discord's, email's).
+    video_presets = [p for p in presets if p["operation"] in video_ops]
+    preset = next((p for p in video_presets if "target_size_mb" in p["parameters"]), video_presets[0])
     choose_file(page, media.video(duration=1.0, width=160, height=120))
 
     expect(page.locator("#preset-group")).to_be_visible()
     first_radio = page.locator("#operation-fieldset input[type=radio]").first
     expect(first_radio).to_have_attribute("id", re.compile(r"^preset-"))
     page.check(f"#preset-{preset['name']}")
+    if "target_size_mb" in preset["parameters"]:
+        # The target decides the quality: the size-quality control steps aside and says so.
+        expect(page.locator("#quality-knob")).to_be_disabled()
+        expect(page.locator("#quality-knob-text")).to_have_text("Set by the target size")
+        expect(page.locator("#quality-estimate")).to_contain_text("at most")
     open_advanced(page)
     for name, value in preset["parameters"].items():
         field = page.locator(f"#param-{name}-value, select#param-{name}, input#param-{name}").first
