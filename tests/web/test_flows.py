@@ -212,6 +212,13 @@ def test_several_files_dropped_at_once_are_each_their_own_job_and_zip_together(w
             assert archive.read(name) == expected
     expect(page.locator("#files-zip-status")).to_have_text(re.compile(r"^ZIP of 3 results ready"))
 
+    # One file started next takes the place of the list.
+    choose_file(page, media.png())
+    page.fill("#param-width", "16")
+    page.click("#start-button")
+    expect(page.locator("#batch")).to_be_hidden()
+    expect(page.locator("#job")).to_be_visible()
+
 
 # --- following a job ---------------------------------------------------------------------------
 def test_the_page_polls_when_the_event_stream_fails(web, worker, media):

@@ -358,7 +358,10 @@ async function start(event) {
     return;
   }
   const { definition } = choice;
+  // One panel follows what was started last: a batch replaces the current job, and back.
   if (state.files.length > 1) {
+    job.hide();
+    history.replaceState(null, "", location.pathname + location.search);
     batch.run(state.files, { choice, parameters, title: choiceTitle(choice) });
     files.load(1);
     return;
@@ -368,6 +371,7 @@ async function start(event) {
     showFileError(tooLargeMessage(file, definition));
     return;
   }
+  batch.hide();
   state.uploading = true;
   updateStartButton();
   // The original is shown beside an image result: wait for the (short, bounded) read of it.
@@ -410,6 +414,7 @@ async function startFromLink(link, choice, parameters) {
       idempotencyKey: idempotencyKeyFor(link, definition.name, parameters),
     });
     state.submission = null;
+    batch.hide();
     job.showLink(link, choiceTitle(choice));
     job.watch(operation, { keepPanel: true });
     files.load(1);

@@ -54,6 +54,13 @@ export class BatchView {
     }
   }
 
+  // Out of view; the jobs go on (they are in "My files") but are no longer followed here.
+  hide() {
+    for (const item of this.items) item.follower?.stop();
+    this.items = [];
+    $("batch").hidden = true;
+  }
+
   renderItem(file, title) {
     const element = node("li", "batch-item");
     element.dataset.fileName = file.name;
