@@ -99,6 +99,11 @@ def test_a_picked_file_is_described_and_previewed_before_choosing(web, media):
     expect(page.locator("#file-summary")).to_have_text(re.compile(r": Image · PNG · 64×48 · [\d.]+ (bytes|KB)$"))
     page.wait_for_function("document.querySelector('#input-preview img')?.naturalWidth === 64")
 
+    # A format Konvrt does not write (a BMP) is most likely to be converted: that comes first.
+    choose_file(page, media.bmp())
+    expect(page.locator("#operation-image_convert")).to_be_checked()
+    assert page.locator("#operation-choices .choice-title").all_inner_texts()[:2] == ["Convert image", "Resize image"]
+
     choose_file(page, media.video(duration=1.0, width=160, height=120))
     expect(page.locator("#file-summary")).to_have_text(re.compile(r": Video · MP4 · 160×120 · 1\.\d s · [\d.]+ KB$"))
     expect(page.locator("#input-preview video")).to_be_visible()
@@ -206,6 +211,13 @@ def test_several_files_dropped_at_once_are_each_their_own_job_and_zip_together(w
             name = page.request.get(f"/api/v1/operations/{op.id}/").json()["data"]["output_file"]["file_name"]
             assert archive.read(name) == expected
     expect(page.locator("#files-zip-status")).to_have_text(re.compile(r"^ZIP of 3 results ready"))
+
+    # One file started next takes the place of the list.
+    choose_file(page, media.png())
+    page.fill("#param-width", "16")
+    page.click("#start-button")
+    expect(page.locator("#batch")).to_be_hidden()
+    expect(page.locator("#job")).to_be_visible()
 
 
 # --- following a job ---------------------------------------------------------------------------
@@ -337,13 +349,20 @@ def test_presets_come_first_and_fill_in_the_advanced_settings(web, media):
     require_path(page, "/api/v1/presets/", "presets")
     presets = page.request.get("/api/v1/presets/").json()["data"]
     video_ops = {"video_compress", "video_convert", "video_trim", "video_thumbnail", "video_to_gif", "audio_extract"}
-    preset = next(p for p in presets if p["operation"] in video_ops)
+    # One with a target size when there is one (Discord's, email's).
+    video_presets = [p for p in presets if p["operation"] in video_ops]
+    preset = next((p for p in video_presets if "target_size_mb" in p["parameters"]), video_presets[0])
     choose_file(page, media.video(duration=1.0, width=160, height=120))
 
     expect(page.locator("#preset-group")).to_be_visible()
     first_radio = page.locator("#operation-fieldset input[type=radio]").first
     expect(first_radio).to_have_attribute("id", re.compile(r"^preset-"))
     page.check(f"#preset-{preset['name']}")
+    if "target_size_mb" in preset["parameters"]:
+        # The target decides the quality: the size-quality control steps aside and says so.
+        expect(page.locator("#quality-knob")).to_be_disabled()
+        expect(page.locator("#quality-knob-text")).to_have_text("Set by the target size")
+        expect(page.locator("#quality-estimate")).to_contain_text("at most")
     open_advanced(page)
     for name, value in preset["parameters"].items():
         field = page.locator(f"#param-{name}-value, select#param-{name}, input#param-{name}").first

@@ -15,6 +15,8 @@ const CODES_BY_STATUS = {
   503: "service_unavailable",
 };
 
+const FEATURES_KEY = "konvrt-api-features";
+
 export class ApiError extends Error {
   constructor({ status, code, message = "", details = {}, retryAfter = null }) {
     super(message || code);
@@ -100,11 +102,22 @@ export class Api {
   // What this server offers beyond the first API (DESIGN.md "Second wave"), so that the page uses
   // it when it is there and works as before when it is not: `sourceUrl` and `upload` on create
   // (read from the OpenAPI schema's create request). Presets, the event stream and tus are
-  // detected where they are used (presets(), JobView, uploadWithTus()).
+  // detected where they are used (presets(), follow.js, tusAvailable()).
   async features() {
+    // The schema is large and the same for the whole visit: read it once per tab.
+    const remembered = sessionStorage.getItem(FEATURES_KEY);
+    if (remembered) return JSON.parse(remembered);
+    const features = await this.readFeatures();
+    // A failed read is not remembered: the next page load asks again.
+    if (!features) return { sourceUrl: false, upload: false };
+    sessionStorage.setItem(FEATURES_KEY, JSON.stringify(features));
+    return features;
+  }
+
+  async readFeatures() {
     try {
       const response = await fetch(this.schemaUrl, { credentials: "same-origin", headers: { Accept: "application/json" } });
-      if (!response.ok) return { sourceUrl: false, upload: false };
+      if (!response.ok) return null;
       const schema = await response.json();
       const schemas = schema?.components?.schemas ?? {};
       const names = new Set();
@@ -113,7 +126,7 @@ export class Api {
       }
       return { sourceUrl: names.has("source_url"), upload: names.has("upload") };
     } catch {
-      return { sourceUrl: false, upload: false };
+      return null;
     }
   }
 

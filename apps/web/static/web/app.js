@@ -27,6 +27,7 @@ const state = {
   inspection: null,
   link: "",
   choices: [],
+  chosen: null,
   form: null,
   quality: null,
   uploading: false,
@@ -112,7 +113,17 @@ function selectFiles(files) {
   const common = state.definitions.filter((definition) => extensions.every((extension) => accepts(definition, extension)));
   if (unsupported !== undefined) offerChoices([], unsupportedMessage(unsupported));
   else if (!common.length) offerChoices([], "These files have no operation in common: choose files of one kind (videos, images or audio) to process them together.");
-  else offerChoices(common);
+  else offerChoices(suggestedOrder(common, extensions));
+}
+
+// The operations that make sense first: a file in a format that is not one Konvrt writes (a BMP,
+// a TIFF, an AVI) is most likely to be converted, so converting comes first; otherwise the
+// server's own order (its most common operation first) stands.
+function suggestedOrder(definitions, extensions) {
+  const converts = (definition) =>
+    definition.name.endsWith("_convert") &&
+    extensions.every((extension) => !definition.output_formats.some((format) => format.toLowerCase() === extension));
+  return [...definitions].sort((a, b) => Number(converts(b)) - Number(converts(a)));
 }
 
 // The picked file read here, before anything is sent: preview, dimensions, duration, format.
@@ -190,7 +201,8 @@ function offeredPresets() {
 }
 
 function renderChoices() {
-  const previous = document.querySelector('input[name="operation"]:checked')?.value;
+  // What the person chose stays chosen while it is offered; otherwise the first suggestion.
+  const previous = state.chosen;
   const presets = offeredPresets();
   $("preset-choices").replaceChildren(...presets.map(presetElement));
   $("preset-group").hidden = presets.length === 0;
@@ -211,6 +223,7 @@ function radioChoice(id, value, titleText, descriptionText, metaText) {
   radio.id = id;
   radio.value = value;
   radio.addEventListener("change", () => {
+    state.chosen = value;
     clearErrors();
     renderParameters();
   });
@@ -345,7 +358,10 @@ async function start(event) {
     return;
   }
   const { definition } = choice;
+  // One panel follows what was started last: a batch replaces the current job, and back.
   if (state.files.length > 1) {
+    job.hide();
+    history.replaceState(null, "", location.pathname + location.search);
     batch.run(state.files, { choice, parameters, title: choiceTitle(choice) });
     files.load(1);
     return;
@@ -355,6 +371,7 @@ async function start(event) {
     showFileError(tooLargeMessage(file, definition));
     return;
   }
+  batch.hide();
   state.uploading = true;
   updateStartButton();
   // The original is shown beside an image result: wait for the (short, bounded) read of it.
@@ -397,6 +414,7 @@ async function startFromLink(link, choice, parameters) {
       idempotencyKey: idempotencyKeyFor(link, definition.name, parameters),
     });
     state.submission = null;
+    batch.hide();
     job.showLink(link, choiceTitle(choice));
     job.watch(operation, { keepPanel: true });
     files.load(1);

@@ -54,6 +54,13 @@ export class BatchView {
     }
   }
 
+  // Out of view; the jobs go on (they are in "My files") but are no longer followed here.
+  hide() {
+    for (const item of this.items) item.follower?.stop();
+    this.items = [];
+    $("batch").hidden = true;
+  }
+
   renderItem(file, title) {
     const element = node("li", "batch-item");
     element.dataset.fileName = file.name;
@@ -68,7 +75,7 @@ export class BatchView {
   }
 
   async sendOne(item, { choice, parameters }) {
-    const idempotencyKey = newIdempotencyKey();
+    let idempotencyKey = newIdempotencyKey();
     for (;;) {
       item.status.textContent = "Uploading…";
       try {
@@ -99,6 +106,8 @@ export class BatchView {
         item.upload.value = 0;
         item.status.textContent = `Waiting ${formatWait(wait)} for a free slot: ${sentence(error.apiMessage) || "too many jobs at once."}`;
         await new Promise((resolve) => setTimeout(resolve, wait * 1000));
+        // A refusal created nothing: the next try is a new request, not a replay of that one.
+        idempotencyKey = newIdempotencyKey();
       }
     }
   }

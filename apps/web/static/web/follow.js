@@ -7,6 +7,8 @@ const POLL_VISIBLE_MS = 1000;
 const POLL_HIDDEN_MS = 10000;
 const POLL_MAX_BACKOFF_MS = 30000;
 
+const MAX_RECONNECTS_WITHOUT_EVENT = 2;
+
 // Shared by every follower on the page: once a stream is refused before its first event (a
 // server without the endpoint), the page stops asking and polls.
 export const streams = { usable: typeof window.EventSource === "function" };
@@ -18,6 +20,7 @@ export function openStream(url, { onStatus, onFailure }) {
   const source = new EventSource(url, { withCredentials: true });
   let received = false;
   let closed = false;
+  let failuresInARow = 0;
   const close = () => {
     closed = true;
     source.close();
@@ -32,11 +35,19 @@ export function openStream(url, { onStatus, onFailure }) {
     // The status object itself, or the API's envelope around it.
     if (status && status.success === true && status.data) status = status.data;
     received = true;
+    failuresInARow = 0;
     if (isTerminal(status.status)) close();
     onStatus(status);
   });
+  // Errors since the last event. A stream that ends (a server may send one status and end) or
+  // drops is reconnected by the browser itself, after the server's `retry:` delay; each new
+  // connection starts with the current status. Only a stream that keeps failing without an
+  // event, or that the browser gives up on (an HTTP error), is left for polling.
   source.addEventListener("error", () => {
     if (closed) return;
+    failuresInARow += 1;
+    const reconnecting = source.readyState === EventSource.CONNECTING;
+    if (reconnecting && received && failuresInARow <= MAX_RECONNECTS_WITHOUT_EVENT) return;
     close();
     if (!received) streams.usable = false;
     onFailure();

@@ -92,8 +92,12 @@ export function renderQualityControl(container, { schema, form, estimate }) {
   container.append(wrapper);
 
   const update = () => {
-    const estimated = estimate?.(form.values());
-    estimateNode.textContent = estimated ?? "";
+    const values = form.values();
+    // A target size decides the quality itself (two-pass encoding): the control would do nothing.
+    const targeted = Number.isFinite(values.target_size_mb);
+    slider.disabled = targeted;
+    text.textContent = targeted ? "Set by the target size" : LEVELS[Number(slider.value)];
+    estimateNode.textContent = estimate?.(values) ?? "";
   };
   const apply = () => {
     const level = Number(slider.value);
