@@ -20,7 +20,7 @@ import cluster  # noqa: E402
 def test_hosts_run_the_procfiles_commands(tmp_path):
     topology = cluster.Cluster(work=tmp_path, python="/opt/venv/bin/python")
 
-    assert topology.procfile("web").startswith("gunicorn config.wsgi:application")
+    assert topology.procfile("web").startswith("gunicorn --config config/gunicorn.py")
     assert topology.procfile("worker") == "bash scripts/start_workers.sh run"
     assert topology.procfile("release") == "/opt/venv/bin/python manage.py migrate --noinput"
 
