@@ -11,11 +11,13 @@ import dataclasses
 import json
 import re
 import shutil
+import subprocess
 
 import pytest
 
 from apps.operations.enums import OperationStatus
 from apps.operations.models import Operation
+from apps.processors.ffmpeg import resolve_ffmpeg_binary
 from apps.processors.probe import probe_image, probe_media
 from apps.processors.registry import OPERATIONS
 from tests.processors.processes import wait_until
@@ -207,19 +209,28 @@ def test_compressing_a_video_plays_the_result_and_downloads_an_h264_mp4(web, wor
     assert info.duration == pytest.approx(1.0, abs=0.3)
 
 
-def test_a_job_that_fails_says_why_in_plain_words_and_offers_a_retry(web, worker, media):
+def test_a_job_that_fails_says_why_in_plain_words_and_offers_a_retry(web, worker, media, tmp_path):
+    # Silence passes every check at upload (it is a valid WAV) and only the worker, measuring its
+    # loudness, finds there is nothing to normalise. (A video without audio for audio_extract, the
+    # earlier example, is now refused at upload.)
+    silence = tmp_path / "silence.wav"
+    subprocess.run(
+        [resolve_ffmpeg_binary(), "-v", "error", "-f", "lavfi", "-i", "anullsrc=r=44100", "-t", "2", str(silence)],
+        check=True,
+        timeout=60,
+    )
     page = web.open()
-    choose_file(page, media.video(duration=1.0, width=160, height=120, audio=False))
-    page.check("#operation-audio_extract")
+    choose_file(page, silence)
+    page.check("#operation-audio_normalize")
     page.click("#start-button")
 
     expect(page.locator("#processing-text")).to_have_text("Failed.")
-    expect(page.locator("#job-error")).to_contain_text("audio")
+    expect(page.locator("#job-error")).to_contain_text("silent")
     expect(page.locator("#job-retry")).to_be_visible()
     expect(page.locator("#job-cancel")).to_be_hidden()
     expect(page.locator("#result")).to_be_hidden()
     expect(first_file(page).locator(".badge")).to_have_text("Failed")
-    expect(first_file(page).locator(".file-failure")).to_contain_text("audio")
+    expect(first_file(page).locator(".file-failure")).to_contain_text("silent")
 
 
 def test_a_file_whose_content_is_not_what_its_name_says_is_rejected_with_a_sentence(web, media):
