@@ -443,7 +443,10 @@ def check_spread(cluster: Cluster, media: dict[str, Path], figures: Figures) -> 
     for session, operation_id in jobs:
         final = wait_terminal(session, operation_id, 300)
         assert final["status"] == "completed", final
-    per_host = {host: len(cluster.completed_on(host) & {operation_id for _, operation_id in jobs}) for host in WORKERS}
+    ids = {operation_id for _, operation_id in jobs}
+    # Each "Completed" log line follows the commit the API already answered with.
+    wait_for(lambda: sum(len(cluster.completed_on(host) & ids) for host in WORKERS) == len(jobs), 10, "the logs")
+    per_host = {host: len(cluster.completed_on(host) & ids) for host in WORKERS}
     figures.jobs_per_host = per_host
     log(f"   {len(jobs)} jobs completed; per host: {per_host}")
     assert sum(per_host.values()) == len(jobs), per_host
