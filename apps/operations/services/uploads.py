@@ -29,7 +29,8 @@ import logging
 import os
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
@@ -183,6 +184,22 @@ def upload_get(*, session_key: str, upload_id: uuid.UUID | str) -> Upload:
     return upload
 
 
+@contextmanager
+def _locked_part(upload_id: uuid.UUID, *, mode: str, busy: KonvrtError) -> Iterator[IO[bytes]]:
+    """The upload's part file, open and locked for this request alone: a PATCH writing to it and a
+    create consuming it take the same lock, and ``busy`` is raised while another request holds it."""
+    try:
+        part = part_path(upload_id).open(mode)
+    except FileNotFoundError as e:
+        raise NotFound("This upload's data is no longer stored.") from e
+    with part:
+        try:
+            fcntl.flock(part.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as e:
+            raise busy from e
+        yield part
+
+
 def upload_append(
     *,
     upload: Upload,
@@ -203,16 +220,7 @@ def upload_append(
         raise FileTooLarge(
             f"This body of {content_length} bytes would go past the upload's length of {upload.length} bytes."
         )
-    path = part_path(upload.id)
-    try:
-        part = path.open("r+b")
-    except FileNotFoundError as e:
-        raise NotFound("This upload's data is no longer stored.") from e
-    with part:
-        try:
-            fcntl.flock(part.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as e:
-            raise UploadLocked() from e
+    with _locked_part(upload.id, mode="r+b", busy=UploadLocked()) as part:
         stored = os.fstat(part.fileno()).st_size
         if offset != stored:
             raise UploadConflict(
@@ -337,17 +345,10 @@ def operation_create_from_upload(
             details={"upload": [f"{offset} of {upload.length} bytes have arrived; finish it first."]},
         )
     source = part_path(upload.id)
-    try:
-        guard = source.open("rb")
-    except FileNotFoundError as e:
-        raise NotFound("This upload's data is no longer stored.") from e
-    with guard:
-        # One consumer at a time (the lock PATCH takes too), and only while the upload still exists:
-        # two creates naming the same upload make one operation, not two.
-        try:
-            fcntl.flock(guard.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as e:
-            raise InvalidState("This upload is being used by another request; try again in a moment.") from e
+    # One consumer at a time (the lock PATCH takes too), and only while the upload still exists:
+    # two creates naming the same upload make one operation, not two.
+    busy = InvalidState("This upload is being used by another request; try again in a moment.")
+    with _locked_part(upload.id, mode="rb", busy=busy):
         if not Upload.objects.filter(id=upload.id).exists():
             raise ValidationFailed(
                 "There is no such upload in this session.", details={"upload": ["It was used or removed meanwhile."]}
