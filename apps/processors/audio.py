@@ -66,7 +66,7 @@ def _encode_audio(
         sample_rate=sample_rate,
         channels=channels,
     )
-    codec_args = ["-c:a", "copy"] if copied else _encoder_args(target, stream, bitrate, sample_rate, channels)
+    codec_args = ["-c:a", "copy"] if copied else audio_encoder_args(target, stream, bitrate, sample_rate, channels)
     args = [
         *input_args(context.input_path, demuxer=context.demuxer),
         "-map",
@@ -95,7 +95,7 @@ def _encode_audio(
     )
 
 
-def _encoder_args(
+def audio_encoder_args(
     target: Format, stream: StreamInfo, bitrate: str, sample_rate: int | None, channels: int | None
 ) -> list[str]:
     args = ["-c:a", target.audio_encoder]

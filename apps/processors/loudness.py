@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from apps.processors.audio import MP3_SAMPLE_RATES, _encoder_args
+from apps.processors.audio import MP3_SAMPLE_RATES, audio_encoder_args
 from apps.processors.contract import ProcessingContext, ProcessingResult
 from apps.processors.exceptions import ProcessingError
 from apps.processors.ffmpeg import input_args, output_args
@@ -88,7 +88,7 @@ def normalize_audio(context: ProcessingContext) -> ProcessingResult:
         "-dn",
         "-af",
         apply,
-        *_encoder_args(target_format, stream, parameters["bitrate"], sample_rate, None),
+        *audio_encoder_args(target_format, stream, parameters["bitrate"], sample_rate, None),
         "-map_metadata",
         "-1",
         "-map_chapters",

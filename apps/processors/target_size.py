@@ -33,7 +33,7 @@ from apps.processors.input_checks import ParameterMismatch
 from apps.processors.probe import MediaInfo, StreamInfo
 from apps.processors.scaling import EVEN_DIMENSIONS, yuv420_picture
 from apps.processors.stages import in_stage
-from apps.processors.video import _aac_audio, _container, _map_streams, compress_video
+from apps.processors.video import aac_audio_args, compress_video, container_args, map_streams
 
 BYTES_PER_MB = 1_000_000
 AIM = 0.95
@@ -120,7 +120,7 @@ def compress_to_size(context: ProcessingContext) -> ProcessingResult:
     passlog = context.workspace / "x264"
     video = context.video_stream
     picture = EVEN_DIMENSIONS if plan.height >= (video.height or 0) else f"scale=-2:{plan.height}:flags=bicubic"
-    audio_args, audio_copied = _aac_audio(info, bitrate=parameters["audio_bitrate"])
+    audio_args, audio_copied = aac_audio_args(info, bitrate=parameters["audio_bitrate"])
     source = input_args(context.input_path, demuxer=context.demuxer)
 
     def x264(bits_per_second: int, pass_number: int) -> list[str]:
@@ -135,10 +135,10 @@ def compress_to_size(context: ProcessingContext) -> ProcessingResult:
     def second_pass(bits_per_second: int, start: float, end: float) -> int:
         args = [
             *source,
-            *_map_streams(video=video, audio=info.audio),
+            *map_streams(video=video, audio=info.audio),
             *x264(bits_per_second, 2),
             *audio_args,
-            *_container("mp4", output),
+            *container_args("mp4", output),
         ]
         in_stage(context, start, end).run_ffmpeg(args, duration=info.duration)
         return output.stat().st_size

@@ -24,10 +24,10 @@ from apps.processors.probe import MediaInfo, keyframe_at_or_before
 from apps.processors.video import (
     CONVERT_AUDIO_BITRATE,
     CONVERT_X264_PRESET,
-    _container,
-    _h264,
-    _map_streams,
-    _vp9,
+    container_args,
+    h264_video_args,
+    map_streams,
+    vp9_video_args,
 )
 
 SAME_FAMILY = ("mp4", "mov", "webm")
@@ -80,9 +80,9 @@ def trim_video(context: ProcessingContext) -> ProcessingResult:
         *input_args(context.input_path, demuxer=context.demuxer),
         "-t",
         f"{length:.3f}",
-        *_map_streams(video=context.video_stream, audio=info.audio),
+        *map_streams(video=context.video_stream, audio=info.audio),
         *codec_args,
-        *_container(output_format, output),
+        *container_args(output_format, output),
     ]
     context.run_ffmpeg(args, duration=length)
     details["audio_copied"] = audio_copied and info.audio is not None
@@ -116,9 +116,9 @@ def _encode(info: MediaInfo, output_format: str) -> list[str]:
     # demuxer's seek found, which (in a WebM without an index) can be the file's first.
     if output_format == "webm":
         audio = ["-c:a", "libopus", "-b:a", CONVERT_AUDIO_BITRATE, "-ac", "2"]
-        return [*_vp9(quality=TRIM_QUALITY), *(audio if info.audio else ["-an"])]
+        return [*vp9_video_args(quality=TRIM_QUALITY), *(audio if info.audio else ["-an"])]
     audio = ["-c:a", "aac", "-b:a", CONVERT_AUDIO_BITRATE]
-    return [*_h264(quality=TRIM_QUALITY, preset=CONVERT_X264_PRESET), *(audio if info.audio else ["-an"])]
+    return [*h264_video_args(quality=TRIM_QUALITY, preset=CONVERT_X264_PRESET), *(audio if info.audio else ["-an"])]
 
 
 def _copy_refused(info: MediaInfo, output_format: str) -> str | None:

@@ -40,17 +40,17 @@ def compress_video(context: ProcessingContext) -> ProcessingResult:
     parameters = context.parameters
     info = context.media
     output = context.output_path("mp4")
-    audio_args, audio_copied = _aac_audio(info, bitrate=parameters["audio_bitrate"])
+    audio_args, audio_copied = aac_audio_args(info, bitrate=parameters["audio_bitrate"])
     args = [
         *input_args(context.input_path, demuxer=context.demuxer),
-        *_map_streams(video=context.video_stream, audio=info.audio),
-        *_h264(
+        *map_streams(video=context.video_stream, audio=info.audio),
+        *h264_video_args(
             quality=parameters["quality"],
             preset=parameters["preset"],
             picture=fit_height(parameters.get("max_height")),
         ),
         *audio_args,
-        *_container("mp4", output),
+        *container_args("mp4", output),
     ]
     context.run_ffmpeg(args, duration=info.duration)
     details: dict[str, Any] = {"audio_copied": audio_copied}
@@ -73,17 +73,17 @@ def convert_video(context: ProcessingContext) -> ProcessingResult:
     output_format = parameters["output_format"]
     output = context.output_path(output_format)
     if output_format == "webm":
-        video_args = _vp9(quality=parameters["quality"])
+        video_args = vp9_video_args(quality=parameters["quality"])
         audio_args, audio_copied = _opus_audio(info)
     else:
-        video_args = _h264(quality=parameters["quality"], preset=CONVERT_X264_PRESET)
-        audio_args, audio_copied = _aac_audio(info, bitrate=CONVERT_AUDIO_BITRATE)
+        video_args = h264_video_args(quality=parameters["quality"], preset=CONVERT_X264_PRESET)
+        audio_args, audio_copied = aac_audio_args(info, bitrate=CONVERT_AUDIO_BITRATE)
     args = [
         *input_args(context.input_path, demuxer=context.demuxer),
-        *_map_streams(video=context.video_stream, audio=info.audio),
+        *map_streams(video=context.video_stream, audio=info.audio),
         *video_args,
         *audio_args,
-        *_container(output_format, output),
+        *container_args(output_format, output),
     ]
     context.run_ffmpeg(args, duration=info.duration)
     return _result(output, output_format, info, {"audio_copied": audio_copied})
@@ -103,7 +103,7 @@ def _smaller_file_hint(quality: int, preset: str) -> str:
 
 
 # --- argument builders ----------------------------------------------------------------------------
-def _map_streams(*, video: StreamInfo, audio: StreamInfo | None) -> list[str]:
+def map_streams(*, video: StreamInfo, audio: StreamInfo | None) -> list[str]:
     # The probed stream indexes, not "0:v:0": a video's first "video" stream can be cover art.
     args = ["-map", f"0:{video.index}"]
     if audio is not None:
@@ -111,16 +111,16 @@ def _map_streams(*, video: StreamInfo, audio: StreamInfo | None) -> list[str]:
     return args
 
 
-def _h264(*, quality: int, preset: str, picture: str = EVEN_DIMENSIONS) -> list[str]:
+def h264_video_args(*, quality: int, preset: str, picture: str = EVEN_DIMENSIONS) -> list[str]:
     return ["-c:v", "libx264", "-preset", preset, "-crf", str(quality), *yuv420_picture(picture)]
 
 
-def _vp9(*, quality: int) -> list[str]:
+def vp9_video_args(*, quality: int) -> list[str]:
     crf = round(quality * VP9_CRF_PER_QUALITY)
     return ["-c:v", "libvpx-vp9", "-crf", str(crf), "-b:v", "0", *VP9_SPEED, *yuv420_picture()]
 
 
-def _aac_audio(info: MediaInfo, *, bitrate: str) -> tuple[list[str], bool]:
+def aac_audio_args(info: MediaInfo, *, bitrate: str) -> tuple[list[str], bool]:
     if info.audio is None:
         return ["-an"], False
     if can_copy_audio(info.audio, codec="aac", bitrate=bitrate):
@@ -141,7 +141,7 @@ def _opus_audio(info: MediaInfo) -> tuple[list[str], bool]:
     return args, False
 
 
-def _container(output_format: str, output: Path) -> list[str]:
+def container_args(output_format: str, output: Path) -> list[str]:
     args = ["-map_metadata", "-1", "-map_chapters", "-1", "-max_muxing_queue_size", "1024"]
     if output_format in ("mp4", "mov"):
         args += ["-movflags", "+faststart"]
