@@ -25,7 +25,7 @@ from rest_framework.views import APIView
 from apps.api.throttling import DEFAULT_THROTTLES
 from apps.api.utils import session_key
 from apps.api.validators import largest_upload_limit, upload_limit_for
-from apps.core.exceptions import KonvrtError, ValidationFailed
+from apps.core.exceptions import KonvrtError, NotFound, ValidationFailed
 from apps.operations.models import Upload
 from apps.operations.services import uploads as service
 
@@ -177,7 +177,14 @@ class UploadDetailView(TusView):
     """HEAD tells the offset, PATCH appends, DELETE terminates."""
 
     def _upload(self, request: Request, upload_id: str) -> Upload:
-        return service.upload_get(session_key=session_key(request), upload_id=upload_id)
+        # The key the caller sent is matched against the upload's own key in the one query, without
+        # loading the session first (as the status poll does): a made-up key matches no upload, and
+        # a hundred PATCHes of one upload save a hundred queries. No key, no upload (and no new
+        # session for asking).
+        key = request.session.session_key
+        if key is None:
+            raise NotFound("There is no such upload in this session.")
+        return service.upload_get(session_key=key, upload_id=upload_id)
 
     @extend_schema(exclude=True)
     def head(self, request: Request, upload_id: str) -> Response:
