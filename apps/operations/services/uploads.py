@@ -150,7 +150,8 @@ def parse_checksum(header: str | None) -> tuple[str, bytes] | None:
 # --- create, append, terminate --------------------------------------------------------------------------
 def upload_create(*, session_key: str, length: int, metadata: dict[str, str], max_size: int) -> Upload:
     """A new empty upload of ``length`` bytes owned by the session. ``max_size`` is the limit the
-    caller worked out (the largest operation limit for the file's extension)."""
+    caller worked out (the largest operation limit for the file's extension). ``QuotaExceeded``
+    when the session's stored files and other uploads leave no room for ``length`` more bytes."""
     if length > max_size:
         raise FileTooLarge(
             f"The file is larger than the {human_size(max_size)} Konvrt accepts.", details={"max_file_size": max_size}
@@ -164,12 +165,18 @@ def upload_create(*, session_key: str, length: int, metadata: dict[str, str], ma
     )
     path = part_path(upload.id)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch(exist_ok=False)
-    try:
-        upload.save(force_insert=True)
-    except Exception:
-        path.unlink(missing_ok=True)
-        raise
+    with transaction.atomic():
+        # The whole declared length counts against the session's quota from now on (quotas.py says
+        # why); checked under the session's lock, as a direct upload is, so that two creates racing
+        # for the last room cannot both have it.
+        quotas.session_lock(session_key=session_key)
+        quotas.session_check_storage(session_key=session_key, incoming=length)
+        path.touch(exist_ok=False)
+        try:
+            upload.save(force_insert=True)
+        except Exception:
+            path.unlink(missing_ok=True)
+            raise
     if length == 0:
         _mark_completed(upload)
     return upload
@@ -360,8 +367,11 @@ def operation_create_from_upload(
     # One consumer at a time (the lock PATCH takes too), and only while the upload still exists:
     # two creates naming the same upload make one operation, not two.
     busy = InvalidState("This upload is being used by another request; try again in a moment.")
-    with _locked_part(upload.id, mode="rb", busy=busy):
-        if not Upload.objects.filter(id=upload.id).exists():
+    with _locked_part(upload.id, mode="rb", busy=busy), transaction.atomic():
+        # The upload's row goes in the transaction that records the operation: the quota then
+        # counts its bytes once, as the new input, not also as the upload's reservation; and a
+        # refused create (415, 503, an idempotent replay) rolls the row back, leaving it usable.
+        if not Upload.objects.filter(id=upload.id).delete()[0]:
             raise ValidationFailed(
                 "There is no such upload in this session.", details={"upload": ["It was used or removed meanwhile."]}
             )
@@ -375,8 +385,10 @@ def operation_create_from_upload(
             webhook_url=webhook_url,
             public_base_url=public_base_url,
         )
-        if result.created:
-            upload_terminate(upload=upload)
+        if not result.created:
+            transaction.set_rollback(True)
+    if result.created:
+        source.unlink(missing_ok=True)
     return result
 
 
