@@ -176,14 +176,17 @@ class UploadCollectionView(TusView):
 class UploadDetailView(TusView):
     """HEAD tells the offset, PATCH appends, DELETE terminates."""
 
-    def _upload(self, request: Request, upload_id: str) -> Upload:
-        # The key the caller sent is matched against the upload's own key in the one query, without
-        # loading the session first (as the status poll does): a made-up key matches no upload, and
-        # a hundred PATCHes of one upload save a hundred queries. No key, no upload (and no new
-        # session for asking).
+    def _upload(self, request: Request, upload_id: str, *, remembered: bool = True) -> Upload:
+        # The key the caller sent is matched against the upload's own key, without loading the
+        # session first (as the status poll does): a made-up key matches no upload, and a hundred
+        # PATCHes of one upload save a hundred queries. No key, no upload (and no new session for
+        # asking). HEAD and PATCH take the upload from the process's memory after the first time
+        # (upload_find says why that is sound).
         key = request.session.session_key
         if key is None:
             raise NotFound("There is no such upload in this session.")
+        if remembered:
+            return service.upload_find(session_key=key, upload_id=upload_id)
         return service.upload_get(session_key=key, upload_id=upload_id)
 
     @extend_schema(exclude=True)
@@ -217,5 +220,5 @@ class UploadDetailView(TusView):
         responses={204: OpenApiResponse(description="The upload and its bytes are gone.")},
     )
     def delete(self, request: Request, upload_id: str) -> Response:
-        service.upload_terminate(upload=self._upload(request, upload_id))
+        service.upload_terminate(upload=self._upload(request, upload_id, remembered=False))
         return Response(status=204)

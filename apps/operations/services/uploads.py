@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import errno
 import fcntl
+import functools
 import hashlib
 import logging
 import os
@@ -184,10 +186,41 @@ def upload_create(*, session_key: str, length: int, metadata: dict[str, str], ma
 
 def upload_get(*, session_key: str, upload_id: uuid.UUID | str) -> Upload:
     """The session's upload; 404 for another session's or an unknown one, 410 once expired."""
+    return _unexpired(_stored_upload(session_key, upload_id))
+
+
+def upload_find(*, session_key: str, upload_id: uuid.UUID | str) -> Upload:
+    """``upload_get`` for the protocol's HEAD and PATCH, which a client repeats a hundred times
+    for one upload: after the first, from this process's memory instead of the database.
+
+    Sound because what they need of the row never changes once it is created (owner, length,
+    name, metadata, expiry), and whether the upload still exists is the part file's to say: every
+    removal (termination, use, expiry) deletes it, and HEAD and PATCH find it gone (404). What may
+    change, ``completed_at``, is read from the database where it matters (``upload_get``, when an
+    operation uses the upload). A copy, so that a request's changes stay its own.
+    """
+    return copy.copy(_unexpired(_remembered_upload(session_key, _upload_uuid(upload_id))))
+
+
+def _upload_uuid(upload_id: uuid.UUID | str) -> uuid.UUID:
     try:
-        upload = Upload.objects.get(id=uuid.UUID(str(upload_id)), session_key=session_key)
-    except (Upload.DoesNotExist, ValueError) as e:
+        return uuid.UUID(str(upload_id))
+    except ValueError as e:
         raise NotFound("There is no such upload in this session.") from e
+
+
+def _stored_upload(session_key: str, upload_id: uuid.UUID | str) -> Upload:
+    try:
+        return Upload.objects.get(id=_upload_uuid(upload_id), session_key=session_key)
+    except Upload.DoesNotExist as e:
+        raise NotFound("There is no such upload in this session.") from e
+
+
+# Only found uploads are remembered (an exception is not cached): an unknown id costs a query each time.
+_remembered_upload = functools.lru_cache(maxsize=1024)(_stored_upload)
+
+
+def _unexpired(upload: Upload) -> Upload:
     if upload.expires_at <= timezone.now():
         raise Expired("This upload has expired; start it again.")
     return upload
