@@ -138,7 +138,9 @@ class StreamedBody(io.RawIOBase):
         return len(data)
 
     def close(self) -> None:
-        self._pump.cancel()
+        # Called from the view's thread too (the request's closers): Task.cancel is the loop's.
+        if not self._pump.done() and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._pump.cancel)
         super().close()
 
     async def _receive_all(self) -> None:
