@@ -125,7 +125,9 @@ class TusView(APIView):
         return service.upload_append(
             upload=upload,
             offset=offset,
-            stream=request.stream if _has_body(request) else None,
+            # Django's request itself rather than DRF's request.stream, which is None for a body
+            # without Content-Length (Transfer-Encoding: chunked, as curl sends from a pipe).
+            stream=request._request if _has_body(request) else None,
             content_length=_content_length(request) if _has_body(request) else 0,
             checksum=service.parse_checksum(request.headers.get("Upload-Checksum")),
         )

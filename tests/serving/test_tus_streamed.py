@@ -110,3 +110,27 @@ def test_slow_patches_leave_the_pool_to_other_requests(web_server: WebServer, ap
             sock.close()
 
     assert took < PROMPT_SECONDS, took
+
+
+def test_a_chunked_patch_without_content_length_is_stored(web_server: WebServer, api_session: str):
+    # What `curl -T -` sends when it reads from a pipe: the body's length is not known up front.
+    data = b"0123456789" * 1000
+    path = create_upload(web_server, api_session, len(data))
+    head = request_head(
+        "PATCH",
+        path,
+        {
+            **TUS,
+            "X-Session-Key": api_session,
+            "Upload-Offset": "0",
+            "Content-Type": "application/offset+octet-stream",
+            "Transfer-Encoding": "chunked",
+        },
+    )
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for piece in (data[:3000], data[3000:])) + b"0\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", web_server.port), timeout=30) as sock:
+        sock.sendall(head + chunks)
+        status, _ = read_response(sock)
+
+    assert status == 204
+    assert offset_of(web_server, path, api_session) == len(data)
