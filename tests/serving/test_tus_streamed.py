@@ -134,3 +134,29 @@ def test_a_chunked_patch_without_content_length_is_stored(web_server: WebServer,
 
     assert status == 204
     assert offset_of(web_server, path, api_session) == len(data)
+
+
+def test_creation_with_upload_stores_the_first_bytes_and_gives_a_new_client_its_session(web_server: WebServer):
+    data = b"first bytes" * 30_000  # more than the streamed body's buffer
+    head = request_head(
+        "POST",
+        "/api/v1/uploads/",
+        {
+            **TUS,
+            "Upload-Length": str(len(data) + 5),
+            "Content-Type": "application/offset+octet-stream",
+            "Content-Length": str(len(data)),
+        },
+    )
+    with socket.create_connection(("127.0.0.1", web_server.port), timeout=30) as sock:
+        sock.sendall(head + data)
+        raw = b""
+        while b"\r\n\r\n" not in raw:
+            raw += sock.recv(65536)
+    lines = raw.split(b"\r\n\r\n", 1)[0].decode().split("\r\n")
+    headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in lines[1:])}
+
+    assert lines[0].split(" ")[1] == "201"
+    assert headers["upload-offset"] == str(len(data))
+    path = "/" + headers["location"].split("/", 3)[3]
+    assert offset_of(web_server, path, headers["x-session-key"]) == len(data)
