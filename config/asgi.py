@@ -7,13 +7,23 @@ Two things differ from Django's own ASGIHandler:
 - A body larger than the largest upload limit is refused: by its Content-Length before any of it is
   read (413 in the error envelope), or, when it arrives without one, by closing the connection as it
   passes the limit, so that no client can spool more than an upload may hold.
+- tus upload data (``Content-Type: application/offset+octet-stream``, which only the tus views
+  accept) is not spooled: the view reads it from the connection as it arrives and writes it
+  straight into the upload's part file. Spooling 5 MB only to copy it into the part again was half
+  of a PATCH's cost, and a PATCH cut off midway keeps what arrived, which is what tus clients resume
+  from. The view's thread waits while the body trickles in (the database connection it used is
+  back in the pool by then, see apps/operations/services/uploads.py); the event loop does not.
 """
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 import os
 import tempfile
+import threading
+from collections import deque
 from pathlib import Path
 from typing import IO, Any
 
@@ -36,6 +46,7 @@ django.setup(set_prefix=False)
 from apps.api.exceptions import error_body  # noqa: E402
 from apps.api.parsers import MULTIPART_ALLOWANCE  # noqa: E402
 from apps.api.validators import file_too_large, largest_upload_limit  # noqa: E402
+from config.settings.web_settings import WEB_TIMEOUT  # noqa: E402
 
 Scope = dict[str, Any]
 
@@ -54,16 +65,156 @@ def declared_length(scope: Scope) -> int | None:
     return None
 
 
+STREAMED_CONTENT_TYPE = b"application/offset+octet-stream"
+
+
+def streams_body(scope: Scope) -> bool:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-type":
+            return value.split(b";", 1)[0].strip().lower() == STREAMED_CONTENT_TYPE
+    return False
+
+
+class StreamedBody(io.RawIOBase):
+    """A request body handed to the view as it arrives: a pipe between the event loop, which
+    receives the body into a buffer of at most FILE_UPLOAD_MAX_MEMORY_SIZE (what a spooled body
+    kept in memory too), and the view's thread, which reads from it (so receiving the next piece
+    overlaps with writing the last one).
+
+    A client that goes away, sends nothing for ``WEB_TIMEOUT`` seconds, or sends more than an upload
+    may hold ends the body with an ``OSError`` (Django turns it into ``UnreadablePostError``) once
+    the bytes that did arrive have been read.
+    """
+
+    def __init__(self, receive: Any) -> None:
+        super().__init__()
+        self._receive = receive
+        self._loop = asyncio.get_running_loop()
+        self._chunks: deque[bytes] = deque()
+        self._buffered = 0
+        self._capacity = max(settings.FILE_UPLOAD_MAX_MEMORY_SIZE, 64 * 1024)
+        self._wanted = 0  # what the reader waits for: woken per read, not per piece received
+        self._more = True
+        self._failure: str | None = None
+        self._readable = threading.Condition()  # guards the five above
+        self._room = asyncio.Event()
+        self._room.set()
+        self.finished = asyncio.Event()
+        self._pump = self._loop.create_task(self._receive_all())
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            return b"".join(iter(lambda: self.read(self._capacity), b""))
+        if size == 0:
+            return b""
+        wanted = min(size, self._capacity)
+        with self._readable:
+            self._wanted = wanted
+            self._readable.wait_for(lambda: self._buffered >= wanted or not self._more)
+            if not self._chunks:
+                if self._failure is not None:
+                    raise OSError(self._failure)
+                return b""
+            pieces, taken = [], 0
+            while self._chunks and taken < size:
+                chunk = self._chunks.popleft()
+                if taken + len(chunk) > size:
+                    self._chunks.appendleft(chunk[size - taken :])
+                    chunk = chunk[: size - taken]
+                pieces.append(chunk)
+                taken += len(chunk)
+            self._buffered -= taken
+            has_room = self._buffered < self._capacity
+        if has_room:
+            self._loop.call_soon_threadsafe(self._room.set)
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        # Called from the view's thread too (the request's closers): Task.cancel is the loop's.
+        if not self._pump.done() and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._pump.cancel)
+        super().close()
+
+    async def _receive_all(self) -> None:
+        received = 0
+        try:
+            while True:
+                await self._room.wait()
+                try:
+                    message = await asyncio.wait_for(self._receive(), timeout=WEB_TIMEOUT)
+                except TimeoutError:
+                    self._end(f"No data arrived for {WEB_TIMEOUT} s.")
+                    return
+                if message["type"] == "http.disconnect":
+                    self._end("The client disconnected before the end of the body.")
+                    return
+                chunk = message.get("body", b"")
+                received += len(chunk)
+                if received > body_limit():
+                    self._end("The body is larger than any upload may be.")
+                    return
+                more = message.get("more_body", False)
+                with self._readable:
+                    if chunk:
+                        self._chunks.append(chunk)
+                        self._buffered += len(chunk)
+                    if self._buffered >= self._capacity:
+                        self._room.clear()
+                    self._more = more
+                    if self._buffered >= self._wanted or not more:
+                        self._readable.notify()
+                if not more:
+                    self.finished.set()
+                    return
+        finally:
+            if self._more:  # cancelled: the request is over
+                self._end("The request ended before its body did.")
+
+    def _end(self, failure: str) -> None:
+        with self._readable:
+            self._more = False
+            self._failure = failure
+            self._readable.notify()
+        self.finished.set()
+
+
+class _AfterStreamedBody:
+    """The receive channel Django's handler gets along a streamed body: its body is the
+    ``StreamedBody`` (see read_body), and its wait for a disconnect starts once that body is over,
+    so that it never takes a piece of the body meant for the view."""
+
+    def __init__(self, receive: Any, body: StreamedBody) -> None:
+        self.receive = receive
+        self.body = body
+
+    async def __call__(self) -> dict[str, Any]:
+        await self.body.finished.wait()
+        return await self.receive()
+
+
 class KonvrtASGIHandler(ASGIHandler):
     async def handle(self, scope: Scope, receive: Any, send: Any) -> None:
         length = declared_length(scope)
         if length is not None and length > body_limit():
             await self._refuse_too_large(send)
             return
+        if streams_body(scope):
+            receive = _AfterStreamedBody(receive, StreamedBody(receive))
         await super().handle(scope, receive, send)
 
     async def read_body(self, receive: Any) -> IO[bytes]:
-        """Django's read_body, spooled on the upload disk and bounded by the largest upload."""
+        """Django's read_body, spooled on the upload disk and bounded by the largest upload (or,
+        for tus upload data, the body to be read as it arrives)."""
+        if isinstance(receive, _AfterStreamedBody):
+            return receive.body  # type: ignore[return-value]
         directory = Path(settings.FILE_UPLOAD_TEMP_DIR)
         directory.mkdir(parents=True, exist_ok=True)
         limit, received = body_limit(), 0

@@ -25,7 +25,7 @@ from rest_framework.views import APIView
 from apps.api.throttling import DEFAULT_THROTTLES
 from apps.api.utils import session_key
 from apps.api.validators import largest_upload_limit, upload_limit_for
-from apps.core.exceptions import KonvrtError, ValidationFailed
+from apps.core.exceptions import KonvrtError, NotFound, ValidationFailed
 from apps.operations.models import Upload
 from apps.operations.services import uploads as service
 
@@ -125,7 +125,9 @@ class TusView(APIView):
         return service.upload_append(
             upload=upload,
             offset=offset,
-            stream=request.stream if _has_body(request) else None,
+            # Django's request itself rather than DRF's request.stream, which is None for a body
+            # without Content-Length (Transfer-Encoding: chunked, as curl sends from a pipe).
+            stream=request._request if _has_body(request) else None,
             content_length=_content_length(request) if _has_body(request) else 0,
             checksum=service.parse_checksum(request.headers.get("Upload-Checksum")),
         )
@@ -176,8 +178,18 @@ class UploadCollectionView(TusView):
 class UploadDetailView(TusView):
     """HEAD tells the offset, PATCH appends, DELETE terminates."""
 
-    def _upload(self, request: Request, upload_id: str) -> Upload:
-        return service.upload_get(session_key=session_key(request), upload_id=upload_id)
+    def _upload(self, request: Request, upload_id: str, *, remembered: bool = True) -> Upload:
+        # The key the caller sent is matched against the upload's own key, without loading the
+        # session first (as the status poll does): a made-up key matches no upload, and a hundred
+        # PATCHes of one upload save a hundred queries. No key, no upload (and no new session for
+        # asking). HEAD and PATCH take the upload from the process's memory after the first time
+        # (upload_find says why that is sound).
+        key = request.session.session_key
+        if key is None:
+            raise NotFound("There is no such upload in this session.")
+        if remembered:
+            return service.upload_find(session_key=key, upload_id=upload_id)
+        return service.upload_get(session_key=key, upload_id=upload_id)
 
     @extend_schema(exclude=True)
     def head(self, request: Request, upload_id: str) -> Response:
@@ -210,5 +222,5 @@ class UploadDetailView(TusView):
         responses={204: OpenApiResponse(description="The upload and its bytes are gone.")},
     )
     def delete(self, request: Request, upload_id: str) -> Response:
-        service.upload_terminate(upload=self._upload(request, upload_id))
+        service.upload_terminate(upload=self._upload(request, upload_id, remembered=False))
         return Response(status=204)

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import errno
 import fcntl
+import functools
 import hashlib
 import logging
 import os
@@ -37,7 +39,7 @@ from typing import IO, Any
 
 from django.conf import settings
 from django.core.files.uploadedfile import TemporaryUploadedFile, UploadedFile
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from apps.core.exceptions import (
@@ -70,7 +72,9 @@ CHECKSUM_ALGORITHMS: dict[str, Callable[[], Any]] = {
     "sha256": hashlib.sha256,
     "md5": hashlib.md5,
 }
-WRITE_CHUNK_SIZE = 64 * 1024
+# Read from the request body a MB at a time: under ASGI each read waits on the event loop for that
+# much of the body, so larger pieces mean fewer hops between threads (a 64 KB read cost 80 per 5 MB).
+WRITE_CHUNK_SIZE = 1024 * 1024
 METADATA_MAX_LENGTH = 4096
 
 
@@ -148,7 +152,8 @@ def parse_checksum(header: str | None) -> tuple[str, bytes] | None:
 # --- create, append, terminate --------------------------------------------------------------------------
 def upload_create(*, session_key: str, length: int, metadata: dict[str, str], max_size: int) -> Upload:
     """A new empty upload of ``length`` bytes owned by the session. ``max_size`` is the limit the
-    caller worked out (the largest operation limit for the file's extension)."""
+    caller worked out (the largest operation limit for the file's extension). ``QuotaExceeded``
+    when the session's stored files and other uploads leave no room for ``length`` more bytes."""
     if length > max_size:
         raise FileTooLarge(
             f"The file is larger than the {human_size(max_size)} Konvrt accepts.", details={"max_file_size": max_size}
@@ -162,12 +167,18 @@ def upload_create(*, session_key: str, length: int, metadata: dict[str, str], ma
     )
     path = part_path(upload.id)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch(exist_ok=False)
-    try:
-        upload.save(force_insert=True)
-    except Exception:
-        path.unlink(missing_ok=True)
-        raise
+    with transaction.atomic():
+        # The whole declared length counts against the session's quota from now on (quotas.py says
+        # why); checked under the session's lock, as a direct upload is, so that two creates racing
+        # for the last room cannot both have it.
+        quotas.session_lock(session_key=session_key)
+        quotas.session_check_storage(session_key=session_key, incoming=length)
+        path.touch(exist_ok=False)
+        try:
+            upload.save(force_insert=True)
+        except Exception:
+            path.unlink(missing_ok=True)
+            raise
     if length == 0:
         _mark_completed(upload)
     return upload
@@ -175,10 +186,41 @@ def upload_create(*, session_key: str, length: int, metadata: dict[str, str], ma
 
 def upload_get(*, session_key: str, upload_id: uuid.UUID | str) -> Upload:
     """The session's upload; 404 for another session's or an unknown one, 410 once expired."""
+    return _unexpired(_stored_upload(session_key, upload_id))
+
+
+def upload_find(*, session_key: str, upload_id: uuid.UUID | str) -> Upload:
+    """``upload_get`` for the protocol's HEAD and PATCH, which a client repeats a hundred times
+    for one upload: after the first, from this process's memory instead of the database.
+
+    Sound because what they need of the row never changes once it is created (owner, length,
+    name, metadata, expiry), and whether the upload still exists is the part file's to say: every
+    removal (termination, use, expiry) deletes it, and HEAD and PATCH find it gone (404). What may
+    change, ``completed_at``, is read from the database where it matters (``upload_get``, when an
+    operation uses the upload). A copy, so that a request's changes stay its own.
+    """
+    return copy.copy(_unexpired(_remembered_upload(session_key, _upload_uuid(upload_id))))
+
+
+def _upload_uuid(upload_id: uuid.UUID | str) -> uuid.UUID:
     try:
-        upload = Upload.objects.get(id=uuid.UUID(str(upload_id)), session_key=session_key)
-    except (Upload.DoesNotExist, ValueError) as e:
+        return uuid.UUID(str(upload_id))
+    except ValueError as e:
         raise NotFound("There is no such upload in this session.") from e
+
+
+def _stored_upload(session_key: str, upload_id: uuid.UUID | str) -> Upload:
+    try:
+        return Upload.objects.get(id=_upload_uuid(upload_id), session_key=session_key)
+    except Upload.DoesNotExist as e:
+        raise NotFound("There is no such upload in this session.") from e
+
+
+# Only found uploads are remembered (an exception is not cached): an unknown id costs a query each time.
+_remembered_upload = functools.lru_cache(maxsize=1024)(_stored_upload)
+
+
+def _unexpired(upload: Upload) -> Upload:
     if upload.expires_at <= timezone.now():
         raise Expired("This upload has expired; start it again.")
     return upload
@@ -228,6 +270,7 @@ def upload_append(
                 details={"offset": stored},
             )
         part.seek(offset)
+        _release_pooled_connection()
         digest = CHECKSUM_ALGORITHMS[checksum[0]]() if checksum else None
         wanted = remaining if content_length is None else content_length
         written = 0
@@ -254,6 +297,15 @@ def upload_append(
             # would cost the last PATCH seconds; after a crash the client resumes from what is there.
             _mark_completed(upload)
     return new_offset
+
+
+def _release_pooled_connection() -> None:
+    """Hand the database connection back to the web tier's pool before the body is read: under
+    ASGI the body arrives while the view reads it (config/asgi.py), and a slow client must not hold
+    one of the pool's few connections for as long as it takes. Without a pool, or inside a
+    transaction, the connection stays."""
+    if connection.settings_dict.get("OPTIONS", {}).get("pool") and not connection.in_atomic_block:
+        connection.close()
 
 
 def _copy_body(stream: IO[bytes] | Any, part: IO[bytes], wanted: int, digest: Any) -> int:
@@ -348,8 +400,11 @@ def operation_create_from_upload(
     # One consumer at a time (the lock PATCH takes too), and only while the upload still exists:
     # two creates naming the same upload make one operation, not two.
     busy = InvalidState("This upload is being used by another request; try again in a moment.")
-    with _locked_part(upload.id, mode="rb", busy=busy):
-        if not Upload.objects.filter(id=upload.id).exists():
+    with _locked_part(upload.id, mode="rb", busy=busy), transaction.atomic():
+        # The upload's row goes in the transaction that records the operation: the quota then
+        # counts its bytes once, as the new input, not also as the upload's reservation; and a
+        # refused create (415, 503, an idempotent replay) rolls the row back, leaving it usable.
+        if not Upload.objects.filter(id=upload.id).delete()[0]:
             raise ValidationFailed(
                 "There is no such upload in this session.", details={"upload": ["It was used or removed meanwhile."]}
             )
@@ -363,8 +418,10 @@ def operation_create_from_upload(
             webhook_url=webhook_url,
             public_base_url=public_base_url,
         )
-        if result.created:
-            upload_terminate(upload=upload)
+        if not result.created:
+            transaction.set_rollback(True)
+    if result.created:
+        source.unlink(missing_ok=True)
     return result
 
 

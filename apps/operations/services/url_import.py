@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from http import HTTPStatus
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -56,7 +57,7 @@ def operation_fetch_source(
         raise ProcessingError(e.message, operator_detail=f"{operation.source_url}: {e!r}") from e
     if not 200 <= response.status < 300:
         raise ProcessingError(
-            f"The server at {response.host} answered {response.status}.",
+            _refusal_sentence(response.host, response.status),
             operator_detail=f"{response.url}: {response.status} {response.body[:500]!r}",
         )
     if response.bytes_read == 0:
@@ -104,3 +105,21 @@ def _file_name(response: OutboundResponse, *, fallback_extension: str) -> str:
     if not file_extension(name):
         return f"{name}.{fallback_extension}"
     return name
+
+
+def _refusal_sentence(host: str, status: int) -> str:
+    """What the user can do about a source that did not send the file: the bare number alone
+    ("answered 403") leaves them guessing."""
+    try:
+        answered = f"{status} ({HTTPStatus(status).phrase.lower()})"
+    except ValueError:
+        answered = str(status)
+    if status in (401, 403):
+        advice = "The file must be downloadable without signing in: use a public or shared link."
+    elif status in (404, 410):
+        advice = "Check the address: the file is not there."
+    elif status >= 500:
+        advice = "That server has a problem; try again later."
+    else:
+        advice = "Check that the address leads straight to the file."
+    return f"The server at {host} answered {answered} instead of the file. {advice}"

@@ -82,7 +82,10 @@ def test_a_404_fails_with_a_sentence_naming_the_server(client, run_worker, sourc
 
     operation.refresh_from_db()
     assert operation.status == "failed"
-    assert operation.error_message == "The server at 127.0.0.2 answered 404."
+    assert operation.error_message == (
+        "The server at 127.0.0.2 answered 404 (not found) instead of the file. "
+        "Check the address: the file is not there."
+    )
     assert not operation.files.exists()
 
 
