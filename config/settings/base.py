@@ -220,10 +220,28 @@ DATABASES: dict[str, Mapping[str, Any]]
 # by the pool rather than by a query per request. Processes that fork (RQ's workers) keep plain
 # per-process connections: a pool's sockets must not be shared with a forked child.
 DATABASE_POOL = env_bool("DATABASE_POOL", False)
+# A link to PostgreSQL that dies silently (a host cut off, a peer gone without a FIN) fails a query
+# within DATABASE_LINK_TIMEOUT seconds instead of after the kernel's ~15 minutes of retransmits:
+# libpq's tcp_user_timeout ends a write that stays unacknowledged that long, TCP keepalives end an
+# idle or waiting connection whose peer stopped answering, connect_timeout a connection attempt. A
+# cut-off worker's job thereby stops its FFmpeg before the recovery sweep can run it elsewhere
+# (docs/guarantees.md), so it must stay below RECOVERY_STALE_SECONDS - JOB_HEARTBEAT_SECONDS.
+DATABASE_LINK_TIMEOUT = env_int("DATABASE_LINK_TIMEOUT", 15, minimum=2)
+DATABASE_LINK_OPTIONS = {
+    "connect_timeout": DATABASE_LINK_TIMEOUT,
+    "keepalives": 1,
+    "keepalives_idle": max(1, DATABASE_LINK_TIMEOUT // 3),
+    "keepalives_interval": max(1, DATABASE_LINK_TIMEOUT // 6),
+    "keepalives_count": 3,
+    "tcp_user_timeout": DATABASE_LINK_TIMEOUT * 1000,
+}
 if DATABASE_URL and DATABASE_POOL and not DATABASE_URL.startswith("sqlite"):
     pool = {"min_size": 1, "max_size": WEB_THREADS, "timeout": WEB_TIMEOUT, "max_idle": 300}
     parsed = dj_database_url.parse(DATABASE_URL)
-    DATABASES = {"default": {**parsed, "OPTIONS": {**parsed.get("OPTIONS", {}), "pool": pool}}}
+    DATABASES = {"default": {**parsed, "OPTIONS": {**DATABASE_LINK_OPTIONS, **parsed.get("OPTIONS", {}), "pool": pool}}}
+elif DATABASE_URL and not DATABASE_URL.startswith("sqlite"):
+    parsed = dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)
+    DATABASES = {"default": {**parsed, "OPTIONS": {**DATABASE_LINK_OPTIONS, **parsed.get("OPTIONS", {})}}}
 elif DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
 else:
@@ -405,6 +423,12 @@ if RECOVERY_STALE_SECONDS < 3 * JOB_HEARTBEAT_SECONDS:
     raise ImproperlyConfigured(
         f"RECOVERY_STALE_SECONDS ({RECOVERY_STALE_SECONDS}) must be at least three times "
         f"JOB_HEARTBEAT_SECONDS ({JOB_HEARTBEAT_SECONDS})."
+    )
+if DATABASE_LINK_TIMEOUT >= RECOVERY_STALE_SECONDS - JOB_HEARTBEAT_SECONDS:
+    # A cut-off job must notice its dead database link (and stop) before it can be replaced.
+    raise ImproperlyConfigured(
+        f"DATABASE_LINK_TIMEOUT ({DATABASE_LINK_TIMEOUT}) must be below RECOVERY_STALE_SECONDS "
+        f"({RECOVERY_STALE_SECONDS}) - JOB_HEARTBEAT_SECONDS ({JOB_HEARTBEAT_SECONDS})."
     )
 
 # --- Resumable uploads (tus) and import from a URL ---------------------------------------------

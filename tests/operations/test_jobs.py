@@ -15,6 +15,7 @@ from pathlib import Path
 
 import django_rq
 import pytest
+from django.db import transaction
 from rq.exceptions import AbandonedJobError
 from rq.executions import Execution
 from rq.job import Job, JobStatus
@@ -430,8 +431,9 @@ def test_progress_rises_between_0_and_100_with_at_most_one_write_per_second(medi
 # --- the worker -----------------------------------------------------------------------------------
 def test_the_worker_takes_its_ttl_from_worker_config(settings):
     video_worker = konvrt_worker.KonvrtWorker(["video_queue"], connection=django_rq.get_connection("video_queue"))
-    assert video_worker.worker_ttl == 600
-    assert konvrt_worker.worker_ttl_for(["image_queue", "audio_queue"]) == 360
+    assert video_worker.worker_ttl == 30
+    settings.WORKER_CONFIG = {**settings.WORKER_CONFIG, "audio": {**settings.WORKER_CONFIG["audio"], "worker_ttl": 45}}
+    assert konvrt_worker.worker_ttl_for(["image_queue", "audio_queue"]) == 45
 
 
 def test_the_worker_refreshes_a_running_jobs_rq_heartbeat_every_job_heartbeat_seconds(settings):
@@ -460,8 +462,9 @@ def test_a_full_disk_is_a_temporary_failure_with_a_plain_message(code):
     assert failure.message == "The server ran out of disk space while processing this file."
 
 
-def start_forking_worker(queue: str, storage_root: Path) -> subprocess.Popen:
-    """A real `rqworker --burst` with Konvrt's forking worker class, on the test database."""
+def start_forking_worker(queue: str, storage_root: Path, **environment: str) -> subprocess.Popen:
+    """A real `rqworker --burst` with Konvrt's forking worker class, on the test database (and with
+    ``environment`` on top)."""
     return subprocess.Popen(
         [
             sys.executable,
@@ -473,7 +476,7 @@ def start_forking_worker(queue: str, storage_root: Path) -> subprocess.Popen:
             "apps.operations.worker.KonvrtWorker",
         ],
         cwd=ROOT,
-        env=worker_environment(storage_root),
+        env={**worker_environment(storage_root), **environment},
     )
 
 
@@ -533,3 +536,36 @@ def test_a_killed_work_horse_takes_ffmpeg_with_it_and_the_operation_is_retried(l
         == "The worker processing this file stopped unexpectedly; it will be tried again in 1 minute."
     )
     assert queue_of(operation).scheduled_job_registry.count == 1
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_work_horse_that_cannot_write_its_heartbeat_abandons_the_attempt_and_its_ffmpeg(media, submit, storage_root):
+    """A machine cut off from the database: once the attempt could be handed to another worker, its
+    work-horse kills itself and FFmpeg with it, so that two attempts never encode at once."""
+    # Long enough that FFmpeg still runs well past the fence (5 s here), on a busy machine too.
+    operation = submit("video_compress", media.video(duration=120), {"preset": "veryslow", "quality": 18})
+    worker = start_forking_worker(
+        "video_queue", storage_root, RECOVERY_STALE_SECONDS="6", JOB_HEARTBEAT_SECONDS="1", DATABASE_LINK_TIMEOUT="2"
+    )
+    try:
+        running = wait_until(lambda: ffmpeg_processes_under(worker.pid), timeout=60)
+        assert running
+        assert wait_until(lambda: operation.refresh_from_db() or operation.progress > 0, timeout=60)
+        horse = parent_of(running[0])
+
+        # The job's writes hang from now on, as on a dead link (a row lock holds them).
+        with transaction.atomic():
+            Operation.objects.select_for_update().get(id=operation.id)
+            assert all(is_alive(pid) for pid in running)  # still encoding when its writes start to hang
+            # fence_after = RECOVERY_STALE_SECONDS - JOB_HEARTBEAT_SECONDS = 5 s after its last beat.
+            assert wait_until(lambda: not any(is_alive(pid) for pid in [*running, horse]), timeout=20)
+
+        assert worker.wait(timeout=60) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    operation.refresh_from_db()
+    # The abandoned attempt wrote nothing more; RQ's parent reported its horse killed: a retry.
+    assert operation.status == S.QUEUED
+    assert operation.error_message.startswith("The worker processing this file stopped unexpectedly")
