@@ -12,6 +12,7 @@ import sys
 import time
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import django_rq
 import pytest
@@ -31,6 +32,7 @@ from apps.operations.services import failures, lifecycle, processing, progress
 from apps.processors import ffmpeg
 from apps.processors.registry import get_operation
 from apps.storage.local import LocalStorage
+from tests.faults.conftest import TcpProxy
 from tests.processors.conftest import assert_completed, assert_failed_keeping_input
 from tests.processors.processes import ffmpeg_processes_under, is_alive, parent_of, wait_until, worker_environment
 
@@ -540,13 +542,23 @@ def test_a_killed_work_horse_takes_ffmpeg_with_it_and_the_operation_is_retried(l
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_a_work_horse_that_cannot_write_its_heartbeat_abandons_the_attempt_and_its_ffmpeg(media, submit, storage_root):
-    """A machine cut off from the database: once the attempt could be handed to another worker, its
+def test_a_work_horse_cut_off_from_database_and_redis_abandons_the_attempt_and_its_ffmpeg(
+    media, submit, storage_root, capfd
+):
+    """A machine cut off from the network: its job can write neither its heartbeat (the database)
+    nor its RQ execution (Redis). Once the attempt could be handed to another worker, its
     work-horse kills itself and FFmpeg with it, so that two attempts never encode at once."""
     # Long enough that FFmpeg still runs well past the fence (5 s here), on a busy machine too.
     operation = submit("video_compress", media.video(duration=120), {"preset": "veryslow", "quality": 18})
+    redis_url = urlsplit(os.environ["REDIS_URL"])
+    redis_link = TcpProxy((redis_url.hostname or "127.0.0.1", redis_url.port or 6379))
     worker = start_forking_worker(
-        "video_queue", storage_root, RECOVERY_STALE_SECONDS="6", JOB_HEARTBEAT_SECONDS="1", DATABASE_LINK_TIMEOUT="2"
+        "video_queue",
+        storage_root,
+        REDIS_URL=redis_url._replace(netloc=f"127.0.0.1:{redis_link.port}").geturl(),
+        RECOVERY_STALE_SECONDS="6",
+        JOB_HEARTBEAT_SECONDS="1",
+        DATABASE_LINK_TIMEOUT="2",
     )
     try:
         running = wait_until(lambda: ffmpeg_processes_under(worker.pid), timeout=60)
@@ -554,18 +566,16 @@ def test_a_work_horse_that_cannot_write_its_heartbeat_abandons_the_attempt_and_i
         assert wait_until(lambda: operation.refresh_from_db() or operation.progress > 0, timeout=60)
         horse = parent_of(running[0])
 
-        # The job's writes hang from now on, as on a dead link (a row lock holds them).
+        # The job's database writes hang from now on (a row lock holds them), Redis is gone.
         with transaction.atomic():
             Operation.objects.select_for_update().get(id=operation.id)
-            assert all(is_alive(pid) for pid in running)  # still encoding when its writes start to hang
+            redis_link.cut()
+            assert all(is_alive(pid) for pid in running)  # still encoding when cut off
             # fence_after = RECOVERY_STALE_SECONDS - JOB_HEARTBEAT_SECONDS = 5 s after its last beat.
             assert wait_until(lambda: not any(is_alive(pid) for pid in [*running, horse]), timeout=20)
-
-        assert worker.wait(timeout=60) == 0
     finally:
+        redis_link.close()
         if worker.poll() is None:
             worker.kill()
-    operation.refresh_from_db()
-    # The abandoned attempt wrote nothing more; RQ's parent reported its horse killed: a retry.
-    assert operation.status == S.QUEUED
-    assert operation.error_message.startswith("The worker processing this file stopped unexpectedly")
+        worker.wait(timeout=30)
+    assert "abandoning this attempt" in capfd.readouterr().err

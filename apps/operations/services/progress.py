@@ -29,8 +29,10 @@ falls silent.
 
 It also fences the attempt off. A worker cut off from the network keeps running: once its
 heartbeat has gone unwritten long enough for the recovery sweep to take the attempt over
-(``RECOVERY_STALE_SECONDS`` less one beat), a second attempt may start on another machine, and
-only the current one may go on encoding. The heartbeat then abandons its own: in a forked
+(``RECOVERY_STALE_SECONDS`` less one beat) and this machine cannot reach Redis either (where the
+worker's parent keeps the job's RQ execution alive: the sweep takes over only when both are
+silent), a second attempt may start on another machine, and only the current one may go on
+encoding. The heartbeat then abandons its own: in a forked
 work-horse (``KonvrtWorker``, see ``enable_self_fencing``) it kills the horse, FFmpeg with it (the
 kernel kills FFmpeg when its parent dies, ``apps.processors.ffmpeg``), without another word to the
 database or the storage; RQ's parent reports the horse killed. A database write on a dead link
@@ -52,7 +54,9 @@ from types import TracebackType
 
 from django import db
 from django.conf import settings
+from redis.exceptions import RedisError
 
+from apps.core.redis import redis_client
 from apps.operations.enums import ProcessingPhase
 from apps.operations.services.lifecycle import operation_is_current, operation_record_progress
 from apps.processors.exceptions import OperationStopped
@@ -60,6 +64,7 @@ from apps.processors.exceptions import OperationStopped
 logger = logging.getLogger(__name__)
 
 CONTACT_INTERVAL_SECONDS = 1.0
+REDIS_PROBE_SECONDS = 2.0
 HEARTBEAT_SECONDS = 60.0
 RUNNING_MAXIMUM = 99
 
@@ -71,6 +76,16 @@ _SELF_FENCING = threading.Event()
 
 def enable_self_fencing() -> None:
     _SELF_FENCING.set()
+
+
+def rq_still_hears_this_machine() -> bool:
+    """Whether this machine reaches Redis, where its RQ worker keeps the running job's execution
+    alive: while it does, the recovery sweep leaves the attempt alone, whatever the database says."""
+    url = next(iter(settings.RQ_QUEUES.values()))["URL"]
+    try:
+        return bool(redis_client(url, connect_timeout=REDIS_PROBE_SECONDS, timeout=REDIS_PROBE_SECONDS).ping())
+    except RedisError:
+        return False
 
 
 def abandon_work_horse() -> None:
@@ -143,8 +158,9 @@ class Heartbeat:
 
     A second thread, the fence, watches the beats: once none has been written for
     ``fence_after`` seconds (by default one beat less than ``RECOVERY_STALE_SECONDS``: from then
-    on the sweep may give the work to another machine), whether the writes failed or hang, it
-    calls ``on_lost`` once.
+    on the sweep may give the work to another machine), whether the writes failed or hang, and
+    ``still_heard`` (when given) says the attempt's other sign of life is gone too, it calls
+    ``on_lost`` once.
     """
 
     def __init__(
@@ -155,6 +171,7 @@ class Heartbeat:
         interval: float | None = None,
         fence_after: float | None = None,
         on_lost: Callable[[], None] | None = None,
+        still_heard: Callable[[], bool] | None = None,
     ) -> None:
         self.operation_id = operation_id
         self.attempt = attempt
@@ -163,6 +180,7 @@ class Heartbeat:
             fence_after if fence_after is not None else settings.RECOVERY_STALE_SECONDS - settings.JOB_HEARTBEAT_SECONDS
         )
         self.on_lost = on_lost
+        self.still_heard = still_heard
         self.lost = False
         self._written = time.monotonic()
         self._stopped = threading.Event()
@@ -202,7 +220,14 @@ class Heartbeat:
     def _watch(self) -> None:
         while not self._stopped.wait(min(self.interval, self.fence_after)):
             silent = time.monotonic() - self._written
-            if silent >= self.fence_after:
+            if silent >= self.fence_after and self.still_heard is not None and self.still_heard():
+                logger.warning(
+                    "Operation %s attempt %s: no heartbeat written for %.0f s, but RQ still hears this machine",
+                    self.operation_id,
+                    self.attempt,
+                    silent,
+                )
+            elif silent >= self.fence_after:
                 logger.error(
                     "Operation %s attempt %s: no heartbeat written for %.0f s, so another worker may take it over; "
                     "abandoning this attempt",

@@ -227,3 +227,24 @@ print("still here")
         assert ("still here" in done.stdout) is (role == "worker")
         ffmpeg_pid = int((tmp_path / "ffmpeg.pid").read_text())
         assert wait_until(lambda pid=ffmpeg_pid: not is_alive(pid), timeout=10)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_no_fence_while_the_attempts_other_sign_of_life_is_still_heard(claimed):
+    """The database alone out of reach: while RQ still hears the machine (its worker's parent
+    beats in Redis) the sweep will not take the attempt over, so it is not abandoned."""
+    lost, heard = [], [True]
+    with Heartbeat(
+        operation_id=claimed.id,
+        attempt=claimed.attempt,
+        interval=0.1,
+        fence_after=0.5,
+        on_lost=lambda: lost.append(1),
+        still_heard=lambda: heard[0],
+    ):
+        with transaction.atomic():
+            Operation.objects.select_for_update().get(id=claimed.id)
+            time.sleep(1.5)
+            assert lost == []  # silent, but heard
+            heard[0] = False  # now Redis is gone too
+            assert wait_until(lambda: lost, timeout=10)
