@@ -16,8 +16,10 @@ Checks, with the figures printed:
 1. Jobs of every media type spread over both worker hosts and all complete.
 2. A worker host killed mid-job (every process in it SIGKILLed): the job is queued again within the
    recovery bound (RECOVERY_STALE_SECONDS + RECOVERY_INTERVAL_SECONDS) and completes on the other
-   host; the killed host then starts again from its stale pid files and takes work.
-3. The same with the host's link cut instead (its processes keep running, unreachable).
+   host; /queues/ stops counting the lost host's workers within worker_ttl + 60 s; the killed host
+   then starts again from its stale pid files and takes work.
+3. The same with the host's link cut instead (its processes keep running, unreachable), and the
+   cut-off host's FFmpeg stops before the job is queued again (how long it lived is printed).
 4. The web host restarted (SIGKILL, then the Procfile's command again) with jobs in flight: every
    job completes, none is lost or duplicated.
 
