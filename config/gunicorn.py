@@ -33,6 +33,20 @@ keepalive = 5
 forwarded_allow_ips = ""
 accesslog = "-"
 errorlog = "-"
+
+
+def post_worker_init(worker: object) -> None:
+    """Each web worker, as it starts (Django is set up by then): remove the upload temp files that
+    killed requests left on this machine. A web-only machine runs no sweeper, and a worker killed
+    mid-request (a restart, the OOM killer, gunicorn's own timeout) is replaced through here."""
+    from apps.operations.services.cleanup import cleanup_upload_temp_at_start
+
+    try:
+        cleanup_upload_temp_at_start()
+    except OSError as e:  # never a reason not to serve
+        print(f"Upload temp cleanup failed: {e!r}", file=sys.stderr)
+
+
 # gunicorn 27's control socket lives at one fixed path per user: several servers on one machine
 # (tests, a second checkout) would take it from each other. Nothing of Konvrt uses it.
 control_socket_disable = True

@@ -16,8 +16,10 @@ Checks, with the figures printed:
 1. Jobs of every media type spread over both worker hosts and all complete.
 2. A worker host killed mid-job (every process in it SIGKILLed): the job is queued again within the
    recovery bound (RECOVERY_STALE_SECONDS + RECOVERY_INTERVAL_SECONDS) and completes on the other
-   host; the killed host then starts again from its stale pid files and takes work.
-3. The same with the host's link cut instead (its processes keep running, unreachable).
+   host; /queues/ stops counting the lost host's workers within worker_ttl + 60 s; the killed host
+   then starts again from its stale pid files and takes work.
+3. The same with the host's link cut instead (its processes keep running, unreachable), and the
+   cut-off host's FFmpeg stops before the job is queued again (how long it lived is printed).
 4. The web host restarted (SIGKILL, then the Procfile's command again) with jobs in flight: every
    job completes, none is lost or duplicated.
 
@@ -33,6 +35,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -57,6 +60,12 @@ RECOVERY_INTERVAL_SECONDS = 10
 RECOVERY_BOUND = RECOVERY_STALE_SECONDS + RECOVERY_INTERVAL_SECONDS
 # Slack on top of the bound for the run itself (2 shared cores, a sweep pass, process start-up).
 BOUND_SLACK = 10
+# A lost host's workers stop counting in /queues/ once RQ lets their registrations expire:
+# worker_ttl (30 s, config/settings/rq_settings.py) + 60 s after their last heartbeat.
+LOST_WORKERS_BOUND = 30 + 60
+# A cut-off host's job notices within DATABASE_LINK_TIMEOUT that it cannot reach the database and
+# stops its FFmpeg (docs/guarantees.md): before the recovery sweep can queue it again.
+DATABASE_LINK_TIMEOUT = 5
 BUCKET = "konvrt-cluster"
 
 
@@ -134,6 +143,17 @@ def host_pids(host: str) -> list[int]:
     return [int(pid) for pid in result.stdout.split()]
 
 
+def ffmpeg_running(host: str) -> bool:
+    """Whether any FFmpeg process runs in the host's namespace (the bundled binary's name starts so)."""
+    for pid in host_pids(host):
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().startswith("ffmpeg"):
+                return True
+        except OSError:
+            pass
+    return False
+
+
 def kill_host(host: str) -> int:
     """SIGKILL every process in the host's namespace (a power cut); returns how many."""
     killed = 0
@@ -196,6 +216,7 @@ class Cluster:
             "JOB_HEARTBEAT_SECONDS": str(JOB_HEARTBEAT_SECONDS),
             "RECOVERY_STALE_SECONDS": str(RECOVERY_STALE_SECONDS),
             "RECOVERY_INTERVAL_SECONDS": str(RECOVERY_INTERVAL_SECONDS),
+            "DATABASE_LINK_TIMEOUT": str(DATABASE_LINK_TIMEOUT),
         }
         return env
 
@@ -414,7 +435,44 @@ def make_media(directory: Path, python: str) -> dict[str, Path]:
 class Figures:
     jobs_per_host: dict[str, int] = field(default_factory=dict)
     recoveries: list[tuple[str, float, float]] = field(default_factory=list)  # fault, requeued after, completed after
+    workers_gone: list[tuple[str, float]] = field(default_factory=list)  # fault, /queues/ stopped counting after
+    cut_ffmpeg_lived: float | None = None
     web_restart: str = ""
+
+
+class Watch:
+    """Polls ``condition`` every half second in a thread, from now on; ``wait`` answers how many
+    seconds after the start it first held (while the driver waits on other things)."""
+
+    def __init__(self, condition: Callable[[], bool]) -> None:
+        self.condition = condition
+        self.started = time.monotonic()
+        self.held_after: float | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if self.condition():
+                    self.held_after = time.monotonic() - self.started
+                    return
+            except (urllib.error.URLError, OSError, KeyError, ValueError):
+                pass
+            self._stop.wait(0.5)
+
+    def wait(self, timeout: float, what: str) -> float:
+        self._thread.join(max(0.0, self.started + timeout - time.monotonic()))
+        self._stop.set()
+        if self.held_after is None:
+            raise AssertionError(f"Timed out after {timeout:.0f} s waiting for {what}")
+        return self.held_after
+
+
+def listening_workers(session: str) -> int:
+    """Workers /queues/ counts as listening, over every queue."""
+    return sum(int(queue["workers"]) for queue in request("GET", "/queues/", session=session).values())
 
 
 def wait_terminal(session: str, operation_id: str, timeout: float) -> dict[str, Any]:
@@ -469,13 +527,18 @@ def check_lost_host(cluster: Cluster, media: dict[str, Path], figures: Figures, 
     victim = running_host(cluster, operation_id)
     assert victim is not None, "no worker host logged the job"
     survivor = next(host for host in WORKERS if host != victim)
+    # Both hosts run the same worker groups: once the victim's are no longer counted, half remain.
+    listening_before = listening_workers(session)
     faulted = time.monotonic()
     if fault == "kill":
         killed = kill_host(victim)
         log(f"   {victim} ran it: SIGKILLed its {killed} processes")
     else:
+        assert ffmpeg_running(victim), f"{victim} runs no FFmpeg to cut off"
         cut_link(victim)
         log(f"   {victim} ran it: its link is cut")
+    workers_gone = Watch(lambda: listening_workers(session) <= listening_before // 2)
+    ffmpeg_stopped = Watch(lambda: not ffmpeg_running(victim)) if fault == "cut" else None
     # Queued again: it leaves `processing`, or the other host has already started it.
     requeued_after = wait_for(
         lambda: (
@@ -493,6 +556,17 @@ def check_lost_host(cluster: Cluster, media: dict[str, Path], figures: Figures, 
     log(f"   queued again after {requeued_after:.1f} s (bound {RECOVERY_BOUND} s + {BOUND_SLACK} s slack); "
         f"completed on {survivor} after {completed_after:.1f} s")  # fmt: skip
     assert requeued_after <= RECOVERY_BOUND + BOUND_SLACK, f"recovery took {requeued_after:.1f} s"
+    if ffmpeg_stopped is not None:
+        # Only the current attempt may encode: the cut-off one stops before it can be replaced.
+        lived = ffmpeg_stopped.wait(RECOVERY_BOUND + 60, f"{victim}'s cut-off FFmpeg to stop")
+        figures.cut_ffmpeg_lived = lived
+        log(f"   {victim}'s cut-off FFmpeg stopped {lived:.1f} s after the cut")
+        assert lived < requeued_after, f"the cut-off FFmpeg still ran when the job was queued again ({lived:.1f} s)"
+    gone_after = workers_gone.wait(LOST_WORKERS_BOUND + BOUND_SLACK + 30, f"/queues/ to forget {victim}'s workers")
+    figures.workers_gone.append((fault, gone_after))
+    log(f"   /queues/ counted {listening_before} workers before, stopped counting {victim}'s after {gone_after:.1f} s "
+        f"(bound {LOST_WORKERS_BOUND} s)")  # fmt: skip
+    assert gone_after <= LOST_WORKERS_BOUND + BOUND_SLACK, f"/queues/ counted them for {gone_after:.1f} s"
     # The host comes back: its processes are gone (or killed now), its pid files are stale.
     if fault == "cut":
         kill_host(victim)
@@ -570,6 +644,11 @@ def main() -> int:
             f"  {fault:4}: queued again after {requeued:5.1f} s (bound {RECOVERY_BOUND} s), "
             f"completed after {completed:5.1f} s"
         )
+    for fault, gone in figures.workers_gone:
+        print(f"  {fault:4}: /queues/ stopped counting the lost host's workers after {gone:5.1f} s "
+              f"(bound {LOST_WORKERS_BOUND} s)")  # fmt: skip
+    if figures.cut_ffmpeg_lived is not None:
+        print(f"  cut : the cut-off FFmpeg stopped {figures.cut_ffmpeg_lived:.1f} s after the cut")
     print(f"  web restart: {figures.web_restart}")
     shutil.rmtree(work, ignore_errors=True)
     return 0

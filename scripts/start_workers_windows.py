@@ -7,7 +7,9 @@
 Each WORKER_CONFIG group runs ``count`` ``manage.py rqworker`` processes with RQ's SimpleWorker (a
 job runs inside its worker process: nothing is forked), each with the group's worker_ttl and RQ's
 scheduler enabled for retry delays (RQ's lock lets one act at a time); ``all`` adds the cron
-scheduler (``rqcron config/cron.py``). The commands come from ``run_local.group_commands``, the
+scheduler (``rqcron config/cron.py``) and the sweeper (``konvrt_sweeper``: recovery sweeps, RQ
+scheduler takeover, this machine's temp cleanup), one of each per machine as ``start_workers.sh``
+runs them. The commands come from ``run_local.group_commands``, the
 same place ``make run`` takes them from. A worker that exits unexpectedly is started again.
 
 Limits compared with the forking pools of ``start_workers.sh``:
@@ -57,6 +59,7 @@ def planned(target: str) -> dict[str, list[str]]:
     }
     if target == "all":
         commands["cron"] = cron_command()
+        commands["sweeper"] = manage("konvrt_sweeper")
     return commands
 
 

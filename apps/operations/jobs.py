@@ -46,7 +46,12 @@ from apps.operations.services.failures import (
     time_limit_message,
 )
 from apps.operations.services.processing import operation_process, remove_earlier_workspaces
-from apps.operations.services.progress import Heartbeat, ProgressTracker
+from apps.operations.services.progress import (
+    Heartbeat,
+    ProgressTracker,
+    abandon_work_horse,
+    rq_still_hears_this_machine,
+)
 from apps.operations.services.workspace import job_workspace
 from apps.processors.exceptions import FFmpegError, FFmpegTimeout, OperationStopped, ProcessingError
 from apps.processors.registry import OPERATIONS, OperationDefinition
@@ -77,7 +82,13 @@ def process_operation(operation_id: str) -> str:
     logger.info("Processing %s %s (attempt %s)", operation.operation, operation.id, operation.attempt)
     remove_earlier_workspaces(operation)
     try:
-        with Heartbeat(operation_id=operation.id, attempt=operation.attempt), job_workspace(operation.id) as workspace:
+        heartbeat = Heartbeat(
+            operation_id=operation.id,
+            attempt=operation.attempt,
+            on_lost=abandon_work_horse,
+            still_heard=rq_still_hears_this_machine,
+        )
+        with heartbeat, job_workspace(operation.id) as workspace:
             tracker = ProgressTracker(operation_id=operation.id, attempt=operation.attempt)
             operation_process(
                 operation=operation, definition=definition, tracker=tracker, workspace=workspace, deadline=deadline

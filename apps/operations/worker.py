@@ -21,6 +21,7 @@ from rq.job import Job
 from rq.utils import now as rq_now
 
 from apps.operations.jobs import on_work_horse_killed
+from apps.operations.services.progress import enable_self_fencing
 
 # Preloaded in the worker parent (see the module docstring); the jobs module comes with the line above.
 from apps.processors import audio, image, video  # noqa: F401
@@ -40,6 +41,9 @@ class KonvrtWorker(Worker):
     - While a job runs, the parent refreshes its RQ execution every ``JOB_HEARTBEAT_SECONDS``
       (RQ's job monitoring interval, 30 s by default), the second sign of life the recovery sweep
       reads.
+    - A work-horse whose heartbeat could not be written for longer than the recovery sweep waits
+      kills itself, FFmpeg with it: a cut-off machine stops encoding before the work is given to
+      another (``progress.Heartbeat``).
     - The FFmpeg binary is resolved when the worker starts, before any fork: the resolution is
       cached, so every work-horse inherits the answer instead of resolving it again (which, for the
       build bundled with imageio-ffmpeg, runs ``ffmpeg -version`` in each new horse).
@@ -67,6 +71,13 @@ class KonvrtWorker(Worker):
         except ImproperlyConfigured as e:
             # Image jobs need no FFmpeg; a job that does fails with this same error when it runs.
             logger.warning("No usable FFmpeg for this worker: %s", e)
+
+    def setup_work_horse_signals(self) -> None:
+        """RQ calls this in each new work-horse, and only there: a horse may kill itself to abandon
+        an attempt it lost (``progress.Heartbeat``); the worker, or a test running jobs in its own
+        process, may not."""
+        super().setup_work_horse_signals()
+        enable_self_fencing()
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         db.connections.close_all()

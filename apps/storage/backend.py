@@ -57,9 +57,16 @@ class StorageBackend(Protocol):
         """Store a client's upload (an open file, a Django upload or a local path)."""
 
     def save_output(
-        self, *, operation_id: uuid.UUID, local_path: Path, extension: str, media_type: MediaType
+        self,
+        *,
+        operation_id: uuid.UUID,
+        local_path: Path,
+        extension: str,
+        media_type: MediaType,
+        download_name: str = "",
     ) -> StoredObject:
-        """Store a processed file from the worker's temp directory."""
+        """Store a processed file from the worker's temp directory. ``download_name`` is the name
+        the result is downloaded as; only Cloudinary keeps it in the key (see its module)."""
 
     def fetch_to_path(self, *, key: str, destination: Path, media_type: MediaType) -> Path:
         """Bring a stored object into a local file for processing; returns ``destination``."""

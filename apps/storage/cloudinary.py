@@ -11,6 +11,14 @@ signed with the API secret, so neither an output's link nor a guess at a public 
 Workers read through signed delivery URLs; a user's download is redirected to Cloudinary's
 download API, signed, flagged as an attachment and expiring after ``DOWNLOAD_URL_TTL`` seconds.
 
+That API names the attachment after the public id's last segment and the format, and takes no
+other name (a named ``fl_attachment`` delivery URL expires only with token authentication, a paid
+add-on). So an output's key, and its public id, end in its download name made safe rather than in
+``output``: ``outputs/<operation id>/holiday_compressed.mp4``. The name is a slug (ASCII letters,
+digits, ``_`` and ``-``, at most ``DOWNLOAD_SLUG_LENGTH``) of the name the worker derived, under the
+generated per-operation prefix: the client's file name can shape that one leaf and nothing else (no
+path, no other operation's folder, no input). Inputs stay ``uploads/<operation id>/input.<ext>``.
+
 Errors become ``StorageError``: retryable for timeouts, refused connections, rate limits and
 Cloudinary's own 5xx; permanent for a missing resource or a request Cloudinary refuses.
 """
@@ -21,6 +29,7 @@ import logging
 import re
 import threading
 import time
+import unicodedata
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -52,10 +61,13 @@ CHECK_TIMEOUT = 5.0
 ACCESS_TYPE = "authenticated"
 LEGACY_ACCESS_TYPE = "upload"
 LISTING_PAGE_SIZE = 500
+DOWNLOAD_SLUG_LENGTH = 100
 _KEY = re.compile(
-    r"^(?P<folder>uploads|outputs)/(?P<operation_id>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
-    r"/(?P<name>input|output)\.(?P<extension>[a-z0-9]{1,8})$"
+    r"^(?:(?P<upload>uploads)|outputs)/"
+    r"(?P<operation_id>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
+    r"/(?P<name>[A-Za-z0-9][A-Za-z0-9_-]{0,%d})\.(?P<extension>[a-z0-9]{1,8})$" % (DOWNLOAD_SLUG_LENGTH - 1)
 )
+_NOT_SLUG = re.compile(r"[^A-Za-z0-9_-]+")
 # Every request retries a refused connection at once, nothing else: a timeout or an error status
 # is left to the job's own retry (RQ Retry), which waits long enough for Cloudinary to recover, and
 # the health check answers within one timeout (urllib3's default would try a GET four times).
@@ -75,10 +87,10 @@ class CloudinaryLocation:
 def public_id_for_key(key: str) -> CloudinaryLocation:
     """Where a storage key lives in Cloudinary. Only keys made by ``object_key`` are accepted."""
     match = _KEY.match(key)
-    if match is None:
+    if match is None or (match["upload"] and match["name"] != INPUT):
         raise StorageError(f"Refusing a storage key that Konvrt did not generate: {key!r}.", permanent=True)
     folders = settings.CLOUDINARY_STORAGE
-    folder = folders["UPLOADS_FOLDER"] if match["folder"] == "uploads" else folders["OUTPUTS_FOLDER"]
+    folder = folders["UPLOADS_FOLDER"] if match["upload"] else folders["OUTPUTS_FOLDER"]
     parts = [folders["ROOT_FOLDER"].strip("/"), folder.strip("/"), match["operation_id"], match["name"]]
     return CloudinaryLocation(public_id="/".join(part for part in parts if part), extension=match["extension"])
 
@@ -90,8 +102,25 @@ def key_for_public_id(public_id: str, extension: str) -> str | None:
         prefix = "/".join(part.strip("/") for part in (folders["ROOT_FOLDER"], folder) if part.strip("/")) + "/"
         if public_id.startswith(prefix):
             key = f"{kind}/{public_id[len(prefix) :]}.{extension}"
-            return key if _KEY.match(key) else None
+            match = _KEY.match(key)
+            return key if match and not (match["upload"] and match["name"] != INPUT) else None
     return None
+
+
+def output_key(*, operation_id: uuid.UUID, extension: str, download_name: str) -> str:
+    """An output's key, ending in a slug of its download name (``holiday_compressed.mp4`` →
+    ``outputs/<operation id>/holiday_compressed.mp4``), ``output`` when nothing of it is left."""
+    generated = object_key(operation_id=operation_id, file_type=OUTPUT, extension=extension)
+    return f"{generated.rsplit('/', 1)[0]}/{download_slug(download_name)}.{extension}"
+
+
+def download_slug(download_name: str) -> str:
+    """The stem of ``download_name`` in ASCII letters, digits, ``_`` and ``-`` (accents dropped,
+    anything else one ``_``), starting with a letter or digit, at most ``DOWNLOAD_SLUG_LENGTH``."""
+    stem = download_name.rsplit("/", 1)[-1].rsplit(".", 1)[0] if "." in download_name else download_name
+    ascii_stem = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
+    slug = _NOT_SLUG.sub("_", ascii_stem).lstrip("_-")[:DOWNLOAD_SLUG_LENGTH].rstrip("_-")
+    return slug or OUTPUT
 
 
 def resource_type_for(media_type: MediaType) -> str:
@@ -230,9 +259,15 @@ class CloudinaryStorage:
         return self._upload(key=key, source=source, media_type=media_type)
 
     def save_output(
-        self, *, operation_id: uuid.UUID, local_path: Path, extension: str, media_type: MediaType
+        self,
+        *,
+        operation_id: uuid.UUID,
+        local_path: Path,
+        extension: str,
+        media_type: MediaType,
+        download_name: str = "",
     ) -> StoredObject:
-        key = object_key(operation_id=operation_id, file_type=OUTPUT, extension=extension)
+        key = output_key(operation_id=operation_id, extension=extension, download_name=download_name)
         stored = self._upload(key=key, source=local_path, media_type=media_type)
         # Same contract as LocalStorage, which moves the file: the worker's copy is no longer needed.
         local_path.unlink(missing_ok=True)

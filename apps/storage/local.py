@@ -42,7 +42,13 @@ class LocalStorage:
         return StoredObject(key=key, size=destination.stat().st_size)
 
     def save_output(
-        self, *, operation_id: uuid.UUID, local_path: Path, extension: str, media_type: MediaType
+        self,
+        *,
+        operation_id: uuid.UUID,
+        local_path: Path,
+        extension: str,
+        media_type: MediaType,
+        download_name: str = "",
     ) -> StoredObject:
         key = object_key(operation_id=operation_id, file_type=OUTPUT, extension=extension)
         destination = self._path(key)

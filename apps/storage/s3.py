@@ -182,7 +182,13 @@ class S3Storage:
         return self._upload(key=key, source=source)
 
     def save_output(
-        self, *, operation_id: uuid.UUID, local_path: Path, extension: str, media_type: MediaType
+        self,
+        *,
+        operation_id: uuid.UUID,
+        local_path: Path,
+        extension: str,
+        media_type: MediaType,
+        download_name: str = "",
     ) -> StoredObject:
         key = object_key(operation_id=operation_id, file_type=OUTPUT, extension=extension)
         stored = self._upload(key=key, source=local_path)

@@ -206,6 +206,23 @@ if STORAGE_BACKEND == "s3":
 # --- Web serving (config/gunicorn.py; docs/deployment.md) ----------------------------------------
 from config.settings.web_settings import WEB_CONCURRENCY, WEB_THREADS, WEB_TIMEOUT  # noqa: E402, F401
 
+# --- Recovery (apps/operations/services/recovery.py) -----------------------------------------
+# A running job refreshes its operation's heartbeat in the database, and its RQ worker the job's
+# execution in Redis, this often.
+JOB_HEARTBEAT_SECONDS = env_int("JOB_HEARTBEAT_SECONDS", 10, minimum=1)
+# A processing operation whose two heartbeats are both older than this has lost its worker (killed,
+# machine gone): the recovery sweep queues it again, or fails it after RECOVERY_MAX_ATTEMPTS
+# interrupted attempts. RQ alone notices a dead worker only after its maintenance interval (10 min).
+RECOVERY_STALE_SECONDS = env_int("RECOVERY_STALE_SECONDS", 45, minimum=1)
+RECOVERY_INTERVAL_SECONDS = env_int("RECOVERY_INTERVAL_SECONDS", 30, minimum=1)
+RECOVERY_MAX_ATTEMPTS = env_int("RECOVERY_MAX_ATTEMPTS", 3, minimum=1)
+if RECOVERY_STALE_SECONDS < 3 * JOB_HEARTBEAT_SECONDS:
+    # Fewer than three missed beats would take a slow database write for a dead worker.
+    raise ImproperlyConfigured(
+        f"RECOVERY_STALE_SECONDS ({RECOVERY_STALE_SECONDS}) must be at least three times "
+        f"JOB_HEARTBEAT_SECONDS ({JOB_HEARTBEAT_SECONDS})."
+    )
+
 # --- Database -------------------------------------------------------------------------------
 DATABASE_URL = env_url(
     "DATABASE_URL",
@@ -220,10 +237,37 @@ DATABASES: dict[str, Mapping[str, Any]]
 # by the pool rather than by a query per request. Processes that fork (RQ's workers) keep plain
 # per-process connections: a pool's sockets must not be shared with a forked child.
 DATABASE_POOL = env_bool("DATABASE_POOL", False)
+# A link to PostgreSQL that dies silently (a host cut off, a peer gone without a FIN) fails a query
+# within DATABASE_LINK_TIMEOUT seconds instead of after the kernel's ~15 minutes of retransmits:
+# libpq's tcp_user_timeout ends a write that stays unacknowledged that long, TCP keepalives end an
+# idle or waiting connection whose peer stopped answering, connect_timeout a connection attempt. A
+# cut-off worker's job thereby stops its FFmpeg before the recovery sweep can run it elsewhere
+# (docs/guarantees.md), so it must stay below RECOVERY_STALE_SECONDS - JOB_HEARTBEAT_SECONDS: by
+# default half of that, at most 15 s.
+DATABASE_LINK_TIMEOUT = env_int(
+    "DATABASE_LINK_TIMEOUT", min(15, max(1, (RECOVERY_STALE_SECONDS - JOB_HEARTBEAT_SECONDS) // 2)), minimum=1
+)
+if DATABASE_LINK_TIMEOUT >= RECOVERY_STALE_SECONDS - JOB_HEARTBEAT_SECONDS:
+    # A cut-off job must notice its dead database link (and stop) before it can be replaced.
+    raise ImproperlyConfigured(
+        f"DATABASE_LINK_TIMEOUT ({DATABASE_LINK_TIMEOUT}) must be below RECOVERY_STALE_SECONDS "
+        f"({RECOVERY_STALE_SECONDS}) - JOB_HEARTBEAT_SECONDS ({JOB_HEARTBEAT_SECONDS})."
+    )
+DATABASE_LINK_OPTIONS = {
+    "connect_timeout": DATABASE_LINK_TIMEOUT,
+    "keepalives": 1,
+    "keepalives_idle": max(1, DATABASE_LINK_TIMEOUT // 3),
+    "keepalives_interval": max(1, DATABASE_LINK_TIMEOUT // 6),
+    "keepalives_count": 3,
+    "tcp_user_timeout": DATABASE_LINK_TIMEOUT * 1000,
+}
 if DATABASE_URL and DATABASE_POOL and not DATABASE_URL.startswith("sqlite"):
     pool = {"min_size": 1, "max_size": WEB_THREADS, "timeout": WEB_TIMEOUT, "max_idle": 300}
     parsed = dj_database_url.parse(DATABASE_URL)
-    DATABASES = {"default": {**parsed, "OPTIONS": {**parsed.get("OPTIONS", {}), "pool": pool}}}
+    DATABASES = {"default": {**parsed, "OPTIONS": {**DATABASE_LINK_OPTIONS, **parsed.get("OPTIONS", {}), "pool": pool}}}
+elif DATABASE_URL and not DATABASE_URL.startswith("sqlite"):
+    parsed = dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)
+    DATABASES = {"default": {**parsed, "OPTIONS": {**DATABASE_LINK_OPTIONS, **parsed.get("OPTIONS", {})}}}
 elif DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
 else:
@@ -390,22 +434,6 @@ FFMPEG_MEMORY_LIMIT_MB = env_int("FFMPEG_MEMORY_LIMIT_MB", 6144, minimum=0)
 # its queue's time limit.
 STALL_TIMEOUT_SECONDS = env_int("STALL_TIMEOUT_SECONDS", 120, minimum=1)
 
-# --- Recovery (apps/operations/services/recovery.py) -----------------------------------------
-# A running job refreshes its operation's heartbeat in the database, and its RQ worker the job's
-# execution in Redis, this often.
-JOB_HEARTBEAT_SECONDS = env_int("JOB_HEARTBEAT_SECONDS", 10, minimum=1)
-# A processing operation whose two heartbeats are both older than this has lost its worker (killed,
-# machine gone): the recovery sweep queues it again, or fails it after RECOVERY_MAX_ATTEMPTS
-# interrupted attempts. RQ alone notices a dead worker only after its maintenance interval (10 min).
-RECOVERY_STALE_SECONDS = env_int("RECOVERY_STALE_SECONDS", 45, minimum=1)
-RECOVERY_INTERVAL_SECONDS = env_int("RECOVERY_INTERVAL_SECONDS", 30, minimum=1)
-RECOVERY_MAX_ATTEMPTS = env_int("RECOVERY_MAX_ATTEMPTS", 3, minimum=1)
-if RECOVERY_STALE_SECONDS < 3 * JOB_HEARTBEAT_SECONDS:
-    # Fewer than three missed beats would take a slow database write for a dead worker.
-    raise ImproperlyConfigured(
-        f"RECOVERY_STALE_SECONDS ({RECOVERY_STALE_SECONDS}) must be at least three times "
-        f"JOB_HEARTBEAT_SECONDS ({JOB_HEARTBEAT_SECONDS})."
-    )
 
 # --- Resumable uploads (tus) and import from a URL ---------------------------------------------
 # An unfinished or unused tus upload is removed this long after it was created (its parts live in

@@ -148,11 +148,13 @@ def test_size_limits_come_from_the_environment():
 def test_worker_config_matches_the_original():
     from django.conf import settings
 
+    # The original's queues, timeouts and counts; its worker_ttl (600/180/360 s) is 30 s for every
+    # group, so that a lost machine's workers stop counting within 90 s (rq_settings.WORKER_TTL).
     assert settings.WORKER_CONFIG == {
-        "video": {"queue": "video_queue", "timeout": 1800, "count": 1, "worker_ttl": 600},
-        "image": {"queue": "image_queue", "timeout": 60, "count": 2, "worker_ttl": 180},
-        "audio": {"queue": "audio_queue", "timeout": 300, "count": 1, "worker_ttl": 360},
-        "webhook": {"queue": "webhook_queue", "timeout": 60, "count": 2, "worker_ttl": 120},
+        "video": {"queue": "video_queue", "timeout": 1800, "count": 1, "worker_ttl": 30},
+        "image": {"queue": "image_queue", "timeout": 60, "count": 2, "worker_ttl": 30},
+        "audio": {"queue": "audio_queue", "timeout": 300, "count": 1, "worker_ttl": 30},
+        "webhook": {"queue": "webhook_queue", "timeout": 60, "count": 2, "worker_ttl": 30},
     }
     assert set(settings.RQ_QUEUES) == {"video_queue", "image_queue", "audio_queue", "webhook_queue"}
     assert settings.RQ_QUEUES["video_queue"]["DEFAULT_TIMEOUT"] == 1800

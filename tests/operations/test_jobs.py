@@ -12,9 +12,11 @@ import sys
 import time
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import django_rq
 import pytest
+from django.db import transaction
 from rq.exceptions import AbandonedJobError
 from rq.executions import Execution
 from rq.job import Job, JobStatus
@@ -30,6 +32,7 @@ from apps.operations.services import failures, lifecycle, processing, progress
 from apps.processors import ffmpeg
 from apps.processors.registry import get_operation
 from apps.storage.local import LocalStorage
+from tests.faults.conftest import TcpProxy
 from tests.processors.conftest import assert_completed, assert_failed_keeping_input
 from tests.processors.processes import ffmpeg_processes_under, is_alive, parent_of, wait_until, worker_environment
 
@@ -430,8 +433,9 @@ def test_progress_rises_between_0_and_100_with_at_most_one_write_per_second(medi
 # --- the worker -----------------------------------------------------------------------------------
 def test_the_worker_takes_its_ttl_from_worker_config(settings):
     video_worker = konvrt_worker.KonvrtWorker(["video_queue"], connection=django_rq.get_connection("video_queue"))
-    assert video_worker.worker_ttl == 600
-    assert konvrt_worker.worker_ttl_for(["image_queue", "audio_queue"]) == 360
+    assert video_worker.worker_ttl == 30
+    settings.WORKER_CONFIG = {**settings.WORKER_CONFIG, "audio": {**settings.WORKER_CONFIG["audio"], "worker_ttl": 45}}
+    assert konvrt_worker.worker_ttl_for(["image_queue", "audio_queue"]) == 45
 
 
 def test_the_worker_refreshes_a_running_jobs_rq_heartbeat_every_job_heartbeat_seconds(settings):
@@ -460,8 +464,9 @@ def test_a_full_disk_is_a_temporary_failure_with_a_plain_message(code):
     assert failure.message == "The server ran out of disk space while processing this file."
 
 
-def start_forking_worker(queue: str, storage_root: Path) -> subprocess.Popen:
-    """A real `rqworker --burst` with Konvrt's forking worker class, on the test database."""
+def start_forking_worker(queue: str, storage_root: Path, **environment: str) -> subprocess.Popen:
+    """A real `rqworker --burst` with Konvrt's forking worker class, on the test database (and with
+    ``environment`` on top)."""
     return subprocess.Popen(
         [
             sys.executable,
@@ -473,7 +478,7 @@ def start_forking_worker(queue: str, storage_root: Path) -> subprocess.Popen:
             "apps.operations.worker.KonvrtWorker",
         ],
         cwd=ROOT,
-        env=worker_environment(storage_root),
+        env={**worker_environment(storage_root), **environment},
     )
 
 
@@ -533,3 +538,44 @@ def test_a_killed_work_horse_takes_ffmpeg_with_it_and_the_operation_is_retried(l
         == "The worker processing this file stopped unexpectedly; it will be tried again in 1 minute."
     )
     assert queue_of(operation).scheduled_job_registry.count == 1
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_work_horse_cut_off_from_database_and_redis_abandons_the_attempt_and_its_ffmpeg(
+    media, submit, storage_root, capfd
+):
+    """A machine cut off from the network: its job can write neither its heartbeat (the database)
+    nor its RQ execution (Redis). Once the attempt could be handed to another worker, its
+    work-horse kills itself and FFmpeg with it, so that two attempts never encode at once."""
+    # Long enough that FFmpeg still runs well past the fence (5 s here), on a busy machine too.
+    operation = submit("video_compress", media.video(duration=120), {"preset": "veryslow", "quality": 18})
+    redis_url = urlsplit(os.environ["REDIS_URL"])
+    redis_link = TcpProxy((redis_url.hostname or "127.0.0.1", redis_url.port or 6379))
+    worker = start_forking_worker(
+        "video_queue",
+        storage_root,
+        REDIS_URL=redis_url._replace(netloc=f"127.0.0.1:{redis_link.port}").geturl(),
+        RECOVERY_STALE_SECONDS="6",
+        JOB_HEARTBEAT_SECONDS="1",
+        DATABASE_LINK_TIMEOUT="2",
+    )
+    try:
+        running = wait_until(lambda: ffmpeg_processes_under(worker.pid), timeout=60)
+        assert running
+        assert wait_until(lambda: operation.refresh_from_db() or operation.progress > 0, timeout=60)
+        horse = parent_of(running[0])
+
+        # The job's database writes hang from now on (a row lock holds them), Redis is gone.
+        with transaction.atomic():
+            Operation.objects.select_for_update().get(id=operation.id)
+            redis_link.cut()
+            assert all(is_alive(pid) for pid in running)  # still encoding when cut off
+            # fence_after = RECOVERY_STALE_SECONDS - JOB_HEARTBEAT_SECONDS = 5 s after its last beat.
+            assert wait_until(lambda: not any(is_alive(pid) for pid in [*running, horse]), timeout=20)
+    finally:
+        redis_link.close()
+        if worker.poll() is None:
+            worker.kill()
+        worker.wait(timeout=30)
+    assert "abandoning this attempt" in capfd.readouterr().err

@@ -118,11 +118,15 @@ def make_retry_due(operation_id: str) -> None:
 
 
 def fetch(url: str) -> bytes:
+    return fetch_response(url).data
+
+
+def fetch_response(url: str) -> urllib3.BaseHTTPResponse:
     response = urllib3.PoolManager(cert_reqs="CERT_REQUIRED", ca_certs=settings.CLOUDINARY_CA_BUNDLE).request(
         "GET", url
     )
     assert response.status == 200
-    return response.data
+    return response
 
 
 def job_workspaces() -> list[Path]:
@@ -154,7 +158,9 @@ def test_create_process_status_download_delete(backend, client, media, tmp_path,
     assert detail["output_file"]["file_name"].startswith("holiday_")
     assert detail["output_file"]["file_name"].endswith(f".{case.output_extension}")
     output = File.objects.get(operation_id=operation_id, file_type=FileType.OUTPUT)
-    assert output.file_path == f"outputs/{operation_id}/output.{case.output_extension}"
+    # Cloudinary's key (and public id) ends in the download name, its download API's attachment name.
+    leaf = "output" if not isinstance(backend, CloudinaryStandIn) else Path(output.file_name).stem
+    assert output.file_path == f"outputs/{operation_id}/{leaf}.{case.output_extension}"
 
     response = client.get(f"{API}/operations/{operation_id}/download/")
     if backend is None:
@@ -176,14 +182,16 @@ def test_create_process_status_download_delete(backend, client, media, tmp_path,
     else:
         # Redirected to the secure URL; the bytes come from Cloudinary (the stand-in), not from us.
         assert response.status_code == 302
-        public_id = f"mediaprocessor/outputs/{operation_id}/output"
+        public_id = f"mediaprocessor/outputs/{operation_id}/{leaf}"
         asset = backend.asset(public_id, case.output_resource_type)
         assert asset is not None
         # Cloudinary's download API: signed, expiring, an attachment; the asset itself is private.
         assert response["Location"].startswith(f"https://{backend.host}/v1_1/{backend.cloud_name}/")
         assert "expires_at=" in response["Location"] and "type=authenticated" in response["Location"]
-        data = fetch(response["Location"])
+        downloaded = fetch_response(response["Location"])
+        data = downloaded.data
         assert data == asset.data
+        assert downloaded.headers["Content-Disposition"] == f'attachment; filename="{output.file_name}"'
         assert asset.type == "authenticated"
         assert (output.cloudinary_public_id, output.cloudinary_url) == (public_id, backend.delivery_url(asset))
         stored_input = File.objects.get(operation_id=operation_id, file_type=FileType.INPUT)
@@ -230,7 +238,8 @@ def test_cloudinary_failing_once_makes_the_job_retry_and_then_complete(cloudinar
     assert status["status"] == S.COMPLETED and status["error_message"] is None
     operation.refresh_from_db()
     assert operation.attempt == 2
-    assert cloudinary_standin.asset(f"mediaprocessor/outputs/{created['id']}/output", "image") is not None
+    output = File.objects.get(operation_id=created["id"], file_type=FileType.OUTPUT)
+    assert cloudinary_standin.asset(f"mediaprocessor/{output.file_path.rsplit('.', 1)[0]}", "image") is not None
     assert job_workspaces() == []
 
 
@@ -254,7 +263,7 @@ def test_cloudinary_failing_for_good_fails_the_operation_with_a_clear_message_an
     assert list(Path(settings.FILE_UPLOAD_TEMP_DIR).iterdir()) == []
     # The input is kept, so the user can retry once Cloudinary is back.
     assert cloudinary_standin.asset(f"mediaprocessor/uploads/{created['id']}/input", "video") is not None
-    assert cloudinary_standin.asset(f"mediaprocessor/outputs/{created['id']}/output", "video") is None
+    assert not [public_id for _, public_id in cloudinary_standin.assets if "/outputs/" in public_id]
 
 
 def test_cloudinary_refusing_the_upload_answers_503_and_keeps_nothing(cloudinary_standin, client, media):

@@ -17,7 +17,7 @@ from tests.processors.processes import children_of, is_alive, wait_until, worker
 
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCHER = ROOT / "scripts" / "start_workers_windows.py"
-EXPECTED = {"video-1", "image-1", "image-2", "audio-1", "webhook-1", "webhook-2", "cron"}
+EXPECTED = {"video-1", "image-1", "image-2", "audio-1", "webhook-1", "webhook-2", "cron", "sweeper"}
 
 
 @pytest.mark.slow
@@ -56,6 +56,8 @@ def test_the_launcher_runs_reports_replaces_and_stops_its_workers(storage_root, 
     try:
         assert wait_until(lambda: set(workers()) == EXPECTED, timeout=60)
         first = workers()
+        sweeper_log = run_dir / "sweeper.log"
+        assert wait_until(lambda: "Sweeper started" in sweeper_log.read_text(errors="replace"), timeout=30)
 
         status = launcher("status")
         assert status.returncode == 0, status.stdout + status.stderr

@@ -235,7 +235,11 @@ def test_download_target_is_a_signed_expiring_attachment_url_of_the_original(
     source = media.audio(extension="flac")
     operation_id = uuid.uuid4()
     stored = storage.save_output(
-        operation_id=operation_id, local_path=_copy(source), extension="flac", media_type=MediaType.AUDIO
+        operation_id=operation_id,
+        local_path=_copy(source),
+        extension="flac",
+        media_type=MediaType.AUDIO,
+        download_name="song_converted.flac",
     )
 
     target = storage.open_for_download(key=stored.key, media_type=MediaType.AUDIO, download_name="song_converted.flac")
@@ -244,13 +248,51 @@ def test_download_target_is_a_signed_expiring_attachment_url_of_the_original(
     url = urlsplit(target.url)
     assert (url.netloc, url.path) == (cloudinary_standin.host, f"/v1_1/{cloudinary_standin.cloud_name}/video/download")
     query = {key: values[0] for key, values in parse_qs(url.query).items()}
-    assert query["public_id"] == output_public_id(operation_id) and query["format"] == "flac"
+    assert query["public_id"] == f"{ROOT}/outputs/{operation_id}/song_converted" and query["format"] == "flac"
     assert query["type"] == "authenticated" and query["attachment"] in ("1", "true", "True")
     assert int(query["expires_at"]) == pytest.approx(time.time() + 90, abs=5)
     response = _https().request("GET", target.url)
     assert response.status == 200 and response.data == source.read_bytes()
-    assert response.headers["Content-Disposition"].startswith("attachment;")
+    # The download API names the attachment after the public id's last segment: the download name.
+    assert response.headers["Content-Disposition"] == 'attachment; filename="song_converted.flac"'
     assert storage.exists(key=stored.key, media_type=MediaType.AUDIO) is True
+
+
+@pytest.mark.parametrize(
+    ("download_name", "leaf"),
+    [
+        ("holiday_compressed.mp4", "holiday_compressed"),
+        ("Fête à la plage_converted.mp4", "Fete_a_la_plage_converted"),
+        ("../../x/y; rm -rf _converted.mp4", "y_rm_-rf__converted"),
+        ("日本_resized.mp4", "resized"),
+        ("....mp4", "output"),
+        ("", "output"),
+        ("a" * 300 + ".mp4", "a" * 100),
+    ],
+)
+def test_an_outputs_public_id_ends_in_its_download_name_made_safe_under_the_operations_prefix(
+    storage, cloudinary_standin, media, download_name, leaf
+):
+    operation_id = uuid.uuid4()
+    stored = storage.save_output(
+        operation_id=operation_id,
+        local_path=_copy(media.audio(extension="mp3")),
+        extension="mp4",
+        media_type=MediaType.VIDEO,
+        download_name=download_name,
+    )
+
+    assert stored.key == f"outputs/{operation_id}/{leaf}.mp4"
+    assert stored.public_id == f"{ROOT}/outputs/{operation_id}/{leaf}"
+    assert cloudinary_standin.asset(stored.public_id, "video") is not None
+    response = _https().request(
+        "GET", storage.open_for_download(key=stored.key, media_type=MediaType.VIDEO, download_name=download_name).url
+    )
+    assert response.headers["Content-Disposition"] == f'attachment; filename="{leaf}.mp4"'
+    # The stored key finds the asset again: fetched, listed as an owned key, deleted.
+    assert storage.exists(key=stored.key, media_type=MediaType.VIDEO) is True
+    storage.delete(key=stored.key, media_type=MediaType.VIDEO)
+    assert storage.exists(key=stored.key, media_type=MediaType.VIDEO) is False
 
 
 def test_a_download_url_stops_working_once_it_expires(settings, storage, cloudinary_standin, media):
@@ -309,7 +351,16 @@ def test_delete_destroys_the_resource_and_deleting_again_is_fine(storage, cloudi
 
 
 def test_keys_konvrt_did_not_generate_are_refused():
-    for key in ("../../etc/passwd", "uploads/not-a-uuid/input.mp4", f"elsewhere/{uuid.uuid4()}/input.mp4"):
+    for key in (
+        "../../etc/passwd",
+        "uploads/not-a-uuid/input.mp4",
+        f"elsewhere/{uuid.uuid4()}/input.mp4",
+        # A named leaf is an output's alone; an input is always "input".
+        f"uploads/{uuid.uuid4()}/holiday.mp4",
+        f"outputs/{uuid.uuid4()}/../input.mp4",
+        f"outputs/{uuid.uuid4()}/a/b.mp4",
+        f"outputs/{uuid.uuid4()}/.hidden.mp4",
+    ):
         with pytest.raises(StorageError) as raised:
             public_id_for_key(key)
         assert raised.value.permanent is True

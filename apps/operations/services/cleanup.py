@@ -58,6 +58,9 @@ DELETED_GRACE = timedelta(hours=1)
 # An upload is stored before its operation row is committed; an output before its File row.
 STORAGE_ORPHAN_AGE = timedelta(hours=1)
 UPLOAD_TEMP_AGE = timedelta(days=1)
+# At a web process's start: an upload temp file that no process holds open any more is the leftover
+# of a killed request, once it is this old (a margin; a live one is open from its creation on).
+UNHELD_UPLOAD_TEMP_AGE = timedelta(minutes=1)
 # Shared object storage is listed, not renamed: only objects this old are taken for orphans.
 STORAGE_OBJECT_ORPHAN_AGE = timedelta(days=1)
 # A workspace lives at most as long as its job: the longest queue timeout, plus a margin for the
@@ -118,6 +121,60 @@ def cleanup_local(*, now: datetime | None = None) -> CleanupReport:
     if report.job_workspaces_removed or report.upload_temp_files_removed:
         logger.info("Local cleanup removed %s", report.as_dict())
     return report
+
+
+def cleanup_upload_temp_at_start(*, now: datetime | None = None) -> int:
+    """Upload temp files a killed web process left on this machine; returns how many were removed.
+
+    Each web worker runs it as it starts (``config/gunicorn.py``): a web-only machine has no sweeper.
+    A request spools its body into an unnamed file (nothing can be left), but Django keeps a large
+    upload's file part in a named temp file (and the inspection a small one's copy) while the
+    request runs: a process killed meanwhile leaves it. Such a file is removed once no process on
+    this machine holds it open and it is ``UNHELD_UPLOAD_TEMP_AGE`` old; where open files cannot be
+    listed (no ``/proc``), only once it is ``UPLOAD_TEMP_AGE`` old, as the sweeper does. The files are
+    listed before the processes' open files are, so that a file created meanwhile is never taken.
+    """
+    now = now or timezone.now()
+    root = Path(settings.FILE_UPLOAD_TEMP_DIR)
+    if not root.is_dir():
+        return 0
+    candidates = [entry for entry in root.iterdir() if not entry.name.startswith(TRASH_PREFIX)]
+    held = _files_held_open()
+    older_than = now - (UPLOAD_TEMP_AGE if held is None else UNHELD_UPLOAD_TEMP_AGE)
+    removed = 0
+    for entry in candidates:
+        try:
+            stat = entry.lstat()
+        except FileNotFoundError:
+            continue
+        if not entry.is_file() or entry.is_symlink() or (stat.st_dev, stat.st_ino) in (held or ()):
+            continue
+        if _is_old(entry, older_than) and _claim_and_remove(entry):
+            logger.info("Removed %s, left by a killed request", entry)
+            removed += 1
+    return removed
+
+
+def _files_held_open() -> set[tuple[int, int]] | None:
+    """(device, inode) of every file a process on this machine holds open, from ``/proc``; ``None``
+    where there is no ``/proc``. Processes whose descriptors cannot be read (another user's) are
+    passed over: the upload temp directory is this deployment's own."""
+    proc = Path("/proc")
+    if not (proc / "self" / "fd").is_dir():
+        return None
+    held: set[tuple[int, int]] = set()
+    for descriptors in proc.glob("[0-9]*/fd"):
+        try:
+            links = list(descriptors.iterdir())
+        except OSError:
+            continue  # exited meanwhile, or not ours to read
+        for link in links:
+            try:
+                target = link.stat()  # the open file itself, deleted or not
+            except OSError:
+                continue
+            held.add((target.st_dev, target.st_ino))
+    return held
 
 
 def _remove_local_leftovers(*, now: datetime, report: CleanupReport) -> None:

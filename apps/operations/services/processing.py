@@ -116,15 +116,20 @@ def operation_process(
         **result.details,
         "compression_ratio": compression_ratio,
     }
+    download_name = definition.output_file_name(original_name=input_file.file_name, extension=result.extension)
     stored = storage.save_output(
-        operation_id=operation.id, local_path=result.path, extension=result.extension, media_type=result.media_type
+        operation_id=operation.id,
+        local_path=result.path,
+        extension=result.extension,
+        media_type=result.media_type,
+        download_name=download_name,
     )
     completed = lifecycle.operation_mark_completed(
         operation_id=operation.id,
         attempt=operation.attempt,
         output={
             "file_path": stored.key,
-            "file_name": definition.output_file_name(original_name=input_file.file_name, extension=result.extension),
+            "file_name": download_name,
             "file_size": stored.size,
             "mime_type": mime_type_for_extension(result.extension),
             "metadata": file_metadata,

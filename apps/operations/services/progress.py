@@ -26,12 +26,26 @@ truthful ETA.
 attempt's heartbeat every ``JOB_HEARTBEAT_SECONDS`` (10) whatever the job is doing, FFmpeg or not
 (fetching a large input, Pillow, storing the result), so that only a job whose process is gone
 falls silent.
+
+It also fences the attempt off. A worker cut off from the network keeps running: once its
+heartbeat has gone unwritten long enough for the recovery sweep to take the attempt over
+(``RECOVERY_STALE_SECONDS`` less one beat) and this machine cannot reach Redis either (where the
+worker's parent keeps the job's RQ execution alive: the sweep takes over only when both are
+silent), a second attempt may start on another machine, and only the current one may go on
+encoding. The heartbeat then abandons its own: in a forked
+work-horse (``KonvrtWorker``, see ``enable_self_fencing``) it kills the horse, FFmpeg with it (the
+kernel kills FFmpeg when its parent dies, ``apps.processors.ffmpeg``), without another word to the
+database or the storage; RQ's parent reports the horse killed. A database write on a dead link
+fails within ``DATABASE_LINK_TIMEOUT``, so the heartbeat gets to decide in time; the job's own
+progress checks, which touch the database every second, usually stop FFmpeg even sooner.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
+import signal
 import threading
 import time
 import uuid
@@ -40,7 +54,9 @@ from types import TracebackType
 
 from django import db
 from django.conf import settings
+from redis.exceptions import RedisError
 
+from apps.core.redis import redis_client
 from apps.operations.enums import ProcessingPhase
 from apps.operations.services.lifecycle import operation_is_current, operation_record_progress
 from apps.processors.exceptions import OperationStopped
@@ -48,8 +64,37 @@ from apps.processors.exceptions import OperationStopped
 logger = logging.getLogger(__name__)
 
 CONTACT_INTERVAL_SECONDS = 1.0
+REDIS_PROBE_SECONDS = 2.0
 HEARTBEAT_SECONDS = 60.0
 RUNNING_MAXIMUM = 99
+
+# Set in each forked work-horse (``KonvrtWorker``): a horse may kill itself to abandon an attempt
+# it lost. A process that runs jobs itself (RQ's SimpleWorker on Windows, tests) must not: it would
+# take the worker down with the job.
+_SELF_FENCING = threading.Event()
+
+
+def enable_self_fencing() -> None:
+    _SELF_FENCING.set()
+
+
+def rq_still_hears_this_machine() -> bool:
+    """Whether this machine reaches Redis, where its RQ worker keeps the running job's execution
+    alive: while it does, the recovery sweep leaves the attempt alone, whatever the database says."""
+    url = next(iter(settings.RQ_QUEUES.values()))["URL"]
+    try:
+        return bool(redis_client(url, connect_timeout=REDIS_PROBE_SECONDS, timeout=REDIS_PROBE_SECONDS).ping())
+    except RedisError:
+        return False
+
+
+def abandon_work_horse() -> None:
+    """The fence of a lost attempt: kill this work-horse at once (FFmpeg dies with it) when self
+    fencing is on; elsewhere only log, and leave the stop to the job's own progress checks."""
+    if not _SELF_FENCING.is_set():
+        logger.error("This attempt lost its heartbeat, but this process runs jobs itself: not killing it")
+        return
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 class ProgressTracker:
@@ -110,17 +155,42 @@ class Heartbeat:
     next beat: the heartbeat going quiet is exactly what should tell the recovery sweep, through
     ``RECOVERY_STALE_SECONDS``, that something is wrong. It stops beating once the operation no
     longer wants this attempt; the job itself notices that at its next progress check or phase.
+
+    A second thread, the fence, watches the beats: once none has been written for
+    ``fence_after`` seconds (by default one beat less than ``RECOVERY_STALE_SECONDS``: from then
+    on the sweep may give the work to another machine), whether the writes failed or hang, and
+    ``still_heard`` (when given) says the attempt's other sign of life is gone too, it calls
+    ``on_lost`` once.
     """
 
-    def __init__(self, *, operation_id: uuid.UUID, attempt: int, interval: float | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        operation_id: uuid.UUID,
+        attempt: int,
+        interval: float | None = None,
+        fence_after: float | None = None,
+        on_lost: Callable[[], None] | None = None,
+        still_heard: Callable[[], bool] | None = None,
+    ) -> None:
         self.operation_id = operation_id
         self.attempt = attempt
         self.interval = interval if interval is not None else settings.JOB_HEARTBEAT_SECONDS
+        self.fence_after = (
+            fence_after if fence_after is not None else settings.RECOVERY_STALE_SECONDS - settings.JOB_HEARTBEAT_SECONDS
+        )
+        self.on_lost = on_lost
+        self.still_heard = still_heard
+        self.lost = False
+        self._written = time.monotonic()
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"heartbeat-{operation_id}", daemon=True)
+        self._fence = threading.Thread(target=self._watch, name=f"fence-{operation_id}", daemon=True)
 
     def __enter__(self) -> Heartbeat:
+        self._written = time.monotonic()
         self._thread.start()
+        self._fence.start()
         return self
 
     def __exit__(
@@ -129,6 +199,7 @@ class Heartbeat:
         self._stopped.set()
         # A beat in flight finishes its one UPDATE first; a daemon thread never holds up the job.
         self._thread.join(timeout=5)
+        self._fence.join(timeout=5)
 
     def _run(self) -> None:
         try:
@@ -136,9 +207,35 @@ class Heartbeat:
                 try:
                     if not operation_record_progress(operation_id=self.operation_id, attempt=self.attempt):
                         return
+                    self._written = time.monotonic()
                 except db.DatabaseError as e:
                     logger.warning("Could not refresh the heartbeat of operation %s: %s", self.operation_id, e)
                     db.connection.close()  # a fresh connection for the next beat
         finally:
             # This thread's own connection: nobody else would ever close it.
             db.connection.close()
+            # A beat that gave up (the operation no longer wants this attempt) is no lost link.
+            self._stopped.set()
+
+    def _watch(self) -> None:
+        while not self._stopped.wait(min(self.interval, self.fence_after)):
+            silent = time.monotonic() - self._written
+            if silent >= self.fence_after and self.still_heard is not None and self.still_heard():
+                logger.warning(
+                    "Operation %s attempt %s: no heartbeat written for %.0f s, but RQ still hears this machine",
+                    self.operation_id,
+                    self.attempt,
+                    silent,
+                )
+            elif silent >= self.fence_after:
+                logger.error(
+                    "Operation %s attempt %s: no heartbeat written for %.0f s, so another worker may take it over; "
+                    "abandoning this attempt",
+                    self.operation_id,
+                    self.attempt,
+                    silent,
+                )
+                self.lost = True
+                if self.on_lost is not None:
+                    self.on_lost()
+                return

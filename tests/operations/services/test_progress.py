@@ -3,11 +3,16 @@ percentages, and a cancel noticed within a second."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from apps.operations.enums import OperationStatus, ProcessingPhase
@@ -16,9 +21,10 @@ from apps.operations.services import lifecycle
 from apps.operations.services.progress import HEARTBEAT_SECONDS, Heartbeat, ProgressTracker
 from apps.processors.exceptions import OperationStopped
 from tests.factories import backdate
-from tests.processors.processes import wait_until
+from tests.processors.processes import is_alive, wait_until
 
 pytestmark = pytest.mark.django_db
+ROOT = Path(__file__).resolve().parents[3]
 
 
 class Clock:
@@ -155,3 +161,90 @@ def test_the_heartbeat_never_revives_an_operation_that_no_longer_wants_the_attem
         assert wait_until(lambda: not heartbeat._thread.is_alive(), timeout=10)  # it gave up by itself
 
     assert Operation.objects.get(id=claimed.id).heartbeat_at == cancelled.heartbeat_at
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_heartbeat_fences_off_an_attempt_whose_beats_cannot_be_written(claimed):
+    """The database out of reach (its writes hang, as on a cut link): once no beat was written for
+    ``fence_after`` seconds, ``on_lost`` runs, once. Beats that are written keep it away."""
+    lost = []
+    with Heartbeat(
+        operation_id=claimed.id, attempt=claimed.attempt, interval=0.1, fence_after=1.0, on_lost=lambda: lost.append(1)
+    ) as heartbeat:
+        time.sleep(1.5)  # beats written all along
+        assert lost == []
+        with transaction.atomic():
+            Operation.objects.select_for_update().get(id=claimed.id)  # the next beat hangs on the row lock
+            assert wait_until(lambda: lost, timeout=10)
+    assert lost == [1] and heartbeat.lost
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_heartbeat_that_stops_because_the_attempt_is_over_fences_nothing(claimed):
+    lifecycle.operation_cancel(operation=claimed)
+    lost = []
+
+    with Heartbeat(
+        operation_id=claimed.id, attempt=claimed.attempt, interval=0.1, fence_after=0.5, on_lost=lambda: lost.append(1)
+    ) as heartbeat:
+        time.sleep(1.0)
+
+    assert lost == [] and not heartbeat.lost
+
+
+def test_abandoning_a_work_horse_kills_it_and_its_ffmpeg_and_only_in_a_work_horse(tmp_path):
+    """In a forked work-horse (self fencing on) the abandon is a SIGKILL, and the kernel takes the
+    horse's FFmpeg with it; in a process that runs jobs itself it is only logged."""
+    script = f"""
+import os, subprocess, sys, time
+import django
+django.setup()
+from apps.operations.services import progress
+from apps.processors.ffmpeg import process_group_options, resolve_ffmpeg_binary
+progress.abandon_work_horse()  # self fencing off: logged, the process lives on
+if sys.argv[1] == "horse":
+    progress.enable_self_fencing()
+ffmpeg = subprocess.Popen(
+    [resolve_ffmpeg_binary(), "-nostdin", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-f", "null", "-"],
+    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **process_group_options(),
+)
+open(r"{tmp_path}/ffmpeg.pid", "w").write(str(ffmpeg.pid))
+time.sleep(0.5)
+progress.abandon_work_horse()
+ffmpeg.kill()
+print("still here")
+"""
+    for role, expected in (("worker", 0), ("horse", -signal.SIGKILL)):
+        done = subprocess.run(
+            [sys.executable, "-c", script, role],
+            cwd=ROOT,
+            env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == expected, done.stderr[-2000:]
+        assert ("still here" in done.stdout) is (role == "worker")
+        ffmpeg_pid = int((tmp_path / "ffmpeg.pid").read_text())
+        assert wait_until(lambda pid=ffmpeg_pid: not is_alive(pid), timeout=10)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_no_fence_while_the_attempts_other_sign_of_life_is_still_heard(claimed):
+    """The database alone out of reach: while RQ still hears the machine (its worker's parent
+    beats in Redis) the sweep will not take the attempt over, so it is not abandoned."""
+    lost, heard = [], [True]
+    with Heartbeat(
+        operation_id=claimed.id,
+        attempt=claimed.attempt,
+        interval=0.1,
+        fence_after=0.5,
+        on_lost=lambda: lost.append(1),
+        still_heard=lambda: heard[0],
+    ):
+        with transaction.atomic():
+            Operation.objects.select_for_update().get(id=claimed.id)
+            time.sleep(1.5)
+            assert lost == []  # silent, but heard
+            heard[0] = False  # now Redis is gone too
+            assert wait_until(lambda: lost, timeout=10)
