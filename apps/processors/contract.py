@@ -126,6 +126,10 @@ class ProcessingResult:
     # The input stream ``expected_duration`` is the length of; when given and the output's header
     # disagrees with it, both streams are measured from their packets before the output is refused.
     duration_source: StreamSource | None = None
+    # The output's video stream is the input's, copied packet for packet from a keyframe on (a
+    # stream-copy trim): the final check reads the output's headers and checks that it opens on a
+    # keyframe, instead of decoding a picture the upload's check decoded already.
+    video_copied: bool = False
     # What the processor decided (stream copy, first GIF frame, ...), shown in the output's metadata.
     details: dict[str, Any] = field(default_factory=dict)
 

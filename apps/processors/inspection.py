@@ -7,7 +7,9 @@ media over them is never stored.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from PIL import Image
@@ -29,17 +31,46 @@ def input_decoder(*, extension: str, media_type: MediaType, recorded: str | None
 
 
 def inspect_input(
-    *, path: Path, extension: str, definition: OperationDefinition, input_format: str | None = None
+    *,
+    path: Path,
+    extension: str,
+    definition: OperationDefinition,
+    input_format: str | None = None,
+    recorded_streams: list[dict[str, Any]] | None = None,
 ) -> MediaInfo | ImageInfo:
     """Probe the input as the format it was accepted as and check it against the worker's caps.
 
-    Raises a permanent ``ProcessingError`` with a message for the user when the file is not
-    readable, lacks the stream the operation works on, or is too large to process safely.
+    ``recorded_streams`` are the streams the upload's content check recorded (the input File's
+    ``metadata["streams"]``): the pixel formats that check decoded fill in those a header-only probe
+    cannot tell. Raises a permanent ``ProcessingError`` with a message for the user when the file is
+    not readable, lacks the stream the operation works on, or is too large to process safely.
     """
     decoder = input_format or input_decoder(extension=extension, media_type=definition.media_type, recorded=None)
     if definition.media_type == MediaType.IMAGE:
         return _inspect_image(path=path, extension=extension, pillow_format=decoder)
-    return _inspect_media(path=path, extension=extension, demuxer=decoder, definition=definition)
+    info = _inspect_media(path=path, extension=extension, demuxer=decoder, definition=definition)
+    return with_recorded_pixel_formats(info, recorded_streams if isinstance(recorded_streams, list) else [])
+
+
+def with_recorded_pixel_formats(info: MediaInfo, recorded_streams: list[dict[str, Any]]) -> MediaInfo:
+    """``info`` with the pixel format recorded for each stream whose probe left it unknown, where the
+    record is of the same stream (same index, kind and codec)."""
+    recorded = {
+        stream.get("index"): stream
+        for stream in recorded_streams
+        if isinstance(stream, dict) and stream.get("pixel_format")
+    }
+    streams = []
+    for stream in info.streams:
+        record = recorded.get(stream.index)
+        if (
+            stream.pixel_format is None
+            and record is not None
+            and (record.get("kind"), record.get("codec")) == (stream.kind, stream.codec)
+        ):
+            stream = replace(stream, pixel_format=str(record["pixel_format"]))
+        streams.append(stream)
+    return replace(info, streams=streams)
 
 
 def _inspect_image(*, path: Path, extension: str, pillow_format: str) -> ImageInfo:
@@ -58,7 +89,10 @@ def _inspect_image(*, path: Path, extension: str, pillow_format: str) -> ImageIn
 
 def _inspect_media(*, path: Path, extension: str, demuxer: str, definition: OperationDefinition) -> MediaInfo:
     try:
-        info = probe_media(path, format_name=demuxer)
+        # Headers only: the upload's content check (``sniffing.inspect_upload``, the one way an
+        # input gets stored) has decoded this file with this demuxer already. What the worker needs
+        # again is the container read as what it was accepted as, its streams and the caps.
+        info = probe_media(path, format_name=demuxer, decode_pictures=False)
     except ProbeError as e:
         raise ProbeError(
             f"This file could not be read as {extension.upper()}. It may be damaged or not what its name says.",

@@ -33,6 +33,11 @@ register_heif_opener(thumbnails=False)
 # 60 fps video or of 20 ms Opus frames are under a million.
 MEASURE_MAX_PACKETS = 2_000_000
 
+# Decoder option for a probe that reads headers only: FFmpeg's stream analysis decodes a picture
+# or more of each video stream (only for its pixel format and decoding delay), which for a 1080p
+# H.264 keyframe costs more than reading the whole header.
+_SKIP_PICTURES = {"skip_frame": "all"}
+
 # Options FFmpeg's defaults already give, pinned so that a different FFmpeg build (FFMPEG_BINARY,
 # an older distribution package) cannot quietly turn them back on: QuickTime "data references"
 # make the mov demuxer open other files next to the input.
@@ -156,16 +161,17 @@ class ImageInfo:
         }
 
 
-def probe_media(path: Path, *, format_name: str | None = None) -> MediaInfo:
+def probe_media(path: Path, *, format_name: str | None = None, decode_pictures: bool = True) -> MediaInfo:
     """Streams, duration and bitrate of an audio or video file.
 
     ``format_name`` pins FFmpeg's demuxer (e.g. ``"mov"``, ``"matroska"``) so that content
-    sniffed as one format is never reinterpreted as another.
+    sniffed as one format is never reinterpreted as another. Without ``decode_pictures`` no
+    picture is decoded: everything comes from the container and the codecs' headers, except the
+    pixel format of a codec that only tells it in a decoded picture (H.264, HEVC: then ``None``).
     """
+    options = safe_input_options(format_name) | ({} if decode_pictures else _SKIP_PICTURES)
     try:
-        with av.open(
-            local_url(path), format=format_name, options=safe_input_options(format_name), timeout=30
-        ) as container:
+        with av.open(local_url(path), format=format_name, options=options, timeout=30) as container:
             streams = [_stream_info(stream) for stream in container.streams]
             duration = container.duration / av.time_base if container.duration else None
             if duration is None:
@@ -349,13 +355,17 @@ def _stream_info(stream: av.stream.Stream) -> StreamInfo:
 
 def keyframe_at_or_before(path: Path, *, format_name: str, stream_index: int, seconds: float) -> float:
     """The time (s) of the last keyframe of stream ``stream_index`` at or before ``seconds``: where
-    a stream copy that starts at ``seconds`` really starts. 0.0 when the file says nothing better."""
+    a stream copy that starts at ``seconds`` really starts. 0.0 when the file says nothing better.
+
+    Only the index and the packets from the seek on are read: no picture is decoded, not even by
+    the stream analysis when the file is opened."""
+    if seconds <= 0:
+        return 0.0
+    options = safe_input_options(format_name) | _SKIP_PICTURES
     try:
-        with av.open(
-            local_url(path), format=format_name, options=safe_input_options(format_name), timeout=30
-        ) as container:
+        with av.open(local_url(path), format=format_name, options=options, timeout=30) as container:
             stream = container.streams[stream_index]
-            if not stream.time_base or seconds <= 0:
+            if not stream.time_base:
                 return 0.0
             start = _start_time(container, stream)
             container.seek(int((seconds + start) / stream.time_base), stream=stream, backward=True, any_frame=False)
@@ -366,6 +376,23 @@ def keyframe_at_or_before(path: Path, *, format_name: str, stream_index: int, se
     except (av.FFmpegError, OSError, ValueError, IndexError) as e:
         raise ProbeError(f"Could not find a keyframe in {path.name}: {e}") from e
     return 0.0
+
+
+def opens_on_keyframe(path: Path, *, format_name: str, stream_index: int) -> bool:
+    """Whether the first packet of stream ``stream_index`` is a keyframe: a stream copy that opens
+    on anything else shows no picture, or a broken one, until its first keyframe.
+
+    For containers that declare their streams in a header (MP4, MOV, WebM): the stream analysis is
+    cut to the minimum, since nothing but the first packet is wanted."""
+    options = safe_input_options(format_name) | _SKIP_PICTURES | {"probesize": "32", "analyzeduration": "0"}
+    try:
+        with av.open(local_url(path), format=format_name, options=options, timeout=30) as container:
+            for packet in container.demux(container.streams[stream_index]):
+                if packet.size:
+                    return bool(packet.is_keyframe)
+    except (av.FFmpegError, OSError, ValueError, IndexError) as e:
+        raise ProbeError(f"Could not read the first packet of {path.name}: {e}") from e
+    return False
 
 
 def _start_time(container: Any, stream: Any) -> float:

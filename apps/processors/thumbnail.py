@@ -1,8 +1,9 @@
 """video_thumbnail: one frame of a video as a JPEG, PNG or WebP image.
 
 At a ``time`` given, the frame shown at that time. Without one, a representative frame: FFmpeg's
-``thumbnail`` filter picks, among frames sampled from a bounded window of the video, the one
-closest to the window's average picture, after frames that are nearly black (``signalstats``'
+``thumbnail`` filter picks, among frames sampled from a bounded window of the video (two a
+second, from the frames other frames refer to: the rest need not be decoded), the one closest to
+the window's average picture, after frames that are nearly black (``signalstats``'
 average luma) or blank (``entropy``: a flat picture of any colour, such as a white title card or a
 fade) have been dropped. A video whose window holds nothing else (an all-black video) still gets
 its most representative frame, and the output's metadata says the frame may be dark or blank.
@@ -27,6 +28,10 @@ WINDOW_SECONDS = 30.0
 WINDOW_START_SHARE = 0.10
 # ...at this many frames a second: 60 candidates, each analysed at its full size.
 SAMPLES_PER_SECOND = 2
+# The candidates are decoded from the frames other frames refer to only (FFmpeg's ``skip_frame``):
+# a frame nothing refers to (most B-frames) can be skipped without harming any other, and among two
+# samples a second it only moves a sample by a frame or two, for about a third less decoding.
+REFERENCE_FRAMES_ONLY = ["-skip_frame", "noref"]
 # Limited-range black is luma 16: an average under 32 is a frame nobody would call a picture.
 MIN_AVERAGE_LUMA = 32
 # Normalised entropy of the luma (0: one flat colour, 1: noise); titles on a flat card and
@@ -90,6 +95,7 @@ def _representative(context: ProcessingContext, output: Path, output_format: str
             length=length,
             sample=sample,
             filters=[*skip_dark_and_blank, *pick, *scale],
+            decoding=REFERENCE_FRAMES_ONLY,
         )
     except FFmpegError as e:
         # No frame came through the filters, so the image encoder never opened: FFmpeg calls
@@ -99,6 +105,8 @@ def _representative(context: ProcessingContext, output: Path, output_format: str
     if output.is_file() and output.stat().st_size > 0:
         return window
     # Every sampled frame was dark or blank: the most representative of them is still the answer.
+    # Every frame is decoded this time, so that a window without a single reference frame (which a
+    # valid stream never has: its keyframes are references) would still give its picture.
     _grab(
         in_stage(context, 80, 100),
         output,
@@ -120,10 +128,12 @@ def _grab(
     length: float | None,
     filters: list[str],
     sample: list[str] | None = None,
+    decoding: list[str] | None = None,
 ) -> None:
     """One frame into ``output``. With ``sample``, the sampled frames also flow to a null output:
     the thumbnail filter writes nothing until it has seen the whole window, and without them
-    FFmpeg's progress (and the stall watchdog) would see no output advance meanwhile."""
+    FFmpeg's progress (and the stall watchdog) would see no output advance meanwhile. ``decoding``:
+    options of the input's decoder."""
     video = f"0:{context.video_stream.index}"
     if sample:
         graph = f"[{video}]{','.join(sample)},split[pick][seen];[pick]{','.join(filters) or 'null'}[still]"
@@ -131,6 +141,7 @@ def _grab(
     else:
         picture, watched = ["-map", video, *(["-vf", ",".join(filters)] if filters else [])], []
     args = [
+        *(decoding or []),
         *(["-ss", f"{start:.3f}"] if start > 0 else []),
         *(["-t", f"{length:.3f}"] if length is not None else []),
         *input_args(context.input_path, demuxer=context.demuxer),

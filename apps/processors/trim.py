@@ -93,6 +93,7 @@ def trim_video(context: ProcessingContext) -> ProcessingResult:
         expect_video=True,
         expect_audio=info.audio is not None,
         expected_duration=length,
+        video_copied=details["stream_copied"],
         details=details,
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from django.conf import settings
 
@@ -10,7 +11,14 @@ from apps.core.utils import human_size
 from apps.processors.contract import ProcessingResult, StreamSource
 from apps.processors.exceptions import ProbeError, ProcessingError
 from apps.processors.formats import MediaType, get_format
-from apps.processors.probe import ImageInfo, MediaInfo, measure_stream_duration, probe_image, probe_media
+from apps.processors.probe import (
+    ImageInfo,
+    MediaInfo,
+    measure_stream_duration,
+    opens_on_keyframe,
+    probe_image,
+    probe_media,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -37,11 +45,14 @@ def verify_output(*, result: ProcessingResult, input_info: MediaInfo | ImageInfo
             return probe_image(result.path, allowed_formats=(get_format(result.extension).pillow_format,))
         except ProbeError as e:
             raise ProcessingError(_failed_check("the image cannot be read back"), operator_detail=str(e)) from e
+    demuxer = get_format(result.extension).demuxer
     try:
-        output = probe_media(result.path, format_name=get_format(result.extension).demuxer)
+        output = probe_media(result.path, format_name=demuxer, decode_pictures=not result.video_copied)
+        problems = _copy_problems(result, output, demuxer=demuxer) if result.video_copied else []
     except ProbeError as e:
         raise ProcessingError(_failed_check("the file cannot be read back"), operator_detail=str(e)) from e
-    problems = []
+    if result.video_copied:
+        output = _with_copied_pixel_format(output, input_info)
     if result.expect_video and output.video is None:
         problems.append("its video track is missing")
     if not result.expect_video and output.video is not None:
@@ -62,6 +73,24 @@ def verify_output(*, result: ProcessingResult, input_info: MediaInfo | ImageInfo
     if problems:
         raise ProcessingError(_failed_check("; ".join(problems)), operator_detail=f"output probe: {output}")
     return output
+
+
+def _copy_problems(result: ProcessingResult, output: MediaInfo, *, demuxer: str) -> list[str]:
+    # The copy's own failure: a clip that opens between keyframes has no picture to start with.
+    video = output.video
+    if video is not None and not opens_on_keyframe(result.path, format_name=demuxer, stream_index=video.index):
+        return ["its video does not start on a keyframe"]
+    return []
+
+
+def _with_copied_pixel_format(output: MediaInfo, input_info: MediaInfo | ImageInfo) -> MediaInfo:
+    """A copied video stream's pixel format is its input's (the headers alone do not say it for
+    H.264 or HEVC)."""
+    video, source = output.video, input_info.video if isinstance(input_info, MediaInfo) else None
+    if video is None or video.pixel_format is not None or source is None or source.codec != video.codec:
+        return output
+    copied = replace(video, pixel_format=source.pixel_format)
+    return replace(output, streams=[copied if stream is video else stream for stream in output.streams])
 
 
 def _close(lasts: float, expected: float) -> bool:

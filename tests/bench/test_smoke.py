@@ -57,7 +57,7 @@ def test_every_case_runs_both_sides_and_reports(bench, tmp_path):
         "url import": 1,
         "end to end": 1,
         "status polling": 1,
-        "video_trim": 2,
+        "video_trim": 3,
         "video_thumbnail": 1,
         "video_to_gif": 1,
         "audio_normalize": 1,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -77,6 +78,31 @@ def test_an_audio_file_is_no_video_to_compress(media):
         inspect_input(
             path=media.audio(extension="m4a", duration=1), extension="m4a", definition=get_operation("video_compress")
         )
+
+
+def test_the_worker_reads_an_input_from_its_headers_and_takes_the_pixel_format_the_upload_decoded(media):
+    path = media.video(duration=1)
+    upload = probe_media(path, format_name="mov").as_metadata()
+
+    unrecorded = inspect_input(path=path, extension="mp4", definition=get_operation("video_trim"))
+    recorded = inspect_input(
+        path=path, extension="mp4", definition=get_operation("video_trim"), recorded_streams=upload["streams"]
+    )
+
+    assert unrecorded.video.pixel_format is None  # H.264 tells it only in a decoded picture
+    assert recorded.video.pixel_format == "yuv420p"
+    assert recorded.streams == [replace(unrecorded.video, pixel_format="yuv420p"), unrecorded.audio]
+
+
+def test_a_record_of_another_stream_lends_no_pixel_format(media):
+    path = media.video(duration=1)
+    other = [{"index": 0, "kind": "video", "codec": "vp9", "pixel_format": "yuv444p"}]
+
+    for record in (other, "not a list", None):
+        info = inspect_input(
+            path=path, extension="mp4", definition=get_operation("video_trim"), recorded_streams=record
+        )
+        assert info.video.pixel_format is None
 
 
 def test_an_output_missing_its_audio_fails_the_check(media):

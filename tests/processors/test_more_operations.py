@@ -161,6 +161,8 @@ def test_a_fast_trim_copies_from_the_keyframe_at_or_before_start(client, media, 
 
     metadata = output["metadata"]
     assert (metadata["stream_copied"], metadata["start_keyframe"]) == (True, 1.0)
+    # Checked from its headers; the pixel format is the input's, which the upload's check decoded.
+    assert (metadata["video_codec"], metadata["pixel_format"]) == ("h264", "yuv420p")
     info = probe_media(path, format_name="mov")
     # From the keyframe at 1.0 s to 2.5 s.
     assert info.video.duration == pytest.approx(1.5, abs=0.05)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from apps.processors.exceptions import ProbeError
-from apps.processors.probe import probe_image, probe_media
+from apps.processors.ffmpeg import resolve_ffmpeg_binary
+from apps.processors.probe import keyframe_at_or_before, opens_on_keyframe, probe_image, probe_media
 
 
 def test_video_with_audio(media):
@@ -18,6 +21,38 @@ def test_video_with_audio(media):
     assert info.audio.sample_rate == 44100
     assert info.audio.channels == 2
     assert info.size > 0
+
+
+@pytest.mark.parametrize("extension", ["mp4", "webm", "mkv", "avi", "ts"])
+def test_a_header_only_probe_reads_all_but_a_pixel_format_only_a_picture_tells(media, extension):
+    path = media.video(extension=extension, duration=1)
+    demuxer = {"mp4": "mov", "webm": "matroska", "mkv": "matroska", "avi": "avi", "ts": "mpegts"}[extension]
+
+    full, headers = (
+        probe_media(path, format_name=demuxer),
+        probe_media(path, format_name=demuxer, decode_pictures=False),
+    )
+
+    assert (headers.format_name, headers.duration, headers.bit_rate) == (full.format_name, full.duration, full.bit_rate)
+    assert [(s.kind, s.codec, s.width, s.height, s.frame_rate, s.sample_rate, s.channels) for s in headers.streams] == [
+        (s.kind, s.codec, s.width, s.height, s.frame_rate, s.sample_rate, s.channels) for s in full.streams
+    ]
+    assert headers.video.pixel_format in (None, full.video.pixel_format)
+
+
+def test_a_copy_from_the_start_needs_no_keyframe_search(tmp_path):
+    # Nothing is opened: the file need not even exist.
+    assert keyframe_at_or_before(tmp_path / "absent.mp4", format_name="mov", stream_index=0, seconds=0) == 0.0
+
+
+def test_the_first_packet_of_a_file_is_a_keyframe_and_of_a_cut_between_keyframes_is_not(media, tmp_path):
+    source = media.video(duration=2)
+    cut = tmp_path / "cut.mp4"
+    command = [resolve_ffmpeg_binary(), "-loglevel", "error", "-y", "-i", str(source), "-ss", "0.5", "-t", "1"]
+    subprocess.run([*command, "-c", "copy", "-copyinkf", str(cut)], check=True, timeout=60)
+
+    assert opens_on_keyframe(source, format_name="mov", stream_index=0)
+    assert not opens_on_keyframe(cut, format_name="mov", stream_index=0)
 
 
 def test_silent_video_has_no_audio_stream(media):

@@ -79,7 +79,13 @@ def operation_process(
     input_format = input_decoder(
         extension=extension, media_type=definition.media_type, recorded=input_file.metadata.get("container")
     )
-    input_info = inspect_input(path=input_path, extension=extension, definition=definition, input_format=input_format)
+    input_info = inspect_input(
+        path=input_path,
+        extension=extension,
+        definition=definition,
+        input_format=input_format,
+        recorded_streams=input_file.metadata.get("streams"),
+    )
     parameters = validate_parameters(definition, operation.parameters)
 
     tracker.enter_phase(ProcessingPhase.PROCESSING)
