@@ -38,10 +38,12 @@ def test_control_decoding_the_cover_hits_the_memory_limit_and_fails_with_a_messa
 
     with pytest.raises(FFmpegError) as failure:
         # FFmpeg's default stream selection takes the cover as the video stream and decodes it.
-        run_ffmpeg([*input_args(cover_bomb, demuxer="mp3"), "-f", "null", "-"], duration=1, timeout=60)
+        # -xerror: some builds (Debian's 5.1) log the failed decode and carry on with the audio.
+        run_ffmpeg([*input_args(cover_bomb, demuxer="mp3"), "-xerror", "-f", "null", "-"], duration=1, timeout=60)
 
     assert failure.value.user_message == "The server ran out of memory while processing this file."
-    assert "Cannot allocate memory" in failure.value.stderr_tail
+    # The static build's words; Debian's 5.1 says only that the frame's buffer could not be had.
+    assert "Cannot allocate memory" in failure.value.stderr_tail or "get_buffer() failed" in failure.value.stderr_tail
 
 
 @pytest.mark.parametrize("output_format", ["mp3", "flac"])
