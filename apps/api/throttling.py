@@ -34,14 +34,12 @@ Retry-After is the longer wait).
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import uuid
 
 from django.conf import settings
 from redis import Redis
-from redis.commands.core import Script
 from redis.exceptions import RedisError
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
@@ -132,7 +130,9 @@ class ClientRateThrottle(SimpleRateThrottle):
         try:
             connection, prefix = _cache_redis()
             full_keys = [f"{prefix}:{key}" if prefix else key for key in keys]
-            oldest = _sliding_log(connection)(keys=full_keys, args=[now_ms, period_ms, self.num_requests, member])
+            oldest = connection.register_script(_SLIDING_LOG)(
+                keys=full_keys, args=[now_ms, period_ms, self.num_requests, member]
+            )
         except RedisError as e:
             logger.warning("Rate limit %s not enforced, the cache is unreachable: %s", self.scope, e)
             return True
@@ -151,12 +151,6 @@ class ClientRateThrottle(SimpleRateThrottle):
         # measure from, the whole period.
         seconds = self.seconds_to_wait if self.seconds_to_wait is not None else (self.duration or 0)
         return max(1.0, math.ceil(seconds))
-
-
-@functools.cache
-def _sliding_log(connection: Redis) -> Script:
-    # One Script per (kept) client: redis-py hashes the script text when it is registered.
-    return connection.register_script(_SLIDING_LOG)
 
 
 class CountedWhenAcceptedThrottle(ClientRateThrottle):
