@@ -171,7 +171,7 @@ def _status_query() -> _CompiledQuery:
         # A primary-key lookup: one row at most, nothing to order.
         .order_by()
     )
-    sql, params = queryset.query.sql_with_params()
+    sql, params = queryset.query.get_compiler(using=using).as_sql()
     expected = (Operation._meta.pk.get_db_prep_value(probe_id, connections[using]), probe_key)
     if tuple(params) != expected:
         raise RuntimeError(f"The status query's parameters are {params!r}, not the id and the key.")
