@@ -37,6 +37,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.production")
 os.environ.setdefault("DATABASE_POOL", "true")
 
 import django  # noqa: E402
+from asgiref.sync import sync_to_async  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.core.exceptions import RequestAborted  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler  # noqa: E402
@@ -201,6 +202,20 @@ class _AfterStreamedBody:
 
 
 class KonvrtASGIHandler(ASGIHandler):
+    def load_middleware(self, is_async: bool = False) -> None:
+        """Django's synchronous chain, entered once per request in the request's own thread.
+
+        Built for an async server, Django's chain would run the synchronous middlewares in the
+        request's thread, come back to the event loop to resolve the URL, go over to the thread
+        and back for CSRF's process_view and again for the view, then return to the thread for
+        the responses: four round trips between the loop and the thread per request where one
+        will do, since every view of Konvrt is synchronous and every middleware can be (the
+        live-progress stream is a synchronous view returning an asynchronous body, which the
+        server sends from the loop).
+        """
+        super().load_middleware(is_async=False)
+        self._middleware_chain = sync_to_async(self._middleware_chain, thread_sensitive=True)  # type: ignore[has-type]
+
     async def handle(self, scope: Scope, receive: Any, send: Any) -> None:
         length = declared_length(scope)
         if length is not None and length > body_limit():

@@ -23,10 +23,13 @@ logged) rather than every request failing.
 
 The counting is DRF's sliding log (a request is allowed when fewer than N were allowed in the
 last period; Retry-After is when the oldest of them leaves the window), kept in a Redis sorted set
-by one script per identity instead of DRF's cache get + set of a pickled list of timestamps: one
-round trip instead of two (plus a Redis client built per cache call by Django's RedisCache) and
-no list to unpickle and pickle again, whose size grows with the rate (the status endpoint, which
-clients poll the most, went from 3.2 to 2.6 ms per request).
+per identity instead of DRF's cache get + set of a pickled list of timestamps, and both identities
+of a scope are counted by one script: one round trip per scope instead of DRF's two per identity
+(plus a Redis client built per cache call by Django's RedisCache), and no list to unpickle and
+pickle again, whose size grows with the rate. A scope is one DRF throttle class that counts both
+identities, so a view lists a scope once; each identity's log is still judged on its own, exactly
+as two throttles would be (a request refused by one is logged by the other if it allows it, and
+Retry-After is the longer wait).
 """
 
 from __future__ import annotations
@@ -48,17 +51,23 @@ from apps.core.utils import client_ip
 
 logger = logging.getLogger(__name__)
 
-# KEYS[1]: the log; ARGV: now (ms), period (ms), allowed requests, a unique member. Returns nil
-# when the request is allowed (and logged), else the time (ms) of the oldest request in the window.
+# KEYS: one log per identity; ARGV: now (ms), period (ms), allowed requests, a unique member.
+# Each log is judged on its own: the request is logged where it is allowed. Returns, per log, false
+# when the request was allowed (and logged) there, else the time (ms) of the oldest request in it.
 _SLIDING_LOG = """
 local now, period, allowed = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - period)
-if redis.call('ZCARD', KEYS[1]) >= allowed then
-    return redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2]
+local oldest = {}
+for i, key in ipairs(KEYS) do
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', now - period)
+    if redis.call('ZCARD', key) >= allowed then
+        oldest[i] = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')[2]
+    else
+        redis.call('ZADD', key, now, ARGV[4])
+        redis.call('PEXPIRE', key, math.ceil(period))
+        oldest[i] = false
+    end
 end
-redis.call('ZADD', KEYS[1], now, ARGV[4])
-redis.call('PEXPIRE', KEYS[1], math.ceil(period))
-return false
+return oldest
 """
 
 
@@ -74,9 +83,9 @@ def _cache_redis() -> tuple[Redis, str]:
 
 
 class ClientRateThrottle(SimpleRateThrottle):
-    """One scope's count for one of the client's identities (``session`` or ``ip``)."""
+    """One scope's limit, counted for each of the client's ``identities`` (``session``, ``ip``)."""
 
-    identity = ""
+    identities: tuple[str, ...] = ("session", "ip")
     cache_format = "throttle:%(scope)s:%(ident)s"
     # Set by SimpleRateThrottle.__init__ from the rate (None without one); djangorestframework-stubs
     # leave both out.
@@ -84,8 +93,8 @@ class ClientRateThrottle(SimpleRateThrottle):
     duration: int | None
     # Set when allow_request refuses; DRF asks wait() only of a throttle that refused.
     seconds_to_wait: float | None = None
-    # Where allow_request logged this request: (connection, key, member).
-    _logged: tuple[Redis, str, str] | None = None
+    # Where allow_request logged this request: (connection, the logs that allowed it, member).
+    _logged: tuple[Redis, list[str], str] | None = None
 
     def get_rate(self) -> str | None:
         # DRF keeps the rates it saw at import on the class; reading them per request lets the
@@ -94,39 +103,47 @@ class ClientRateThrottle(SimpleRateThrottle):
         self.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES  # type: ignore[assignment]
         return super().get_rate()
 
-    def get_cache_key(self, request: Request, view: APIView) -> str | None:
-        if self.identity == "session":
-            session = getattr(request, "session", None)
-            ident = session.session_key if session is not None else None
-        else:
-            ident = client_ip(request)
-        if not ident:
-            return None
-        return self.cache_format % {"scope": f"{self.scope}:{self.identity}", "ident": ident}
+    def get_cache_keys(self, request: Request) -> list[str]:
+        """The log of each identity the request has (a request without a session has no session
+        log: the address still counts it)."""
+        keys = []
+        for identity in self.identities:
+            if identity == "session":
+                session = getattr(request, "session", None)
+                ident = session.session_key if session is not None else None
+            else:
+                ident = client_ip(request)
+            if ident:
+                keys.append(self.cache_format % {"scope": f"{self.scope}:{identity}", "ident": ident})
+        return keys
 
     def allow_request(self, request: Request, view: APIView) -> bool:
         # parse_rate gives both numbers exactly when there is a rate.
         if self.rate is None or self.num_requests is None or self.duration is None:
             return True
-        key = self.get_cache_key(request, view)
-        if key is None:
+        keys = self.get_cache_keys(request)
+        if not keys:
             return True
         now_ms = self.timer() * 1000
         period_ms = self.duration * 1000
         member = uuid.uuid4().hex
         try:
             connection, prefix = _cache_redis()
-            full_key = f"{prefix}:{key}" if prefix else key
+            full_keys = [f"{prefix}:{key}" if prefix else key for key in keys]
             oldest = connection.register_script(_SLIDING_LOG)(
-                keys=[full_key], args=[now_ms, period_ms, self.num_requests, member]
+                keys=full_keys, args=[now_ms, period_ms, self.num_requests, member]
             )
         except RedisError as e:
             logger.warning("Rate limit %s not enforced, the cache is unreachable: %s", self.scope, e)
             return True
-        if oldest is None:
-            self._logged = (connection, full_key, member)
+        logged = [key for key, first in zip(full_keys, oldest, strict=True) if first is None]
+        if logged:
+            self._logged = (connection, logged, member)
+        refused = [float(first) for first in oldest if first is not None]
+        if not refused:
             return True
-        self.seconds_to_wait = max(0.0, (float(oldest) + period_ms - now_ms) / 1000)
+        # The longest wait, as DRF's check_throttles takes of two throttles that refused.
+        self.seconds_to_wait = max(0.0, (max(refused) + period_ms - now_ms) / 1000)
         return False
 
     def wait(self) -> float:
@@ -138,7 +155,7 @@ class ClientRateThrottle(SimpleRateThrottle):
 
 class CountedWhenAcceptedThrottle(ClientRateThrottle):
     """A limit on what costs (an upload, a retry), so counting only what was accepted: a request
-    refused for any reason (a 4xx, another limit, an error) is taken out of the log again with
+    refused for any reason (a 4xx, another limit, an error) is taken out of the logs again with
     ``forget()``, which the view calls once it knows the outcome.
 
     DRF's throttles record every request they allow, before the view runs. Recording only after
@@ -150,60 +167,39 @@ class CountedWhenAcceptedThrottle(ClientRateThrottle):
     def forget(self) -> None:
         if self._logged is None:
             return
-        connection, key, member = self._logged
+        connection, keys, member = self._logged
         self._logged = None
         try:
-            connection.zrem(key, member)
+            with connection.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.zrem(key, member)
+                pipe.execute()
         except RedisError as e:
             logger.warning("Could not take a refused request out of the %s limit: %s", self.scope, e)
 
 
-class _BySession(ClientRateThrottle):
-    identity = "session"
-
-
-class _ByIP(ClientRateThrottle):
-    identity = "ip"
-
-
-class AnonBurstSessionThrottle(_BySession):
+class AnonBurstThrottle(ClientRateThrottle):
     scope = "anon_burst"
 
 
-class AnonBurstIPThrottle(_ByIP):
+class AnonBurstIPThrottle(ClientRateThrottle):
     scope = "anon_burst"
+    identities = ("ip",)
 
 
-class AnonSustainedSessionThrottle(_BySession):
+class AnonSustainedThrottle(ClientRateThrottle):
     scope = "anon_sustained"
 
 
-class AnonSustainedIPThrottle(_ByIP):
-    scope = "anon_sustained"
-
-
-class UploadsSessionThrottle(CountedWhenAcceptedThrottle, _BySession):
+class UploadsThrottle(CountedWhenAcceptedThrottle):
     scope = "uploads"
 
 
-class UploadsIPThrottle(CountedWhenAcceptedThrottle, _ByIP):
-    scope = "uploads"
-
-
-class StatusChecksSessionThrottle(_BySession):
+class StatusChecksThrottle(ClientRateThrottle):
     scope = "status_checks"
 
 
-class StatusChecksIPThrottle(_ByIP):
-    scope = "status_checks"
-
-
-DEFAULT_THROTTLES = [
-    AnonBurstSessionThrottle,
-    AnonBurstIPThrottle,
-    AnonSustainedSessionThrottle,
-    AnonSustainedIPThrottle,
-]
-UPLOAD_THROTTLES = [*DEFAULT_THROTTLES, UploadsSessionThrottle, UploadsIPThrottle]
-STATUS_THROTTLES = [StatusChecksSessionThrottle, StatusChecksIPThrottle]
-HEALTH_THROTTLES = [AnonBurstIPThrottle]
+DEFAULT_THROTTLES: list[type[ClientRateThrottle]] = [AnonBurstThrottle, AnonSustainedThrottle]
+UPLOAD_THROTTLES: list[type[ClientRateThrottle]] = [*DEFAULT_THROTTLES, UploadsThrottle]
+STATUS_THROTTLES: list[type[ClientRateThrottle]] = [StatusChecksThrottle]
+HEALTH_THROTTLES: list[type[ClientRateThrottle]] = [AnonBurstIPThrottle]

@@ -6,6 +6,7 @@ another session is exactly as invisible as one that never existed (404, never 40
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db import connections, router
 from django.db.models import Count, QuerySet
 from django.db.models.functions import Now
 from django.utils import timezone
@@ -122,16 +124,58 @@ class OperationStatusInfo:
 def operation_status(*, session_key: str, operation_id: str | uuid.UUID) -> OperationStatusInfo:
     """The small status object clients poll: one database query, and for a queued operation its
     place in the queue and whether any worker is listening, read from Redis."""
-    operation = (
-        Operation.objects.filter(id=_parse_id(operation_id), session_key=session_key, is_deleted=False)
+    query = _status_query()
+    db_id = Operation._meta.pk.get_db_prep_value(_parse_id(operation_id), connections[query.using])
+    operation = next(iter(Operation.objects.raw(query.sql, [db_id, session_key], using=query.using)), None)
+    if operation is None:
+        raise NotFound(NOT_FOUND_MESSAGE)
+    operation.database_now = query.database_now(operation.database_now)  # type: ignore[attr-defined]
+    return operation_status_of(operation)
+
+
+@dataclass(frozen=True)
+class _CompiledQuery:
+    sql: str
+    using: str
+
+    def database_now(self, value: Any) -> datetime:
+        """The annotated clock as the ORM would return it: raw() converts the model's fields only
+        (SQLite gives a timestamp as text), so the expression's converters are applied here, as
+        the ORM's compiler applies them."""
+        connection = connections[self.using]
+        expression = Now()
+        for converter in [*connection.ops.get_db_converters(expression), *expression.get_db_converters(connection)]:
+            value = converter(value, expression, connection)
+        return value
+
+
+@functools.cache
+def _status_query() -> _CompiledQuery:
+    """The status poll's query, written by the ORM once per process and run with each poll's id
+    and key through ``raw()`` (which still builds the model, with the fields' converters).
+
+    Every poll runs the same query; compiling it again each time (cloning the queryset, resolving
+    the lookups, quoting every column) took more CPU than running it: about 0.95 ms against
+    0.4 ms a poll in process. The SQL stays the ORM's: a probe id and key are compiled in, and the
+    placeholders are checked to be exactly those two, in that order."""
+    using = router.db_for_read(Operation)
+    probe_id, probe_key = uuid.UUID(int=0), "status-query-probe"
+    queryset = (
+        Operation.objects.using(using)
+        .filter(id=probe_id)
+        .filter(session_key=probe_key)
+        .filter(is_deleted=False)
         .only(*STATUS_FIELDS)
         # The database's clock, in the same query: heartbeats and started_at are stamped by it.
         .annotate(database_now=Now())
-        .first()
+        # A primary-key lookup: one row at most, nothing to order.
+        .order_by()
     )
-    if operation is None:
-        raise NotFound(NOT_FOUND_MESSAGE)
-    return operation_status_of(operation)
+    sql, params = queryset.query.get_compiler(using=using).as_sql()
+    expected = (Operation._meta.pk.get_db_prep_value(probe_id, connections[using]), probe_key)
+    if tuple(params) != expected:
+        raise RuntimeError(f"The status query's parameters are {params!r}, not the id and the key.")
+    return _CompiledQuery(sql=sql, using=using)
 
 
 def operation_status_of(operation: Operation) -> OperationStatusInfo:

@@ -62,9 +62,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    # Last on purpose: it is synchronous only, so under ASGI Django runs every middleware above it
-    # synchronously too, in the request's one thread, instead of hopping between the event loop and
-    # a thread around each of them (docs/deployment.md). Keep a synchronous-only middleware last.
+    # Synchronous only, like the view layer: config/asgi.py runs the whole chain and the view in
+    # the request's one thread (docs/deployment.md).
     "apps.core.middleware.ApiSessionMiddleware",
 ]
 

@@ -11,7 +11,10 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rq import Worker
 
+from apps.api.serializers import OperationStatusSerializer
 from apps.operations.enums import OperationStatus, ProcessingPhase
+from apps.operations.selectors import operation_status
+from apps.operations.services.events import status_as_dict
 from tests.api.conftest import API, session_key_of
 from tests.factories import backdate
 
@@ -152,3 +155,13 @@ def test_redis_down_still_answers_with_a_reason(client, queued, own_redis):
     assert data["status"] == "queued"
     assert data["queue_position"] is None
     assert "cannot be reached" in data["waiting_reason"]
+
+
+@pytest.mark.parametrize("status", [S.PENDING, S.QUEUED, S.PROCESSING, S.COMPLETED, S.FAILED, S.CANCELLED])
+def test_the_status_object_is_what_its_serializer_describes(client, make_operation, status):
+    # Polls and the live stream send status_as_dict; the schema documents OperationStatusSerializer.
+    operation = make_operation(session_key_of(client), operation="video_compress", status=status)
+    info = operation_status(session_key=operation.session_key, operation_id=operation.id)
+
+    assert status_as_dict(info) == OperationStatusSerializer(info).data
+    assert status_of(client, operation) == OperationStatusSerializer(info).data

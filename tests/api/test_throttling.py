@@ -82,6 +82,35 @@ def test_a_request_is_allowed_again_once_the_oldest_leaves_the_window(client, ra
     assert client.get(f"{API}/session/").status_code == 429  # the second one is still in the window
 
 
+def test_each_identity_is_judged_on_its_own_and_retry_after_is_the_longer_wait(client, rates, clock, redis_connection):
+    # One script counts a scope for the session and the address; each log must still behave as
+    # its own throttle would: a request refused by one is logged by the other if it allows it.
+    client.get(f"{API}/session/")
+    redis_connection.flushdb()
+    rates(anon_burst="2/minute")
+    assert client.get(f"{API}/session/", REMOTE_ADDR="10.0.0.1").status_code == 200  # t=0
+    clock.now += 10
+    assert client.get(f"{API}/session/", REMOTE_ADDR="10.0.0.2").status_code == 200  # t=10
+    clock.now += 10
+    # t=20: the session's log is full (its oldest leaves at 60), 10.0.0.2's is not: refused, and
+    # logged for 10.0.0.2.
+    refused_by_session = client.get(f"{API}/session/", REMOTE_ADDR="10.0.0.2")
+    assert_throttled(refused_by_session)
+    assert refused_by_session["Retry-After"] == "40"
+
+    clock.now += 5
+    # t=25: a browser without a session on 10.0.0.2 finds that address's log full (10 and 20).
+    stranger = Client().get(f"{API}/session/", REMOTE_ADDR="10.0.0.2")
+    assert_throttled(stranger)
+    assert stranger["Retry-After"] == "45"
+
+    clock.now += 5
+    # t=30: both logs refuse, the session's until 60 and the address's until 70: the longer wait.
+    both = client.get(f"{API}/session/", REMOTE_ADDR="10.0.0.2")
+    assert_throttled(both)
+    assert both["Retry-After"] == "40"
+
+
 def test_new_sessions_do_not_escape_the_limit(rates):
     rates(anon_burst="3/minute")
     for _ in range(3):
