@@ -45,6 +45,15 @@ def storage_root(settings, tmp_path: Path) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def live_server(django_db_setup, live_server):
+    """pytest-django's live server (one per run), started once the test database exists: only then
+    does it hand SQLite's in-memory connection to its threads (it looks for one as it starts);
+    otherwise each request thread opens a connection of its own, and tables written by one are
+    locked for the others. Whether it did depended on which test happened to start it."""
+    return live_server
+
+
 @pytest.fixture
 def redis_connection() -> Redis:
     """The test run's Redis database, emptied before the test (queues, jobs, throttle counters).

@@ -11,6 +11,14 @@ Playwright's sync API keeps an asyncio loop running in the main thread, which ma
 refuse database access from it as "async unsafe"; the tests touch the database only from plain
 synchronous code, so that guard is lifted while the browser is open.
 
+SQLite's in-memory test database is one connection for the live server's threads, the worker and
+the test itself (``live_database``): a second connection to it shares its cache, where a table
+written by one connection is locked for the other, and that error ("database table is locked")
+does not wait. Two things used to open a second one: the session's live server, when no test before
+it had set up the database (tests/conftest.py now starts it after), opened one per request thread;
+and under Playwright the test's own ``connections`` are another context's, so a fresh connection,
+which the worker then used. Which happened depended on the tests run before.
+
 Without Chromium or Playwright the browser tests skip, except under CI (``CI=true``): there a
 skip would let the run pass without them, so they fail instead.
 """
@@ -27,6 +35,7 @@ from urllib.parse import urlsplit
 import django_rq
 import pytest
 from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 from redis import Redis
 from rq import SimpleWorker
 from rq.timeouts import TimerDeathPenalty
@@ -86,6 +95,18 @@ def browser() -> Iterator[object]:
             os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
+@pytest.fixture
+def live_database(live_server, transactional_db) -> Iterator[dict[str, BaseDatabaseWrapper]]:
+    """The live server's in-memory SQLite connections (none on PostgreSQL), made the test's own."""
+    shared = dict(live_server.thread.connections_override)
+    previous = {alias: connections[alias] for alias in shared}
+    for alias, conn in shared.items():
+        connections[alias] = conn
+    yield shared
+    for alias, conn in previous.items():
+        connections[alias] = conn
+
+
 class BrowserPage:
     """A Playwright page on the live server that refuses (and remembers) any request elsewhere."""
 
@@ -120,7 +141,7 @@ class BrowserPage:
 
 
 @pytest.fixture
-def web(browser, live_server, transactional_db) -> Iterator[BrowserPage]:
+def web(browser, live_server, live_database) -> Iterator[BrowserPage]:
     """The page at desktop size; every test also checks it made no request to another host and
     raised no uncaught script error."""
     page = BrowserPage(browser, live_server.url, DESKTOP)
@@ -131,7 +152,7 @@ def web(browser, live_server, transactional_db) -> Iterator[BrowserPage]:
 
 
 @pytest.fixture
-def phone(browser, live_server, transactional_db) -> Iterator[BrowserPage]:
+def phone(browser, live_server, live_database) -> Iterator[BrowserPage]:
     page = BrowserPage(browser, live_server.url, PHONE)
     yield page
     page.close()
@@ -148,14 +169,13 @@ class ThreadWorker(SimpleWorker):
 
 
 @pytest.fixture
-def worker(transactional_db, redis_connection: Redis) -> Iterator[threading.Thread]:
+def worker(live_database, redis_connection: Redis) -> Iterator[threading.Thread]:
     """A real RQ worker serving every queue for the duration of the test."""
     stop = threading.Event()
     failures: list[BaseException] = []
-    # SQLite's in-memory test database locks whole tables between connections (shared cache), so
-    # the worker uses the connection that the live server's threads already share, as Django does
-    # for those threads. PostgreSQL needs none of this: the worker opens its own connection.
-    shared = {conn.alias: conn for conn in connections.all() if conn.vendor == "sqlite" and conn.is_in_memory_db()}
+    # On SQLite the worker uses the connection the live server's threads share (``live_database``),
+    # as Django does for those threads. PostgreSQL needs none of this: the worker opens its own.
+    shared = live_database
     for conn in shared.values():
         conn.inc_thread_sharing()
 

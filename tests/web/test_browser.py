@@ -439,6 +439,25 @@ def test_too_many_uploads_say_how_long_to_wait(web, media, settings):
     expect(page.locator("#start-button")).to_contain_text("wait")
 
 
+def test_the_limit_on_active_jobs_is_explained_in_the_api_s_own_words(web, media, settings):
+    settings.MAX_ACTIVE_PER_SESSION = 1
+    page = web.open()
+    choose_file(page, media.png())
+    page.fill("#param-width", "16")
+    page.click("#start-button")
+    expect(page.locator("#processing-text")).to_contain_text("Queued")  # no worker: it stays active
+
+    page.fill("#param-width", "24")
+    page.click("#start-button")
+
+    expect(page.locator("#form-error")).to_have_text(
+        "You already have 1 operations waiting or running, the most one session may have at once. "
+        "Start another when one of them has finished."
+    )
+    expect(page.locator("#start-button")).to_be_disabled()
+    expect(page.locator("#start-button")).to_contain_text("wait")
+
+
 def test_error_sentences_for_every_kind_of_refusal(web):
     page = web.open()
     sentences = page.evaluate(
@@ -449,6 +468,13 @@ def test_error_sentences_for_every_kind_of_refusal(web):
                 tooLarge: say({ status: 413, code: "file_too_large" }, { limit: 25 * 1024 * 1024 }),
                 unsupported: say({ status: 415, code: "unsupported_media", message: "This is not a PNG image" }),
                 throttled: say({ status: 429, code: "throttled", retryAfter: 90 }),
+                tooManyActive: say({
+                    status: 429,
+                    code: "throttled",
+                    message: "You already have 3 operations waiting or running",
+                    details: { active: 3, limit: 3, retry_after: 30 },
+                    retryAfter: 30,
+                }),
                 unavailable: say({ status: 503, code: "service_unavailable" }),
                 offline: say({ status: 0, code: "network_error" }),
                 proxyPage: say({ status: 413, code: "file_too_large" }),
@@ -459,6 +485,7 @@ def test_error_sentences_for_every_kind_of_refusal(web):
         "tooLarge": "This file is too large. The limit for this operation is 25 MB.",
         "unsupported": "Konvrt can't process this file. This is not a PNG image.",
         "throttled": "Too many requests from this browser. Please wait 2 minutes and try again.",
+        "tooManyActive": "You already have 3 operations waiting or running.",
         "unavailable": (
             "Konvrt is temporarily unavailable because one of its services is not answering. "
             "Please try again in a minute."

@@ -8,20 +8,23 @@ host would otherwise look stale to the sweep of another.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.db import connection
-from django.utils import timezone
 
 
 def database_now() -> datetime:
-    """The database server's current time. PostgreSQL's ``statement_timestamp()`` (what Django's
-    ``Now()`` writes there); SQLite is one machine's file, so that machine's clock is the one."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
+    """The database's current time, read the way Django's ``Now()`` writes it: PostgreSQL's
+    ``statement_timestamp()``; SQLite's own clock (``'now'``, UTC), which is the machine's but not
+    whatever this process's ``timezone.now`` has been told."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
             cursor.execute("SELECT statement_timestamp()")
-            row = cursor.fetchone()
-        value = row[0]
-        assert isinstance(value, datetime)
-        return value
-    return timezone.now()
+        else:
+            cursor.execute("SELECT STRFTIME('%Y-%m-%d %H:%M:%f', 'now')")
+        row = cursor.fetchone()
+    value = row[0]
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value).replace(tzinfo=UTC)
+    assert isinstance(value, datetime)
+    return value

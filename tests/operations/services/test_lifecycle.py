@@ -11,6 +11,7 @@ from apps.core.exceptions import Expired, InvalidState
 from apps.operations.enums import FileType, OperationStatus, ProcessingPhase
 from apps.operations.models import Operation
 from apps.operations.services import lifecycle
+from apps.operations.services.clock import database_now
 from tests.factories import backdate, operation_row
 
 pytestmark = pytest.mark.django_db
@@ -391,11 +392,12 @@ def test_a_claim_starts_the_attempt_now_at_fetching_with_the_last_error_cleared(
     operation = make()
     first = claimed(operation)
     lifecycle.operation_mark_retrying(operation_id=operation.id, attempt=first.attempt, message="Storage timed out.")
-    before = timezone.now()
+    # Stamped by the database's Now() (milliseconds on SQLite): read on that clock.
+    before = database_now()
 
     second = lifecycle.operation_claim(operation_id=operation.id)
 
-    after = timezone.now()
+    after = database_now()
     assert before <= second.started_at <= after
     assert second.heartbeat_at == second.started_at
     assert (second.progress, second.phase, second.error_message) == (0, P.FETCHING, "")
@@ -414,7 +416,7 @@ def test_a_progress_write_says_it_applied_and_never_records_less_than_zero():
 def test_a_phase_change_alone_keeps_the_progress_and_refreshes_the_heartbeat():
     operation = claimed(make(), progress=30)
     Operation.objects.filter(id=operation.id).update(heartbeat_at=timezone.now() - timedelta(seconds=20))
-    before = timezone.now()
+    before = database_now()  # the heartbeat is stamped by the database's Now() (milliseconds on SQLite)
 
     assert lifecycle.operation_record_progress(operation_id=operation.id, attempt=operation.attempt, phase=P.STORING)
 

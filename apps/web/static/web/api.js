@@ -287,6 +287,9 @@ export function describeError(error, { limit: knownLimit } = {}) {
     case "unsupported_media":
       return `Konvrt can't process this file.${said || " Its content is not a supported format."}`;
     case "throttled":
+      // The limit on active jobs explains itself (how many are running, when to start another):
+      // its own sentence says more than "too many requests". Only the rate limits' is generic.
+      if (error.details?.active !== undefined && said) return said.trim();
       return error.retryAfter
         ? `Too many requests from this browser. Please wait ${formatWait(error.retryAfter)} and try again.`
         : "Too many requests from this browser. Please wait a little and try again.";
