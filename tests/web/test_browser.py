@@ -451,7 +451,7 @@ def test_the_limit_on_active_jobs_is_explained_in_the_api_s_own_words(web, media
     page.click("#start-button")
 
     expect(page.locator("#form-error")).to_have_text(
-        "You already have 1 operations waiting or running, the most one session may have at once. "
+        "You already have 1 operation waiting or running, the most one session may have at once. "
         "Start another when one of them has finished."
     )
     expect(page.locator("#start-button")).to_be_disabled()

@@ -85,7 +85,8 @@ def session_check_active(*, session_key: str) -> None:
     active = session_active_count(session_key=session_key)
     if active >= limit:
         raise Throttled(
-            f"You already have {active} operations waiting or running, the most one session may have at once. "
+            f"You already have {active} {'operation' if active == 1 else 'operations'} waiting or running, "
+            "the most one session may have at once. "
             "Start another when one of them has finished.",
             retry_after=ACTIVE_RETRY_AFTER_SECONDS,
             details={"active": active, "limit": limit},
