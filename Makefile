@@ -28,7 +28,7 @@ dev: $(STAMP)
 TEST_MARKERS := $(if $(CI),-m "bench or not bench",)
 
 test: $(STAMP)
-	$(BIN)/python scripts/embedded_redis.py -- $(BIN)/python -m pytest $(TEST_MARKERS) $(PYTEST_ARGS)
+	$(BIN)/python scripts/embedded_redis.py --private -- $(BIN)/python -m pytest $(TEST_MARKERS) $(PYTEST_ARGS)
 
 # Several hosts on one machine (not part of `make test`; docs/deployment.md): network namespaces for
 # a services host (its own PostgreSQL, Redis and S3 server), a web host and two worker hosts, each
@@ -59,7 +59,7 @@ $(MUTATION_STAMP): $(STAMP) requirements/mutation.txt
 	touch $(MUTATION_STAMP)
 
 mutation: $(MUTATION_STAMP)
-	$(BIN)/python scripts/embedded_redis.py -- $(BIN)/python scripts/mutation.py $(MUTATION_ARGS)
+	$(BIN)/python scripts/embedded_redis.py --private -- $(BIN)/python scripts/mutation.py $(MUTATION_ARGS)
 
 # The web page's vendored tus-js-client (docs/web.md): fetched with `npm pack`, checked against its
 # pinned sha256 and copied, licence included, into apps/web/static/web/vendor/ (committed).

@@ -80,10 +80,14 @@ def start_redis_server(port: int) -> subprocess.Popen:
 
 
 @contextmanager
-def ensure_redis() -> Iterator[str]:
-    """Yield a REDIS_URL that answers, and export it for child processes."""
+def ensure_redis(*, private: bool = False) -> Iterator[str]:
+    """Yield a REDIS_URL that answers, and export it for child processes.
+
+    ``private``: without REDIS_URL, always a redis-server of our own, never one already answering
+    at the default URL. The test suite flushes its database, and a developer's own Redis on the
+    default port must not lose its data to ``make test``."""
     url = os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
-    if redis_answers(url):
+    if (os.environ.get("REDIS_URL") or not private) and redis_answers(url):
         os.environ["REDIS_URL"] = url
         yield url
         return
@@ -108,14 +112,18 @@ def ensure_redis() -> Iterator[str]:
 
 
 def main() -> int:
-    """``python scripts/embedded_redis.py -- command ...``: run a command with Redis available."""
+    """``python scripts/embedded_redis.py [--private] -- command ...``: run a command with Redis
+    available (``--private``: see ``ensure_redis``)."""
     command = sys.argv[1:]
+    private = bool(command) and command[0] == "--private"
+    if private:
+        command = command[1:]
     if command and command[0] == "--":
         command = command[1:]
     if not command:
         print(__doc__)
         return 2
-    with ensure_redis():
+    with ensure_redis(private=private):
         return subprocess.call(command)
 
 
