@@ -30,6 +30,7 @@ from apps.operations.services import lifecycle
 from apps.operations.services.cleanup import cleanup_run
 from apps.processors.probe import probe_image, probe_media
 from apps.processors.registry import get_operation
+from tests.api.test_uploads import finished_upload
 from tests.cloudinary_standin import CloudinaryStandIn
 from tests.factories import let_expire
 from tests.storage.conftest import S3Bucket
@@ -208,6 +209,39 @@ def test_create_process_status_download_delete(backend, client, media, tmp_path,
         assert not (Path(settings.STORAGE_ROOT) / "outputs" / operation_id).exists()
     else:
         assert stored_nothing(backend)
+
+
+@pytest.mark.parametrize("kind", ["video", "image"])
+def test_a_finished_tus_upload_is_stored_on_the_backend_and_processed(backend, client, media, kind):
+    case = CASES[kind]
+    data = case.source(media).read_bytes()
+    location = finished_upload(client, data, filename=f"holiday.{case.output_extension}")
+
+    response = client.post(
+        f"{API}/operations/",
+        {"operation": case.operation, "parameters": case.parameters, "upload": location},
+        content_type="application/json",
+    )
+
+    assert response.status_code == 201, response.content
+    operation_id = response.json()["data"]["id"]
+    stored_input = File.objects.get(operation_id=operation_id, file_type=FileType.INPUT)
+    if isinstance(backend, S3Bucket):
+        assert backend.read(stored_input.file_path) == data
+    elif isinstance(backend, CloudinaryStandIn):
+        asset = backend.asset(f"mediaprocessor/uploads/{operation_id}/input", case.output_resource_type)
+        assert asset is not None and asset.data == data
+    else:
+        assert (Path(settings.STORAGE_ROOT) / stored_input.file_path).read_bytes() == data
+    # The part is consumed: nothing of the upload is left beside the stored input.
+    assert list((Path(settings.STORAGE_ROOT) / "tus").iterdir()) == []
+
+    work()
+
+    status = client.get(f"{API}/operations/{operation_id}/status/").json()["data"]
+    assert (status["status"], status["progress"]) == (S.COMPLETED, 100), status
+    assert File.objects.get(operation_id=operation_id, file_type=FileType.OUTPUT).file_name.startswith("holiday_")
+    assert job_workspaces() == []
 
 
 # --- Cloudinary failing ---------------------------------------------------------------------------
