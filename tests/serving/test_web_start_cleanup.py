@@ -66,10 +66,17 @@ def kill_web(process: subprocess.Popen) -> None:
     process.wait(timeout=10)
 
 
+def web_workers_of(master: subprocess.Popen) -> list[int]:
+    return [
+        int(pid)
+        for pid in subprocess.run(["pgrep", "-P", str(master.pid)], capture_output=True, text=True).stdout.split()
+    ]
+
+
 def web_worker_of(master: subprocess.Popen) -> int:
-    children = subprocess.run(["pgrep", "-P", str(master.pid)], capture_output=True, text=True).stdout.split()
+    children = web_workers_of(master)
     assert len(children) == 1, children
-    return int(children[0])
+    return children[0]
 
 
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to see which files are held open")
@@ -103,7 +110,8 @@ def test_a_web_worker_killed_mid_upload_leaves_a_temp_file_that_the_next_start_r
         fresh.write_bytes(b"x")
         # gunicorn replaced the killed worker, which cleaned up as it started: the leftover is too
         # fresh yet (a minute), so it stays until a later start.
-        assert wait_until(lambda: web_worker_of(web) != worker, timeout=30)
+        # Between the kill and the new fork the master has no worker at all: wait for the new one.
+        assert wait_until(lambda: len(web_workers_of(web)) == 1 and web_workers_of(web) != [worker], timeout=30)
         assert leftover.exists()
 
         # A minute later the web host restarts (killed, then the Procfile's command again).
