@@ -58,6 +58,29 @@ PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}
 
 
+class PatchCutter:
+    """A Playwright route handler for the tus endpoint: the ``nth`` PATCH never reaches the server
+    (the connection is reset), once. Records every request's method and every PATCH's offset."""
+
+    def __init__(self, nth: int) -> None:
+        self.nth = nth
+        self.methods: list[str] = []
+        self.patches: list[int] = []
+        self.dropped: list[int] = []
+
+    def __call__(self, route) -> None:
+        request = route.request
+        self.methods.append(request.method)
+        if request.method == "PATCH":
+            offset = int(request.headers.get("upload-offset", "-1"))
+            self.patches.append(offset)
+            if len(self.patches) == self.nth and not self.dropped:
+                self.dropped.append(offset)
+                route.abort("connectionreset")
+                return
+        route.continue_()
+
+
 def browser_unavailable(reason: str, *, module_level: bool = False) -> NoReturn:
     """Skip the browser tests for ``reason``; under CI, fail them instead."""
     if os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}:

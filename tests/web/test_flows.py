@@ -23,7 +23,7 @@ import pytest
 from apps.operations.enums import FileType
 from apps.operations.models import Operation
 from tests.web.axe import audit
-from tests.web.conftest import PHONE, BrowserPage, browser_unavailable
+from tests.web.conftest import PHONE, BrowserPage, PatchCutter, browser_unavailable
 from tests.web.test_browser import RECORD_STATUS_POLLS, choose_file, open_advanced, wait_until_done
 
 try:
@@ -258,21 +258,9 @@ def test_a_large_file_goes_through_tus_and_resumes_after_the_connection_drops(we
     page.evaluate(
         f"Object.assign(document.querySelector('main').dataset, {{tusThreshold: '1', tusChunkSize: '{chunk}'}})"
     )
-    patches: list[int] = []
-    dropped: list[int] = []
-
-    def cut_the_third_chunk(route) -> None:
-        request = route.request
-        if request.method == "PATCH":
-            offset = int(request.headers.get("upload-offset", "-1"))
-            patches.append(offset)
-            if len(patches) == 3 and not dropped:
-                dropped.append(offset)
-                route.abort("connectionreset")
-                return
-        route.continue_()
-
-    page.route("**/api/v1/uploads/**", cut_the_third_chunk)
+    cut = PatchCutter(3)
+    page.route("**/api/v1/uploads/**", cut)
+    patches, dropped = cut.patches, cut.dropped
     multipart_posts: list[str] = []
     page.on(
         "request",

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.web.conftest import browser_unavailable
+from tests.web.conftest import PatchCutter, browser_unavailable
 
 API = "/api/v1"
 UPPY = "uppy@6.0.1"
@@ -181,25 +181,10 @@ def test_uppy_uploads_a_video_in_chunks_and_the_upload_makes_an_operation(
 def test_uppy_resumes_from_the_servers_offset_after_the_connection_drops(
     uppy_page, live_server, session, video, storage_root
 ):
-    methods: list[str] = []
-    patches: list[int] = []
-    dropped: list[int] = []
-
-    # Like tests/web/test_flows.py: the fourth PATCH never reaches the server (the connection is
-    # reset), after three chunks were stored.
-    def cut_the_fourth_chunk(route) -> None:
-        request = route.request
-        methods.append(request.method)
-        if request.method == "PATCH":
-            offset = int(request.headers.get("upload-offset", "-1"))
-            patches.append(offset)
-            if len(patches) == 4 and not dropped:
-                dropped.append(offset)
-                route.abort("connectionreset")
-                return
-        route.continue_()
-
-    uppy_page.route("**/api/v1/uploads/**", cut_the_fourth_chunk)
+    # The fourth PATCH never reaches the server (the connection is reset), after three chunks were stored.
+    cut = PatchCutter(4)
+    uppy_page.route("**/api/v1/uploads/**", cut)
+    methods, patches, dropped = cut.methods, cut.patches, cut.dropped
     upload_url = upload_with_uppy(uppy_page, live_server, session, video)
 
     assert dropped == [3 * CHUNK_SIZE]
