@@ -40,12 +40,16 @@ import django  # noqa: E402
 from asgiref.sync import sync_to_async  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.core.exceptions import RequestAborted  # noqa: E402
-from django.core.handlers.asgi import ASGIHandler  # noqa: E402
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix  # noqa: E402
+from django.http import HttpResponseBase  # noqa: E402
+from django.urls import set_script_prefix, set_urlconf  # noqa: E402
+from django.utils.log import log_response  # noqa: E402
 
 django.setup(set_prefix=False)
 
 from apps.api.exceptions import error_body  # noqa: E402
 from apps.api.parsers import MULTIPART_ALLOWANCE  # noqa: E402
+from apps.api.status_poll import read_ahead, served_in_loop  # noqa: E402
 from apps.api.validators import file_too_large, largest_upload_limit  # noqa: E402
 from config.settings.web_settings import WEB_TIMEOUT  # noqa: E402
 
@@ -214,6 +218,8 @@ class KonvrtASGIHandler(ASGIHandler):
         server sends from the loop).
         """
         super().load_middleware(is_async=False)
+        # As it is, for the status poll, which runs it in the event loop (see serve_in_loop).
+        self._chain_in_loop = self._middleware_chain  # type: ignore[has-type]
         self._middleware_chain = sync_to_async(self._middleware_chain, thread_sensitive=True)  # type: ignore[has-type]
 
     async def handle(self, scope: Scope, receive: Any, send: Any) -> None:
@@ -221,9 +227,43 @@ class KonvrtASGIHandler(ASGIHandler):
         if length is not None and length > body_limit():
             await self._refuse_too_large(send)
             return
+        if served_in_loop(scope):
+            await self.serve_in_loop(scope, receive, send)
+            return
         if streams_body(scope):
             receive = _AfterStreamedBody(receive, StreamedBody(receive))
         await super().handle(scope, receive, send)
+
+    async def serve_in_loop(self, scope: Scope, receive: Any, send: Any) -> None:
+        """A status poll (apps/api/status_poll.py): its reads done in the event loop, then Django's
+        chain for it run there too, with no thread.
+
+        What Django's handle() does around the chain, less what only a thread needs: the
+        request_started signal (its receivers reset the database connections of the thread that
+        serves a request; this path uses none of them) and the watch for a disconnect that cancels
+        a slow view (nothing here waits once the reads are done).
+        """
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        set_script_prefix(get_script_prefix(scope))
+        request, error_response = self.create_request(scope, body_file)
+        if request is None:
+            response: HttpResponseBase = error_response  # type: ignore[assignment]  # one of the two is set
+        else:
+            await read_ahead(request)
+            set_urlconf(settings.ROOT_URLCONF)
+            response = self._chain_in_loop(request)
+            if response.status_code >= 400:
+                log_response("%s: %s", response.reason_phrase, request.path, response=response, request=request)  # type: ignore[arg-type]
+        try:
+            await self.send_response(response, send)
+        finally:
+            if request is not None:
+                request.close()
+            response.close()
+            body_file.close()
 
     async def read_body(self, receive: Any) -> IO[bytes]:
         """Django's read_body, spooled on the upload disk and bounded by the largest upload (or,

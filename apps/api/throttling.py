@@ -37,8 +37,11 @@ from __future__ import annotations
 import logging
 import math
 import uuid
+from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
+from django.http import HttpRequest
 from redis import Redis
 from redis.exceptions import RedisError
 from rest_framework.request import Request
@@ -46,7 +49,7 @@ from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 
-from apps.core.redis import redis_client
+from apps.core.redis import async_redis_client, redis_client
 from apps.core.utils import client_ip
 
 logger = logging.getLogger(__name__)
@@ -69,6 +72,23 @@ for i, key in ipairs(KEYS) do
 end
 return oldest
 """
+
+
+@dataclass(frozen=True)
+class _LogCall:
+    """One run of the sliding-log script: the identities' logs, the clock and the rate."""
+
+    identity_keys: list[str]
+    now_ms: float
+    period_ms: float
+    allowed: int
+    member: str
+
+    def keys(self, prefix: str) -> list[str]:
+        return [f"{prefix}:{key}" if prefix else key for key in self.identity_keys]
+
+    def args(self) -> list[Any]:
+        return [self.now_ms, self.period_ms, self.allowed, self.member]
 
 
 def _cache_redis() -> tuple[Redis, str]:
@@ -95,6 +115,8 @@ class ClientRateThrottle(SimpleRateThrottle):
     seconds_to_wait: float | None = None
     # Where allow_request logged this request: (connection, the logs that allowed it, member).
     _logged: tuple[Redis, list[str], str] | None = None
+    # The verdict when the request was judged before the view ran (``judge_in_loop``).
+    judged: bool | None = None
 
     def get_rate(self) -> str | None:
         # DRF keeps the rates it saw at import on the class; reading them per request lets the
@@ -103,7 +125,7 @@ class ClientRateThrottle(SimpleRateThrottle):
         self.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES  # type: ignore[assignment]
         return super().get_rate()
 
-    def get_cache_keys(self, request: Request) -> list[str]:
+    def get_cache_keys(self, request: Request | HttpRequest) -> list[str]:
         """The log of each identity the request has (a request without a session has no session
         log: the address still counts it)."""
         keys = []
@@ -118,33 +140,61 @@ class ClientRateThrottle(SimpleRateThrottle):
         return keys
 
     def allow_request(self, request: Request, view: APIView) -> bool:
+        if self.judged is not None:
+            return self.judged
+        call = self._log_call(request)
+        if call is None:
+            return True
+        connection, prefix = _cache_redis()
+        full_keys, args = call.keys(prefix), call.args()
+        try:
+            oldest = connection.register_script(_SLIDING_LOG)(keys=full_keys, args=args)
+        except RedisError as e:
+            return self._unenforced(e)
+        return self._judge(call, connection, full_keys, oldest)
+
+    async def judge_in_loop(self, request: HttpRequest) -> None:
+        """``allow_request`` from the event loop (the status poll, apps/api/status_poll.py): the
+        same script on the loop's client; the view's ``allow_request`` then answers with it."""
+        call = self._log_call(request)
+        if call is None:
+            self.judged = True
+            return
+        cache = settings.CACHES["default"]
+        connection = async_redis_client(cache["LOCATION"], timeout=cache.get("OPTIONS", {}).get("socket_timeout"))
+        full_keys = call.keys(cache.get("KEY_PREFIX", ""))
+        try:
+            oldest = await connection.register_script(_SLIDING_LOG)(keys=full_keys, args=call.args())
+        except RedisError as e:
+            self.judged = self._unenforced(e)
+            return
+        # No connection to forget with: the poll's scopes count every request (nothing to take back).
+        self.judged = self._judge(call, None, full_keys, oldest)
+
+    def _log_call(self, request: Request | HttpRequest) -> _LogCall | None:
+        """The script call that logs this request, or None when nothing limits it."""
         # parse_rate gives both numbers exactly when there is a rate.
         if self.rate is None or self.num_requests is None or self.duration is None:
-            return True
+            return None
         keys = self.get_cache_keys(request)
         if not keys:
-            return True
-        now_ms = self.timer() * 1000
-        period_ms = self.duration * 1000
-        member = uuid.uuid4().hex
-        try:
-            connection, prefix = _cache_redis()
-            full_keys = [f"{prefix}:{key}" if prefix else key for key in keys]
-            oldest = connection.register_script(_SLIDING_LOG)(
-                keys=full_keys, args=[now_ms, period_ms, self.num_requests, member]
-            )
-        except RedisError as e:
-            logger.warning("Rate limit %s not enforced, the cache is unreachable: %s", self.scope, e)
-            return True
+            return None
+        return _LogCall(keys, self.timer() * 1000, self.duration * 1000, self.num_requests, uuid.uuid4().hex)
+
+    def _judge(self, call: _LogCall, connection: Redis | None, full_keys: list[str], oldest: list[Any]) -> bool:
         logged = [key for key, first in zip(full_keys, oldest, strict=True) if first is None]
-        if logged:
-            self._logged = (connection, logged, member)
+        if logged and connection is not None:
+            self._logged = (connection, logged, call.member)
         refused = [float(first) for first in oldest if first is not None]
         if not refused:
             return True
         # The longest wait, as DRF's check_throttles takes of two throttles that refused.
-        self.seconds_to_wait = max(0.0, (max(refused) + period_ms - now_ms) / 1000)
+        self.seconds_to_wait = max(0.0, (max(refused) + call.period_ms - call.now_ms) / 1000)
         return False
+
+    def _unenforced(self, error: RedisError) -> bool:
+        logger.warning("Rate limit %s not enforced, the cache is unreachable: %s", self.scope, error)
+        return True
 
     def wait(self) -> float:
         # DRF rounds this up into Retry-After; never less than a second. Without a refusal to

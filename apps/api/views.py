@@ -40,6 +40,7 @@ from apps.api.pagination import EnvelopePagination
 from apps.api.parsers import JSONBodyParser, UploadParser
 from apps.api.ranges import ranged_file_response
 from apps.api.schema import CREATE_REQUEST_ENCODING
+from apps.api.status_poll import read_ahead_of
 from apps.api.throttling import (
     DEFAULT_THROTTLES,
     HEALTH_THROTTLES,
@@ -107,14 +108,19 @@ class OperationViewSet(viewsets.GenericViewSet):
     UPLOAD_ACCEPTED = {"create": 201, "retry": 200}
 
     def get_throttles(self) -> list[BaseThrottle]:
+        self._throttles_in_use: list[BaseThrottle]
         if self.action in self.UPLOAD_ACCEPTED:
             classes = UPLOAD_THROTTLES
         elif self.action in ("status", "events"):
+            if (ahead := read_ahead_of(self.request)) is not None:
+                # Already judged in the event loop (apps/api/status_poll.py).
+                self._throttles_in_use = list(ahead.throttles)
+                return self._throttles_in_use
             # A stream counts once, when it is opened, in the polling budget it replaces.
             classes = STATUS_THROTTLES
         else:
             classes = DEFAULT_THROTTLES
-        self._throttles_in_use: list[BaseThrottle] = [throttle() for throttle in classes]
+        self._throttles_in_use = [throttle() for throttle in classes]
         return self._throttles_in_use
 
     def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:
@@ -237,10 +243,13 @@ class OperationViewSet(viewsets.GenericViewSet):
         # The hot path of every client: the key the caller sent is matched against the operation's
         # own key in the one query, without loading the session first (a made-up key matches no
         # operation; a key is a 32-character secret either way). Saves a query on every poll.
-        key = request.session.session_key
-        if key is None:
-            raise NotFound(selectors.NOT_FOUND_MESSAGE)
-        info = selectors.operation_status(session_key=key, operation_id=pk)
+        if (ahead := read_ahead_of(request)) is not None:
+            info = ahead.result()  # read in the event loop (apps/api/status_poll.py)
+        else:
+            key = request.session.session_key
+            if key is None:
+                raise NotFound(selectors.NOT_FOUND_MESSAGE)
+            info = selectors.operation_status(session_key=key, operation_id=pk)
         # The status object as the live stream sends it: OperationStatusSerializer describes it for
         # the schema, but building a serializer per poll cost more CPU than the rest of the view
         # after the query (its fields are deep-copied on every instance).

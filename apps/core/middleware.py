@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.conf import settings
+from django.contrib.sessions.backends.base import SessionBase
 from django.http import HttpRequest, HttpResponse
 from django.utils.module_loading import import_string
 
@@ -23,19 +24,26 @@ API_PREFIX = "/api/v1/"
 SESSIONLESS_PATHS = frozenset({"/api/v1/health/"})
 
 
+def session_named_by(request: HttpRequest) -> SessionBase:
+    """The session an API request names, not loaded: its ``X-Session-Key`` header when it sends one
+    (even an invalid one: then it names none), else its session cookie (what SessionMiddleware
+    reads)."""
+    header_key = request.headers.get(settings.SESSION_HEADER_NAME, "").strip()
+    store: type[SessionBase] = import_string(f"{settings.SESSION_ENGINE}.SessionStore")
+    return store(session_key=header_key or request.COOKIES.get(settings.SESSION_COOKIE_NAME))
+
+
 class ApiSessionMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
-        self.session_store = import_string(f"{settings.SESSION_ENGINE}.SessionStore")
         self.header_name = settings.SESSION_HEADER_NAME
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if not self._is_api_request(request):
             return self.get_response(request)
 
-        header_key = request.headers.get(self.header_name, "").strip()
-        if header_key:
-            request.session = self.session_store(session_key=header_key)
+        if request.headers.get(self.header_name, "").strip():
+            request.session = session_named_by(request)
 
         response = self.get_response(request)
         # Read after the view, which may have created the session (or rotated its key). A view that

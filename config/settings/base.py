@@ -203,7 +203,12 @@ if STORAGE_BACKEND == "s3":
         )
 
 # --- Web serving (config/gunicorn.py; docs/deployment.md) ----------------------------------------
-from config.settings.web_settings import WEB_CONCURRENCY, WEB_THREADS, WEB_TIMEOUT  # noqa: E402, F401
+from config.settings.web_settings import (  # noqa: E402, F401
+    WEB_CONCURRENCY,
+    WEB_STATUS_DB_CONNECTIONS,
+    WEB_THREADS,
+    WEB_TIMEOUT,
+)
 
 # --- Recovery (apps/operations/services/recovery.py) -----------------------------------------
 # A running job refreshes its operation's heartbeat in the database, and its RQ worker the job's

@@ -14,3 +14,7 @@ WEB_THREADS = env_int("WEB_THREADS", 8, minimum=1)
 # Seconds a worker may stay unresponsive before gunicorn restarts it, and the grace period of a
 # restart; also how long a request waits for a database connection before it is a 503.
 WEB_TIMEOUT = env_int("WEB_TIMEOUT", 30, minimum=1)
+# Database connections each worker process keeps for the status poll, which it serves in its event
+# loop (apps/api/status_poll.py) beside the pool above: one answers a poll in well under a
+# millisecond, so two keep up with thousands a second. 0 serves polls like every other request.
+WEB_STATUS_DB_CONNECTIONS = env_int("WEB_STATUS_DB_CONNECTIONS", 2, minimum=0)
