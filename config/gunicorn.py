@@ -9,6 +9,7 @@ turns the pool on). Sizes come from WEB_CONCURRENCY, WEB_THREADS and WEB_TIMEOUT
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from pathlib import Path
@@ -45,6 +46,11 @@ def post_worker_init(worker: object) -> None:
         cleanup_upload_temp_at_start()
     except OSError as e:  # never a reason not to serve
         print(f"Upload temp cleanup failed: {e!r}", file=sys.stderr)
+    # What is loaded by now (Django, the apps, the URL patterns: about 125,000 objects) lives as long
+    # as the process: kept out of the garbage collector's scans, whose oldest generation otherwise
+    # walked it all every few thousand requests, stalling every request in flight for up to 100 ms
+    # (measured on the status poll; 6 ms frozen).
+    gc.freeze()
 
 
 # gunicorn 27's control socket lives at one fixed path per user: several servers on one machine
