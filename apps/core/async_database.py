@@ -33,14 +33,25 @@ def async_reads_available(using: str) -> bool:
 
 
 async def fetch_one(using: str, sql: str, params: Sequence[Any]) -> tuple[list[str], tuple[Any, ...]] | None:
-    """The first row of ``sql`` and its column names, or ``None`` when there is none."""
+    """The first row of ``sql`` and its column names, or ``None`` when there is none.
+
+    A pooled connection that the server closed (a restart, a failover, an idle timeout) fails its
+    next query and leaves the pool; the read is then made once more on another. Django's pool
+    checks every connection as it lends it instead, a round trip more on every read."""
     pool = await _pool(using)
-    async with pool.connection() as connection:
-        cursor = await connection.execute(sql, params)
-        row = await cursor.fetchone()
-        if row is None:
-            return None
-        return [column.name for column in cursor.description or ()], tuple(row)
+    for attempt in (1, 2):
+        connection: psycopg.AsyncConnection[Any] | None = None
+        try:
+            async with pool.connection() as connection:
+                cursor = await connection.execute(sql, params)
+                row = await cursor.fetchone()
+                if row is None:
+                    return None
+                return [column.name for column in cursor.description or ()], tuple(row)
+        except psycopg.OperationalError:
+            if attempt == 2 or connection is None or not connection.closed:
+                raise
+    raise AssertionError("unreachable")
 
 
 async def close_pools() -> None:

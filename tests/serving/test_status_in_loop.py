@@ -47,49 +47,55 @@ def poll(handler: KonvrtASGIHandler, path: str, headers: dict[str, str], method:
     return run(handler, [(path, headers, method)])[0]
 
 
+async def answer(handler: KonvrtASGIHandler, path: str, headers: dict[str, str], method: str = "GET") -> Answer:
+    """One request through the ASGI application."""
+    messages: list[dict[str, Any]] = [{"type": "http.request", "body": b"", "more_body": False}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop()
+        await asyncio.sleep(3600)  # no disconnect: the answer is awaited
+        raise AssertionError
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"testserver")] + [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        "client": ("203.0.113.7", 50000),
+        "server": ("testserver", 80),
+    }
+    await asyncio.wait_for(handler(scope, receive, send), timeout=30)
+    start, *bodies = sent
+    listed = tuple(sorted((k.decode().lower(), v.decode()) for k, v in start["headers"] if k != b"date"))
+    return Answer(start["status"], listed, b"".join(m.get("body", b"") for m in bodies))
+
+
 def run(handler: KonvrtASGIHandler, requests: list[tuple[str, dict[str, str], str]]) -> list[Answer]:
     """Each request through the ASGI application, one after another, in one event loop."""
 
-    async def one(path: str, headers: dict[str, str], method: str) -> Answer:
-        messages: list[dict[str, Any]] = [{"type": "http.request", "body": b"", "more_body": False}]
-        sent: list[dict[str, Any]] = []
-
-        async def receive() -> dict[str, Any]:
-            if messages:
-                return messages.pop()
-            await asyncio.sleep(3600)  # no disconnect: the answer is awaited
-            raise AssertionError
-
-        async def send(message: dict[str, Any]) -> None:
-            sent.append(message)
-
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": method,
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "query_string": b"",
-            "root_path": "",
-            "headers": [(b"host", b"testserver")] + [(k.lower().encode(), v.encode()) for k, v in headers.items()],
-            "client": ("203.0.113.7", 50000),
-            "server": ("testserver", 80),
-        }
-        await asyncio.wait_for(handler(scope, receive, send), timeout=30)
-        start, *bodies = sent
-        listed = tuple(sorted((k.decode().lower(), v.decode()) for k, v in start["headers"] if k != b"date"))
-        return Answer(start["status"], listed, b"".join(m.get("body", b"") for m in bodies))
-
     async def all_of() -> list[Answer]:
         try:
-            return [await one(*request) for request in requests]
+            return [await answer(handler, *request) for request in requests]
         finally:
-            await close_pools()
-            await close_async_clients()
+            await close_loop_clients()
 
     return asyncio.run(all_of())
+
+
+async def close_loop_clients() -> None:
+    await close_pools()
+    await close_async_clients()
 
 
 def rates(settings, status_checks: str) -> None:
@@ -97,17 +103,29 @@ def rates(settings, status_checks: str) -> None:
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": rates}
 
 
+def backends() -> set[int]:
+    """The other connections to the test database."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return {pid for (pid,) in cursor.fetchall()}
+
+
+def end_backends(pids: set[int]) -> None:
+    with connection.cursor() as cursor:
+        for pid in pids:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+
 @pytest.fixture
 def handler(settings) -> Iterator[KonvrtASGIHandler]:
     rates(settings, "100000/minute")
+    before = backends()
     yield KonvrtASGIHandler()
     # Each request of the usual path ran in a thread of its own, which opened a connection and is
-    # gone (the server borrows from a pool instead): end them, so that the test database can go.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid() AND state = 'idle'"
-        )
+    # gone (the server borrows from a pool instead): end those, so that the test database can go.
+    end_backends(backends() - before)
 
 
 def in_loop_and_usual(settings, handler, requests) -> tuple[list[Answer], list[Answer]]:
@@ -212,6 +230,23 @@ def test_an_unreachable_cache_leaves_polls_unlimited_as_on_the_usual_path(settin
 
     assert in_loop == usual
     assert in_loop[0].status == 200
+
+
+def test_a_connection_the_database_closed_is_replaced_without_failing_a_poll(settings, handler, operations):
+    settings.WEB_STATUS_DB_CONNECTIONS = 1
+    path, headers = path_of(operations["queued"].id), {"X-Session-Key": operations["key"]}
+
+    async def scenario() -> list[Answer]:
+        try:
+            before = await asyncio.to_thread(backends)
+            first = await answer(handler, path, headers)  # opens the loop's one connection
+            opened = await asyncio.to_thread(backends) - before
+            await asyncio.to_thread(end_backends, opened)  # as a restart or failover would
+            return [first, await answer(handler, path, headers), await answer(handler, path, headers)]
+        finally:
+            await close_loop_clients()
+
+    assert [answer.status for answer in asyncio.run(scenario())] == [200, 200, 200]
 
 
 @pytest.fixture
