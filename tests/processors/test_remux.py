@@ -1,0 +1,314 @@
+"""The in-process stream copy of a fast trim (``apps/processors/remux.py``): the packets FFmpeg's
+``-c copy`` command wrote, from the keyframe at or before ``start``, with the audio in step, for
+MP4, MOV and WebM (with and without cues); progress, a cancel and a broken input behave as they
+do for an FFmpeg run; other containers still go through the command."""
+
+from __future__ import annotations
+
+import array
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import av
+import pytest
+
+from apps.processors.contract import ProcessingContext
+from apps.processors.exceptions import FFmpegTimeout, OperationStopped
+from apps.processors.ffmpeg import input_args, resolve_ffmpeg_binary, run_ffmpeg
+from apps.processors.formats import get_format
+from apps.processors.inspection import inspect_input
+from apps.processors.parameters import validate_parameters
+from apps.processors.probe import keyframe_at_or_before, probe_media
+from apps.processors.registry import get_operation
+from apps.processors.remux import copy_span
+from apps.processors.trim import SEEK_EPSILON, trim_video
+from apps.processors.video import container_args, map_streams
+from tests.processors.conftest import assert_completed, assert_failed_keeping_input
+
+FRAME = 1 / 25
+
+
+def _ffmpeg(*args: str) -> None:
+    command = [resolve_ffmpeg_binary(), "-hide_banner", "-loglevel", "error", "-nostdin", "-y", *args]
+    subprocess.run(command, check=True, timeout=120)
+
+
+def beeping_video(media, *, extension: str = "mp4", seconds: int = 6) -> Path:
+    """Black video with one white frame at the start of every second and a 40 ms 1 kHz beep at the
+    same moments; a keyframe every second; H.264 with B-frames and AAC (VP9 + Opus for WebM); MP4
+    rotated by 90° (the display matrix a phone writes)."""
+    path = media.directory / f"beeping-{seconds}.{extension}"
+    if path.exists():
+        return path
+    flash = "drawbox=color=white:t=fill:enable='lt(mod(t,1),0.04)'"
+    beep = "aevalsrc='if(lt(mod(t,1),0.04),0.8*sin(2*PI*1000*t),0)':s=48000:c=stereo"
+    if extension == "webm":
+        codecs = ["-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-c:a", "libopus"]
+    else:
+        codecs = ["-c:v", "libx264", "-preset", "veryfast", "-bf", "2", "-pix_fmt", "yuv420p", "-c:a", "aac"]
+    _ffmpeg(
+        *["-f", "lavfi", "-i", f"color=black:size=160x120:rate=25:duration={seconds},{flash}"],
+        *["-f", "lavfi", "-i", f"{beep},atrim=0:{seconds}"],
+        *codecs,
+        *["-g", "25", "-keyint_min", "25", "-sc_threshold", "0", "-t", str(seconds)],
+        *(["-metadata:s:v", "rotate=90"] if extension == "mp4" else []),
+        str(path),
+    )
+    if extension == "mp4":
+        rotated = path.with_name(f"rotated-{path.name}")
+        _ffmpeg("-display_rotation", "90", "-i", str(path), "-c", "copy", str(rotated))
+        rotated.replace(path)
+    return path
+
+
+def webm_without_cues(media) -> Path:
+    """The beeping WebM written to a pipe: no cues (no index) for a seek to use, no duration."""
+    path = media.directory / "beeping-nocues.webm"
+    if not path.exists():
+        command = [resolve_ffmpeg_binary(), "-hide_banner", "-loglevel", "error", "-nostdin"]
+        command += ["-i", str(beeping_video(media, extension="webm")), "-c", "copy", "-f", "webm", "pipe:1"]
+        path.write_bytes(subprocess.run(command, check=True, capture_output=True, timeout=60).stdout)
+        assert b"\x1c\x53\xbb\x6b" not in path.read_bytes()  # the Cues element's ID
+    return path
+
+
+def _context(source: Path, parameters: dict[str, Any], workspace: Path, report=None, *, extension=None):
+    definition = get_operation("video_trim")
+    extension = extension or source.suffix.lstrip(".")
+    demuxer = get_format(extension).demuxer
+    workspace.mkdir(parents=True, exist_ok=True)
+    options = {} if report is None else {"report_progress": report}
+    return ProcessingContext(
+        operation="video_trim",
+        media_type=definition.media_type,
+        parameters=validate_parameters(definition, parameters),
+        input_path=source,
+        input_extension=extension,
+        input_format=demuxer,
+        input_info=inspect_input(path=source, extension=extension, definition=definition, input_format=demuxer),
+        workspace=workspace,
+        deadline=time.monotonic() + 120,
+        **options,
+    )
+
+
+def _by_command(context: ProcessingContext, start: float, end: float, output_format: str) -> Path:
+    """What the trim ran before the copy moved in process: FFmpeg's ``-c copy`` command."""
+    keyframe = keyframe_at_or_before(
+        context.input_path, format_name=context.demuxer, stream_index=context.video_stream.index, seconds=start
+    )
+    seek = keyframe + SEEK_EPSILON if keyframe > 0 else 0.0
+    output = context.workspace / f"command.{output_format}"
+    args = [
+        *(["-ss", f"{seek:.3f}"] if seek > 0 else []),
+        *input_args(context.input_path, demuxer=context.demuxer),
+        *["-t", f"{end - keyframe:.3f}"],
+        *map_streams(video=context.video_stream, audio=context.media.audio),
+        *["-c", "copy", "-avoid_negative_ts", "make_zero"],
+        *container_args(output_format, output),
+    ]
+    run_ffmpeg(args, duration=end - keyframe, timeout=60)
+    return output
+
+
+def _packets(path: Path) -> dict[str, list[tuple]]:
+    """Each stream's packets: (payload, keyframe flag), and (pts, dts) in seconds."""
+    with av.open(str(path)) as container:
+        found: dict[str, list[tuple]] = {"video": [], "audio": []}
+        for packet in container.demux():
+            if packet.size:
+                times = (float(packet.pts * packet.time_base), float(packet.dts * packet.time_base))
+                found[packet.stream.type].append(((bytes(packet), packet.is_keyframe), times))
+        return found
+
+
+def assert_same_packets(ours: dict[str, list[tuple]], theirs: dict[str, list[tuple]]) -> None:
+    for kind in ("video", "audio"):
+        assert [content for content, _ in ours[kind]] == [content for content, _ in theirs[kind]], kind
+        # The command's timestamps go through FFmpeg's microsecond clock on their way: they may
+        # differ from ours by a rounding (a tick of the stream's time base), never by a frame.
+        for (_, (pts, dts)), (_, (their_pts, their_dts)) in zip(ours[kind], theirs[kind], strict=True):
+            assert (pts, dts) == pytest.approx((their_pts, their_dts), abs=0.001), kind
+
+
+def _rotation(path: Path) -> str:
+    result = subprocess.run(
+        [resolve_ffmpeg_binary(), "-hide_banner", "-i", str(path)], capture_output=True, text=True, timeout=30
+    )
+    return next((line.strip() for line in result.stderr.splitlines() if "rotation" in line), "")
+
+
+def _flashes_and_beeps(path: Path) -> tuple[list[float], list[float]]:
+    """When (s, as a player shows them) the white frames and the beeps start in ``path``."""
+    flashes: list[float] = []
+    beeps: list[float] = []
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            gray = bytes(frame.reformat(format="gray", width=16, height=12).planes[0])
+            if sum(gray) / len(gray) > 128 and (not flashes or frame.time - flashes[-1] > 0.5):
+                flashes.append(frame.time)
+    with av.open(str(path)) as container:
+        resampler = av.AudioResampler(format="s16", layout="mono")
+        for frame in container.decode(audio=0):
+            for mono in resampler.resample(frame):
+                samples = array.array("h", bytes(mono.planes[0])[: mono.samples * 2])
+                loud = next((i for i, sample in enumerate(samples) if abs(sample) > 8000), None)
+                at = None if loud is None else mono.time + loud / mono.sample_rate
+                if at is not None and (not beeps or at - beeps[-1] > 0.5):
+                    beeps.append(at)
+    return flashes, beeps
+
+
+INPUTS = {
+    "mp4": lambda media: beeping_video(media),
+    "mov": lambda media: beeping_video(media, extension="mov"),
+    "webm": lambda media: beeping_video(media, extension="webm"),
+    "webm without cues": lambda media: webm_without_cues(media),
+}
+
+
+@pytest.mark.parametrize("kind", INPUTS)
+@pytest.mark.parametrize(("start", "end"), [(2.5, 4.2), (0.0, 1.5), (3.0, 6.0)])
+def test_the_copy_writes_the_packets_ffmpegs_copy_command_wrote(media, tmp_path, kind, start, end):
+    source = INPUTS[kind](media)
+    context = _context(source, {"start": start, "end": end, "accurate": False}, tmp_path)
+
+    result = trim_video(context)
+
+    assert context.ffmpeg_runs == []  # in process: no FFmpeg program was started
+    output_format = "webm" if kind.startswith("webm") else kind
+    assert result.path.suffix == f".{output_format}"
+    command = _by_command(context, start, min(end, context.media.duration or end), output_format)
+    ours, theirs = _packets(result.path), _packets(command)
+    assert len(ours["video"]) > 10 and len(ours["audio"]) > 10
+    assert_same_packets(ours, theirs)
+    assert _rotation(result.path) == _rotation(command)
+    if kind == "mp4":
+        assert "rotation of 90.00 degrees" in _rotation(result.path)
+    expected_keyframe = float(int(start))
+    assert result.details["start_keyframe"] == pytest.approx(expected_keyframe, abs=0.001)
+    assert (result.details["stream_copied"], result.details["audio_copied"]) == (True, True)
+
+
+@pytest.mark.parametrize("kind", INPUTS)
+def test_a_copy_starts_at_zero_on_its_keyframe_and_keeps_sound_and_picture_together(media, tmp_path, kind):
+    source = INPUTS[kind](media)
+    context = _context(source, {"start": 2.5, "duration": 2, "accurate": False}, tmp_path)
+
+    result = trim_video(context)
+
+    assert result.details["start_keyframe"] == 2.0
+    info = probe_media(result.path)
+    # From the keyframe at 2 s to 4.5 s; cut by decoding time as FFmpeg's command cuts, so a
+    # stream with B-frames shows up to its reordering delay (here 2 frames) more.
+    assert 2.5 - FRAME <= info.duration <= 2.5 + 5 * FRAME
+    with av.open(str(result.path)) as container:
+        first = next(packet for packet in container.demux(video=0) if packet.size)
+        assert first.is_keyframe
+        starts = [stream.start_time * stream.time_base for stream in container.streams]
+        assert min(starts) == 0  # -avoid_negative_ts make_zero
+    flashes, beeps = _flashes_and_beeps(result.path)
+    # The flashes at 2, 3 and 4 s of the input, at 0, 1 and 2 s of the clip (H.264 with B-frames
+    # shows its first picture after its reordering delay, 2 frames, with the sound that went with
+    # it before), each with its beep.
+    assert 0 <= flashes[0] <= 2 * FRAME + 0.001
+    assert flashes == pytest.approx([flashes[0], flashes[0] + 1, flashes[0] + 2], abs=0.001)
+    assert len(beeps) == 3
+    assert all(abs(beep - flash) <= FRAME for beep, flash in zip(beeps, flashes, strict=True))
+
+
+def test_a_copy_reports_rising_progress_and_stops_when_the_operation_no_longer_wants_it(media, tmp_path):
+    source = media.video(duration=60, width=64, height=48)
+    seen: list[float | None] = []
+
+    def report(percent: float | None) -> bool:
+        seen.append(percent)
+        return len(seen) < 3  # cancelled after the second report
+
+    context = _context(source, {"start": 0, "accurate": False}, tmp_path, report)
+
+    with pytest.raises(OperationStopped):
+        trim_video(context)
+
+    assert len(seen) == 3
+    assert all(percent is not None and 0 <= percent < 10 for percent in seen)
+    assert seen == sorted(seen)
+
+
+def test_a_whole_copy_reports_progress_up_to_its_end(media, tmp_path):
+    seen: list[float] = []
+    context = _context(
+        media.video(duration=20, width=64, height=48),
+        {"start": 0, "accurate": False},
+        tmp_path,
+        lambda percent: (percent is None or seen.append(percent)) or True,
+    )
+
+    trim_video(context)
+
+    assert seen == sorted(seen)
+    assert seen[0] < 20 and seen[-1] > 90
+
+
+def test_a_copy_past_its_deadline_is_stopped(media, tmp_path):
+    context = _context(media.video(duration=20, width=64, height=48), {"accurate": False}, tmp_path)
+    late = ProcessingContext(**{**context.__dict__, "deadline": time.monotonic() - 1})
+
+    with pytest.raises(FFmpegTimeout, match="time allowed"):
+        trim_video(late)
+
+
+def test_the_remux_refuses_a_container_it_does_not_copy(media, tmp_path):
+    with pytest.raises(ValueError, match="mpegts input is copied by the FFmpeg command"):
+        copy_span(
+            input_path=media.video(),
+            demuxer="mpegts",
+            video_index=0,
+            audio_index=None,
+            output=tmp_path / "out.mp4",
+            muxer="mp4",
+            start=0,
+            end=1,
+            deadline=time.monotonic() + 10,
+            on_progress=lambda percent: True,
+        )
+
+
+def test_a_transport_stream_is_still_copied_by_the_ffmpeg_command(media, tmp_path):
+    source = tmp_path / "in.ts"
+    _ffmpeg("-i", str(beeping_video(media)), "-c", "copy", str(source))
+    context = _context(source, {"start": 2.5, "end": 4, "accurate": False}, tmp_path / "work")
+
+    result = trim_video(context)
+
+    assert len(context.ffmpeg_runs) == 1
+    assert result.details["stream_copied"] is True
+    assert result.path.suffix == ".mp4"
+
+
+# --- through a worker: the final check and the failures ------------------------------------------
+@pytest.mark.django_db
+def test_a_fast_trim_of_a_mov_through_a_worker_stays_mov_and_passes_its_check(media, run_operation, output_path):
+    operation = run_operation("video_trim", beeping_video(media, extension="mov"), {"start": 1.5, "accurate": False})
+
+    assert_completed(operation)
+    output = operation.files.get(file_type="output")
+    assert (output.metadata["format"], output.metadata["start_keyframe"]) == ("mov", 1.0)
+    assert (output.metadata["video_codec"], output.metadata["audio_codec"]) == ("h264", "aac")
+    assert probe_media(output_path(operation)).video.duration == pytest.approx(5.0, abs=2 * FRAME)
+
+
+@pytest.mark.django_db
+def test_a_fast_trim_of_a_truncated_file_fails_with_a_clear_message(media, run_operation, storage_root, tmp_path):
+    # The index up front (faststart) and the second half of the samples missing: the header reads
+    # fine, the packets stop early.
+    whole = tmp_path / "whole.mp4"
+    _ffmpeg("-i", str(beeping_video(media)), "-c", "copy", "-movflags", "+faststart", str(whole))
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+
+    operation = run_operation("video_trim", truncated, {"start": 1, "accurate": False}, inspect=False)
+
+    assert_failed_keeping_input(operation, storage_root, "failed its final check")
