@@ -55,9 +55,11 @@ REMUXED_DEMUXERS = frozenset({"mov", "matroska"})
 # How often the loop asks the progress callback (which also notices a cancel) and the clock: a
 # packet of a 1080p stream takes microseconds to copy, so this is well under a second.
 CHECK_EVERY_PACKETS = 32
-# Packets read after the seek while looking for the first video keyframe: beyond this the
-# video has no keyframe where its index says, and the copy fails rather than buffering the file.
+# Packets (and their bytes) read after the seek while looking for the first video keyframe: beyond
+# either the video has no keyframe where its index says, and the copy fails rather than holding
+# the file in memory. Past the keyframe each packet is written as it is read.
 MAX_PACKETS_BEFORE_KEYFRAME = 10_000
+MAX_BYTES_BEFORE_KEYFRAME = 64 * 1024 * 1024
 # A packet ``end`` or later (its decoding time) ends its stream; the command's ``-ss`` was past
 # the keyframe by this much, so that FFmpeg's seek found that keyframe, and its ``-t`` counted
 # from there.
@@ -160,11 +162,13 @@ def _packets_from_keyframe(source: Any, video_index: int, audio_index: int | Non
     streams = [video] if audio_index is None else [video, source.streams[audio_index]]
     demuxed = source.demux(streams)
     held = []
+    held_bytes = 0
     for count, packet in enumerate(demuxed):
-        if count >= MAX_PACKETS_BEFORE_KEYFRAME:
+        if count >= MAX_PACKETS_BEFORE_KEYFRAME or held_bytes >= MAX_BYTES_BEFORE_KEYFRAME:
             break
         if packet.size == 0:
             continue
+        held_bytes += packet.size
         if packet.stream.index != video_index:
             # Audio the demuxer gives before the keyframe: the command copies it too.
             held.append(packet)

@@ -15,7 +15,7 @@ import av
 import pytest
 
 from apps.processors.contract import ProcessingContext
-from apps.processors.exceptions import FFmpegTimeout, OperationStopped
+from apps.processors.exceptions import FFmpegTimeout, OperationStopped, ProcessingError
 from apps.processors.ffmpeg import input_args, resolve_ffmpeg_binary, run_ffmpeg
 from apps.processors.formats import get_format
 from apps.processors.inspection import inspect_input
@@ -312,3 +312,31 @@ def test_a_fast_trim_of_a_truncated_file_fails_with_a_clear_message(media, run_o
     operation = run_operation("video_trim", truncated, {"start": 1, "accurate": False}, inspect=False)
 
     assert_failed_keeping_input(operation, storage_root, "failed its final check")
+
+
+def test_a_silent_video_is_copied_without_an_audio_track(media, tmp_path):
+    context = _context(media.video(duration=4, audio=False), {"start": 1, "accurate": False}, tmp_path)
+
+    result = trim_video(context)
+
+    info = probe_media(result.path)
+    assert (info.video.codec, info.audio) == ("h264", None)
+    assert (result.expect_audio, result.details["audio_copied"]) == (False, False)
+    assert info.duration == pytest.approx(4 - result.details["start_keyframe"], abs=2 * FRAME)
+
+
+def test_a_copy_that_would_pass_the_output_size_cap_is_refused(media, tmp_path, settings):
+    settings.PROCESSING_MAX_OUTPUT_SIZE = 5_000
+    context = _context(beeping_video(media), {"start": 0, "accurate": False}, tmp_path)
+
+    with pytest.raises(ProcessingError, match="would be larger than"):
+        trim_video(context)
+
+
+def test_a_video_without_a_keyframe_where_its_index_says_fails_with_a_clear_message(media, tmp_path, monkeypatch):
+    # Made real by the bound on what is read before the keyframe: none may be read here.
+    monkeypatch.setattr("apps.processors.remux.MAX_PACKETS_BEFORE_KEYFRAME", 0)
+    context = _context(beeping_video(media), {"start": 2.5, "accurate": False}, tmp_path)
+
+    with pytest.raises(ProcessingError, match="no keyframe to start a copy from; try an accurate trim"):
+        trim_video(context)
