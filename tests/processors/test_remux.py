@@ -340,3 +340,23 @@ def test_a_video_without_a_keyframe_where_its_index_says_fails_with_a_clear_mess
 
     with pytest.raises(ProcessingError, match="no keyframe to start a copy from; try an accurate trim"):
         trim_video(context)
+
+
+def test_a_copy_keeps_no_container_or_stream_tags(media, tmp_path):
+    # As the command's -map_metadata -1: a phone's location, a title, a track's language and
+    # handler name stay behind.
+    tagged = tmp_path / "tagged.mov"
+    _ffmpeg(
+        *["-i", str(beeping_video(media, extension="mov")), "-c", "copy", "-metadata", "title=Private title"],
+        *["-metadata", "location=+12.3456+045.6789/", "-metadata:s:a", "language=fra"],
+        *["-metadata:s:v", "handler_name=Private handler", str(tagged)],
+    )
+    context = _context(tagged, {"start": 1.5, "accurate": False}, tmp_path / "work")
+
+    result = trim_video(context)
+
+    with av.open(str(result.path)) as container:
+        assert not {"title", "location"} & set(container.metadata)
+        assert all(stream.metadata.get("language", "und") == "und" for stream in container.streams)
+    written = result.path.read_bytes()
+    assert b"Private" not in written and b"12.3456" not in written
