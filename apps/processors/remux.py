@@ -20,19 +20,22 @@ jumps that the FFmpeg program smooths over while copying and a plain remux would
 are, and AVI often carries no presentation times at all; those inputs keep the FFmpeg command
 (``trim.py``).
 
-The loop gives what ``ffmpeg.run_ffmpeg`` gives a command: progress (by packet time across the
-span) through the caller's callback, which can stop the work (``OperationStopped``) and is asked
-at least every ``CHECK_EVERY_PACKETS`` packets; the job's deadline; a stall watchdog (each read of
-the input may block for at most ``STALL_TIMEOUT_SECONDS``: PyAV's read timeout interrupts it); and
+The copy gives what ``ffmpeg.run_ffmpeg`` gives a command. It runs in a thread of its own,
+supervised from the job's thread: progress (by packet time across the span) through the caller's
+callback, at least every ``POLL_SECONDS``, which can stop the work (``OperationStopped``); the
+job's deadline; a stall watchdog (no packet copied for ``STALL_TIMEOUT_SECONDS``: the job stops
+waiting and the error is retryable, even when the read is stuck in the kernel; PyAV's read
+timeout also cuts a single read that goes on that long, a demuxer scanning a hostile file); and
 the output size cap. A file that cannot be read or written fails with a sentence for the user;
-like the probes, libav runs inside the worker's forked work-horse, so even a crash in it ends only
-that job.
+like the probes, libav runs inside the worker's forked work-horse, so even a crash in it ends
+only that job.
 """
 
 from __future__ import annotations
 
 import errno
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,9 +55,10 @@ logger = logging.getLogger(__name__)
 # header, so that neither the seek nor the codec parameters depend on decoding (see the module's
 # docstring for the others).
 REMUXED_DEMUXERS = frozenset({"mov", "matroska"})
-# How often the loop asks the progress callback (which also notices a cancel) and the clock: a
-# packet of a 1080p stream takes microseconds to copy, so this is well under a second.
-CHECK_EVERY_PACKETS = 32
+# How often the supervisor looks at the copy (and asks the progress callback, which also notices
+# a cancel) while it runs; the copy itself checks for a stop at every packet.
+POLL_SECONDS = 0.5
+STOP_GRACE_SECONDS = 3.0
 # Packets (and their bytes) read after the seek while looking for the first video keyframe: beyond
 # either the video has no keyframe where its index says, and the copy fails rather than holding
 # the file in memory. Past the keyframe each packet is written as it is read.
@@ -71,6 +75,7 @@ _OPEN_TIMEOUT_SECONDS = 30
 
 UNREADABLE = "The file could not be read. It may be damaged, incomplete or not what its name says."
 NO_DISK_SPACE = "The server ran out of disk space while processing this file."
+STALLED = "Processing stalled: reading the file stopped making progress."
 
 
 @dataclass(frozen=True)
@@ -103,52 +108,190 @@ def copy_span(
     end: float,
     deadline: float,
     on_progress: Callable[[float | None], bool],
+    stall_timeout: float | None = None,
 ) -> CopiedSpan:
     """Copy the streams ``video_index`` (and ``audio_index``) of ``input_path`` from the keyframe
     at or before ``start`` to ``end`` (seconds from the video stream's start) into ``output``.
 
-    Raises ``OperationStopped`` when ``on_progress`` says stop, ``FFmpegTimeout`` past
-    ``deadline`` (``time.monotonic()``), and a ``ProcessingError`` with a message for the user
-    when the input cannot be read, the output cannot be written or would exceed
-    ``PROCESSING_MAX_OUTPUT_SIZE``."""
+    The copy runs in a thread of its own, supervised from the calling thread as ``run_ffmpeg``
+    supervises FFmpeg: ``on_progress`` is called from here (where the job's database connection
+    lives) at least every ``POLL_SECONDS``. Raises ``OperationStopped`` when it says stop,
+    ``FFmpegTimeout`` past ``deadline`` (``time.monotonic()``), a retryable ``ProcessingError``
+    when no packet was copied for ``stall_timeout`` seconds (default ``STALL_TIMEOUT_SECONDS``),
+    and a ``ProcessingError`` with a message for the user when the input cannot be read, the
+    output cannot be written or would exceed ``PROCESSING_MAX_OUTPUT_SIZE``."""
     if demuxer not in REMUXED_DEMUXERS:
         raise ValueError(f"A {demuxer} input is copied by the FFmpeg command, not remuxed.")
-    streams = _Streams(video=video_index, audio=audio_index, keep_tags=demuxer == "mov" and muxer in ("mp4", "mov"))
+    stall_timeout = settings.STALL_TIMEOUT_SECONDS if stall_timeout is None else stall_timeout
+    copier = _Copier(
+        input_path=input_path,
+        demuxer=demuxer,
+        streams=_Streams(video=video_index, audio=audio_index, keep_tags=demuxer == "mov" and muxer in ("mp4", "mov")),
+        output=output,
+        muxer=muxer,
+        start=start,
+        end=end,
+        read_timeout=stall_timeout,
+    )
+    thread = threading.Thread(target=copier.run, name=f"remux-{output.name}", daemon=True)
+    thread.start()
     try:
-        with _open_input(input_path, demuxer) as source:
-            packets, keyframe = _packets_from_keyframe(source, video_index, audio_index, start)
-            if keyframe > start + END_EPSILON:
-                # The demuxer's seek landed past ``start`` (no usable index there): copy from
-                # the beginning, as the command did when the keyframe search found nothing.
-                source.close()
-                with _open_input(input_path, demuxer) as again:
-                    packets, keyframe = _packets_from_keyframe(again, video_index, audio_index, 0.0)
-                    return _write(again, packets, keyframe, streams, output, muxer, end, deadline, on_progress)
-            return _write(source, packets, keyframe, streams, output, muxer, end, deadline, on_progress)
-    except av.ExitError as e:
-        # PyAV's read timeout interrupted a read that blocked (a stuck disk): retryable, as a
-        # stalled FFmpeg is.
-        raise ProcessingError(
-            "Processing stalled: reading the file stopped making progress.",
-            permanent=False,
-            operator_detail=f"remux of {input_path.name}: {e}",
-        ) from e
-    except av.FFmpegError as e:
-        if e.errno == errno.ENOSPC:
-            raise ProcessingError(NO_DISK_SPACE, permanent=False, operator_detail=str(e)) from e
-        raise ProcessingError(UNREADABLE, operator_detail=f"remux of {input_path.name}: {e}") from e
-    except OSError as e:
-        if e.errno == errno.ENOSPC:
-            raise ProcessingError(NO_DISK_SPACE, permanent=False, operator_detail=str(e)) from e
-        raise
+        _supervise(thread, copier, deadline=deadline, stall_timeout=stall_timeout, on_progress=on_progress)
+    finally:
+        # However this is left (a stop, an error, RQ's job timeout raised in here), the copy stops
+        # at its next packet and closes its files before the job's workspace goes. A thread stuck
+        # in a read the kernel never returns from is left behind: it is a daemon, and the
+        # work-horse it lives in exits after the job.
+        copier.stopping.set()
+        thread.join(timeout=STOP_GRACE_SECONDS)
+    if copier.error is not None:
+        raise copier.error
+    if copier.result is None:  # the thread ended without a word: nothing to deliver
+        raise ProcessingError(UNREADABLE, operator_detail=f"remux of {input_path.name} ended without a result")
+    return copier.result
 
 
-def _open_input(path: Path, demuxer: str) -> Any:
+def _supervise(
+    thread: threading.Thread,
+    copier: _Copier,
+    *,
+    deadline: float,
+    stall_timeout: float,
+    on_progress: Callable[[float | None], bool],
+) -> None:
+    furthest = -1
+    advanced_at = time.monotonic()
+    while True:
+        thread.join(timeout=POLL_SECONDS)
+        if not thread.is_alive():
+            return
+        now = time.monotonic()
+        if copier.packets > furthest:
+            furthest, advanced_at = copier.packets, now
+        if not on_progress(copier.percent):
+            raise OperationStopped("The operation no longer wants this work.")
+        if now > deadline:
+            raise FFmpegTimeout("The copy was stopped when the time allowed for it ran out.")
+        if now - advanced_at > stall_timeout:
+            logger.warning("The copy has not advanced for %.0f seconds; stopping it", now - advanced_at)
+            raise ProcessingError(STALLED, permanent=False, operator_detail=f"no packet copied for {stall_timeout} s")
+
+
+class _Copier:
+    """The copy itself, run in its own thread: what it reached (``packets``, ``percent``) for the
+    supervisor, and its ``result`` or ``error`` once it ends."""
+
+    def __init__(
+        self,
+        *,
+        input_path: Path,
+        demuxer: str,
+        streams: _Streams,
+        output: Path,
+        muxer: str,
+        start: float,
+        end: float,
+        read_timeout: float,
+    ) -> None:
+        self.input_path = input_path
+        self.demuxer = demuxer
+        self.streams = streams
+        self.output = output
+        self.muxer = muxer
+        self.start = start
+        self.end = end
+        self.read_timeout = read_timeout
+        self.stopping = threading.Event()
+        self.packets = 0
+        self.percent: float | None = None
+        self.result: CopiedSpan | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.result = self._copy()
+        except av.ExitError as e:
+            # PyAV's read timeout cut a read that went on too long (a demuxer scanning a hostile
+            # file): retryable, as a stalled FFmpeg is.
+            self.error = ProcessingError(STALLED, permanent=False, operator_detail=f"remux: {e}")
+        except av.FFmpegError as e:
+            if e.errno == errno.ENOSPC:
+                self.error = ProcessingError(NO_DISK_SPACE, permanent=False, operator_detail=str(e))
+            else:
+                self.error = ProcessingError(UNREADABLE, operator_detail=f"remux of {self.input_path.name}: {e}")
+        except OSError as e:
+            permanent = e.errno != errno.ENOSPC
+            message = NO_DISK_SPACE if not permanent else UNREADABLE
+            self.error = ProcessingError(message, permanent=permanent, operator_detail=f"remux: {e}")
+        except Exception as e:  # noqa: BLE001 - handed to the supervising thread, which raises it
+            self.error = e
+
+    def _copy(self) -> CopiedSpan:
+        streams = self.streams
+        with _open_input(self.input_path, self.demuxer, self.read_timeout) as source:
+            packets, keyframe = _packets_from_keyframe(source, streams.video, streams.audio, self.start)
+            if keyframe <= self.start + END_EPSILON:
+                return self._write(source, packets, keyframe)
+        # The demuxer's seek landed past ``start`` (no usable index there): copy from the
+        # beginning, as the command did when the keyframe search found nothing.
+        with _open_input(self.input_path, self.demuxer, self.read_timeout) as source:
+            packets, keyframe = _packets_from_keyframe(source, streams.video, streams.audio, 0.0)
+            return self._write(source, packets, keyframe)
+
+    def _write(self, source: Any, packets: Any, keyframe: float) -> CopiedSpan:
+        streams = self.streams
+        video = source.streams[streams.video]
+        offset = stream_start_time(source, video)
+        # The command's -ss was past the keyframe by END_EPSILON (none from 0) and its -t counted
+        # from there.
+        limit = self.end + (END_EPSILON if keyframe > 0 else 0.0)
+        span = max(limit - keyframe, 1e-6)
+        cap = settings.PROCESSING_MAX_OUTPUT_SIZE
+        options = {"avoid_negative_ts": "make_zero"}
+        if self.muxer in ("mp4", "mov"):
+            options["movflags"] = "+faststart"
+        with av.open(str(self.output), "w", format=self.muxer, container_options=options) as target:
+            mapping = {streams.video: _add_stream(target, video, keep_tag=streams.keep_tags)}
+            if streams.audio is not None:
+                audio = source.streams[streams.audio]
+                mapping[streams.audio] = _add_stream(target, audio, keep_tag=streams.keep_tags)
+            ended: set[int] = set()
+            size = 0
+            for packet in packets:
+                if self.stopping.is_set():
+                    raise OperationStopped("The copy was stopped.")
+                index = packet.stream.index
+                if packet.size == 0 or index in ended:
+                    continue
+                time_base = packet.time_base or packet.stream.time_base
+                stamp = packet.dts if packet.dts is not None else packet.pts
+                at = float(stamp * time_base) - offset if stamp is not None and time_base else None
+                if at is not None and at >= limit:
+                    ended.add(index)
+                    if len(ended) == len(mapping):
+                        break
+                    continue
+                size += packet.size
+                if size >= cap:
+                    raise ProcessingError(
+                        f"The result would be larger than {human_size(cap)}, the most Konvrt delivers, "
+                        "so it was not kept.",
+                        operator_detail=f"remux reached PROCESSING_MAX_OUTPUT_SIZE after {size} bytes",
+                    )
+                packet.stream = mapping[index]
+                target.mux(packet)
+                self.packets += 1
+                if at is not None:
+                    self.percent = max(0.0, min(100.0, (at - keyframe) / span * 100))
+        return CopiedSpan(keyframe=keyframe, packets=self.packets, bytes_written=size)
+
+
+def _open_input(path: Path, demuxer: str, read_timeout: float) -> Any:
     return av.open(
         local_url(path),
         format=demuxer,
         options=safe_input_options(demuxer) | _SKIP_PICTURES,
-        timeout=(_OPEN_TIMEOUT_SECONDS, settings.STALL_TIMEOUT_SECONDS),
+        timeout=(_OPEN_TIMEOUT_SECONDS, read_timeout),
     )
 
 
@@ -189,59 +332,6 @@ def _chain(held: list[Any], rest: Any) -> Any:
     yield from rest
 
 
-def _write(
-    source: Any,
-    packets: Any,
-    keyframe: float,
-    streams: _Streams,
-    output: Path,
-    muxer: str,
-    end: float,
-    deadline: float,
-    on_progress: Callable[[float | None], bool],
-) -> CopiedSpan:
-    video = source.streams[streams.video]
-    offset = stream_start_time(source, video)
-    # The command's -ss was past the keyframe by END_EPSILON (none from 0) and its -t counted
-    # from there.
-    limit = end + (END_EPSILON if keyframe > 0 else 0.0)
-    span = max(limit - keyframe, 1e-6)
-    cap = settings.PROCESSING_MAX_OUTPUT_SIZE
-    options = {"avoid_negative_ts": "make_zero"}
-    if muxer in ("mp4", "mov"):
-        options["movflags"] = "+faststart"
-    with av.open(str(output), "w", format=muxer, container_options=options) as target:
-        mapping = {streams.video: _add_stream(target, video, keep_tag=streams.keep_tags)}
-        if streams.audio is not None:
-            mapping[streams.audio] = _add_stream(target, source.streams[streams.audio], keep_tag=streams.keep_tags)
-        ended: set[int] = set()
-        written = size = 0
-        for packet in packets:
-            index = packet.stream.index
-            if packet.size == 0 or index in ended:
-                continue
-            time_base = packet.time_base or packet.stream.time_base
-            stamp = packet.dts if packet.dts is not None else packet.pts
-            at = float(stamp * time_base) - offset if stamp is not None and time_base else None
-            if at is not None and at >= limit:
-                ended.add(index)
-                if len(ended) == len(mapping):
-                    break
-                continue
-            size += packet.size
-            if size >= cap:
-                raise ProcessingError(
-                    f"The result would be larger than {human_size(cap)}, the most Konvrt delivers, so it was not kept.",
-                    operator_detail=f"remux reached PROCESSING_MAX_OUTPUT_SIZE after {size} bytes",
-                )
-            packet.stream = mapping[index]
-            target.mux(packet)
-            written += 1
-            if written % CHECK_EVERY_PACKETS == 0:
-                _check(at, keyframe, span, deadline, on_progress)
-    return CopiedSpan(keyframe=keyframe, packets=written, bytes_written=size)
-
-
 def _add_stream(target: Any, template: Any, *, keep_tag: bool) -> Any:
     # The codec's parameters as they are (extradata, rotation and other side data), from the
     # decoder's own description rather than an encoder looked up by name.
@@ -249,13 +339,3 @@ def _add_stream(target: Any, template: Any, *, keep_tag: bool) -> Any:
     if keep_tag:
         stream.codec_context.codec_tag = template.codec_context.codec_tag
     return stream
-
-
-def _check(
-    at: float | None, keyframe: float, span: float, deadline: float, on_progress: Callable[[float | None], bool]
-) -> None:
-    percent = None if at is None else max(0.0, min(100.0, (at - keyframe) / span * 100))
-    if not on_progress(percent):
-        raise OperationStopped("The operation no longer wants this work.")
-    if time.monotonic() > deadline:
-        raise FFmpegTimeout("The copy was stopped when the time allowed for it ran out.")

@@ -6,7 +6,10 @@ do for an FFmpeg run; other containers still go through the command."""
 from __future__ import annotations
 
 import array
+import contextlib
+import os
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -235,47 +238,6 @@ def test_a_copy_starts_at_zero_on_its_keyframe_and_keeps_sound_and_picture_toget
         assert len(flashes) == 3 and 0 <= flashes[0] <= 2 * FRAME + 0.001
 
 
-def test_a_copy_reports_rising_progress_and_stops_when_the_operation_no_longer_wants_it(media, tmp_path):
-    source = media.video(duration=60, width=64, height=48)
-    seen: list[float | None] = []
-
-    def report(percent: float | None) -> bool:
-        seen.append(percent)
-        return len(seen) < 3  # cancelled after the second report
-
-    context = _context(source, {"start": 0, "accurate": False}, tmp_path, report)
-
-    with pytest.raises(OperationStopped):
-        trim_video(context)
-
-    assert len(seen) == 3
-    assert all(percent is not None and 0 <= percent < 10 for percent in seen)
-    assert seen == sorted(seen)
-
-
-def test_a_whole_copy_reports_progress_up_to_its_end(media, tmp_path):
-    seen: list[float] = []
-    context = _context(
-        media.video(duration=20, width=64, height=48),
-        {"start": 0, "accurate": False},
-        tmp_path,
-        lambda percent: (percent is None or seen.append(percent)) or True,
-    )
-
-    trim_video(context)
-
-    assert seen == sorted(seen)
-    assert seen[0] < 20 and seen[-1] > 90
-
-
-def test_a_copy_past_its_deadline_is_stopped(media, tmp_path):
-    context = _context(media.video(duration=20, width=64, height=48), {"accurate": False}, tmp_path)
-    late = ProcessingContext(**{**context.__dict__, "deadline": time.monotonic() - 1})
-
-    with pytest.raises(FFmpegTimeout, match="time allowed"):
-        trim_video(late)
-
-
 def test_the_remux_refuses_a_container_it_does_not_copy(media, tmp_path):
     with pytest.raises(ValueError, match="mpegts input is copied by the FFmpeg command"):
         copy_span(
@@ -376,3 +338,99 @@ def test_a_copy_keeps_no_container_or_stream_tags(media, tmp_path):
         assert all(stream.metadata.get("language", "und") == "und" for stream in container.streams)
     written = result.path.read_bytes()
     assert b"Private" not in written and b"12.3456" not in written
+
+
+# --- progress, a cancel, the deadline and the stall watchdog, on an input that arrives slowly -----
+@pytest.fixture
+def trickled(media, tmp_path):
+    """``trickled(hold_after=...)``: a named pipe fed with a 20 s faststart MP4 (index first, so it
+    can be read from a pipe) 32 KB every 50 ms, as from a slow disk; with ``hold_after`` (a
+    fraction), fed that far and then held open without another byte, as a stuck disk."""
+    source = tmp_path / "faststart.mp4"
+    _ffmpeg("-i", str(media.video(duration=20)), "-c", "copy", "-movflags", "+faststart", str(source))
+    data = source.read_bytes()
+    release = threading.Event()
+    feeders = []
+
+    def trickled(*, hold_after: float | None = None) -> Path:
+        fifo = tmp_path / f"input-{len(feeders)}.mp4"
+        os.mkfifo(fifo)
+        stop_at = len(data) if hold_after is None else int(len(data) * hold_after)
+
+        def feed() -> None:
+            with contextlib.suppress(BrokenPipeError), open(fifo, "wb") as pipe:
+                for offset in range(0, stop_at, 32_768):
+                    pipe.write(data[offset : min(offset + 32_768, stop_at)])
+                    pipe.flush()
+                    if release.wait(0.05):
+                        return
+                if hold_after is not None:
+                    release.wait(60)
+
+        feeder = threading.Thread(target=feed, daemon=True)
+        feeder.start()
+        feeders.append(feeder)
+        return fifo
+
+    yield trickled
+    release.set()
+    for feeder in feeders:
+        feeder.join(timeout=5)
+
+
+def _copy(source: Path, tmp_path: Path, *, deadline: float = 60, **options: Any):
+    return copy_span(
+        input_path=source,
+        demuxer="mov",
+        video_index=0,
+        audio_index=1,
+        output=tmp_path / "out.mp4",
+        muxer="mp4",
+        start=0.0,
+        end=20.0,
+        deadline=time.monotonic() + deadline,
+        **{"on_progress": lambda percent: True, **options},
+    )
+
+
+def test_a_slow_copy_reports_rising_progress_to_its_end(trickled, tmp_path):
+    seen: list[float] = []
+
+    copied = _copy(trickled(), tmp_path, on_progress=lambda percent: (percent is None or seen.append(percent)) or True)
+
+    assert copied.keyframe == 0.0
+    assert len(seen) >= 2 and seen == sorted(seen)
+    assert 0 < seen[0] < 100
+    assert probe_media(tmp_path / "out.mp4").duration == pytest.approx(20, abs=0.1)
+
+
+def test_a_copy_stops_when_the_operation_no_longer_wants_it(trickled, tmp_path):
+    seen: list[float | None] = []
+
+    def report(percent: float | None) -> bool:
+        seen.append(percent)
+        return percent is None  # cancelled once the copy is under way
+
+    with pytest.raises(OperationStopped):
+        _copy(trickled(), tmp_path, on_progress=report)
+
+    # Stopped at once: the copy did not run on to its end first.
+    assert seen[-1] is not None and 0 < seen[-1] < 90
+
+
+def test_a_copy_past_its_deadline_is_stopped(trickled, tmp_path):
+    with pytest.raises(FFmpegTimeout, match="time allowed"):
+        _copy(trickled(), tmp_path, deadline=0.8)
+
+
+def test_a_copy_whose_input_stops_arriving_is_stopped_as_stalled_to_be_tried_again(trickled, tmp_path):
+    # Half the file, then a read that never returns: only the supervisor can notice.
+    seen: list[float | None] = []
+    started = time.monotonic()
+    with pytest.raises(ProcessingError, match="stopped making progress") as raised:
+        _copy(trickled(hold_after=0.5), tmp_path, stall_timeout=1.0, on_progress=lambda p: seen.append(p) or True)
+
+    assert raised.value.permanent is False
+    # It had been copying (the half that came), then nothing for a whole second.
+    assert any(percent is not None and 0 < percent < 60 for percent in seen)
+    assert 1.5 < time.monotonic() - started < 10
