@@ -180,10 +180,16 @@ INPUTS = {
     "mov": lambda media: beeping_video(media, extension="mov"),
     "webm": lambda media: beeping_video(media, extension="webm"),
     "webm without cues": lambda media: webm_without_cues(media),
+    # Matroska's H.264 and AAC into an MP4: another container's codec tags, the muxer's own.
+    "mkv": lambda media: beeping_video(media, extension="mkv"),
 }
 
 
-@pytest.mark.parametrize("kind", INPUTS)
+# Not the MKV: there the command's copy started a whole GOP (1 s) before the keyframe its own
+# search reported as ``start_keyframe``, and it cut the end by decoding times it derived where
+# Matroska gives an H.264 packet none. The copy starts at the keyframe it reports (checked below
+# with the other inputs) and cuts by presentation time where a packet has no decoding time.
+@pytest.mark.parametrize("kind", [kind for kind in INPUTS if kind != "mkv"])
 @pytest.mark.parametrize(("start", "end"), [(2.5, 4.2), (0.0, 1.5), (3.0, 6.0)])
 def test_the_copy_writes_the_packets_ffmpegs_copy_command_wrote(media, tmp_path, kind, start, end):
     source = INPUTS[kind](media)
@@ -192,7 +198,7 @@ def test_the_copy_writes_the_packets_ffmpegs_copy_command_wrote(media, tmp_path,
     result = trim_video(context)
 
     assert context.ffmpeg_runs == []  # in process: no FFmpeg program was started
-    output_format = "webm" if kind.startswith("webm") else kind[:3]
+    output_format = "webm" if kind.startswith("webm") else "mov" if kind == "mov" else "mp4"
     assert result.path.suffix == f".{output_format}"
     command, keyframe = _by_command(context, start, min(end, context.media.duration or end), output_format)
     ours, theirs = _packets(result.path), _packets(command)
