@@ -440,3 +440,21 @@ def test_a_copy_whose_input_stops_arriving_is_stopped_as_stalled_to_be_tried_aga
     # It had been copying (the half that came), then nothing for a whole second.
     assert any(percent is not None and 0 < percent < 60 for percent in seen)
     assert 1.5 < time.monotonic() - started < 10
+
+
+def test_an_hevc_mov_keeps_its_hvc1_sample_entry(media, tmp_path):
+    # Apple's players play HEVC tagged hvc1 only; left to itself the muxer writes hev1.
+    source = media.directory / "hvc1.mov"
+    if not source.exists():
+        _ffmpeg(
+            *["-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25:duration=4", "-f", "lavfi", "-i", "sine=duration=4"],
+            *["-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "keyint=25:log-level=error"],
+            *["-tag:v", "hvc1", "-c:a", "aac", str(source)],
+        )
+    context = _context(source, {"start": 1.5, "accurate": False}, tmp_path)
+
+    result = trim_video(context)
+
+    assert result.details["start_keyframe"] == 1.0
+    with av.open(str(result.path)) as container:
+        assert container.streams.video[0].codec_context.codec_tag == "hvc1"
