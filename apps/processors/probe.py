@@ -367,7 +367,7 @@ def keyframe_at_or_before(path: Path, *, format_name: str, stream_index: int, se
             stream = container.streams[stream_index]
             if not stream.time_base:
                 return 0.0
-            start = _start_time(container, stream)
+            start = stream_start_time(container, stream)
             container.seek(int((seconds + start) / stream.time_base), stream=stream, backward=True, any_frame=False)
             for packet in container.demux(stream):
                 if packet.pts is not None and packet.is_keyframe:
@@ -395,7 +395,8 @@ def opens_on_keyframe(path: Path, *, format_name: str, stream_index: int) -> boo
     return False
 
 
-def _start_time(container: Any, stream: Any) -> float:
+def stream_start_time(container: Any, stream: Any) -> float:
+    """Where the timestamps of ``stream`` start, in seconds (the file's start where it says nothing)."""
     # Timestamps count from the file's start time (an MPEG-TS clock rarely starts at 0).
     if stream.start_time is not None and stream.time_base:
         return float(stream.start_time * stream.time_base)

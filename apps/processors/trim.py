@@ -6,6 +6,11 @@ start on a keyframe: it starts at the last keyframe at or before ``start`` (the 
 says where, ``start_keyframe``). A copy is made only when the codecs fit the output container;
 otherwise the clip is re-encoded and the metadata says why.
 
+A copy from an MP4/MOV or Matroska/WebM input is made in process (``remux.copy_span``: the same
+packets as FFmpeg's ``-c copy`` command, without starting the FFmpeg program); other containers
+(MPEG-TS/PS, AVI, FLV, ...) are copied by the FFmpeg command, which also corrects their timestamp
+jumps.
+
 The output keeps the input's family (MP4, MOV or WebM); any other input becomes an MP4.
 """
 
@@ -15,9 +20,10 @@ from typing import Any
 
 from apps.processors.contract import ProcessingContext, ProcessingResult
 from apps.processors.ffmpeg import input_args
-from apps.processors.formats import MediaType
+from apps.processors.formats import MediaType, get_format
 from apps.processors.input_checks import ParameterMismatch, seconds
 from apps.processors.probe import MediaInfo, keyframe_at_or_before
+from apps.processors.remux import REMUXED_DEMUXERS, copy_span
 
 # The encoders, stream mapping and container settings are video_convert's: a trimmed clip is
 # encoded the way a converted one is (H.264 + AAC, or VP9 + Opus for WebM).
@@ -61,6 +67,8 @@ def trim_video(context: ProcessingContext) -> ProcessingResult:
     output = context.output_path(output_format)
     details: dict[str, Any] = {"accurate": context.parameters["accurate"]}
     refused = None if context.parameters["accurate"] else _copy_refused(info, output_format)
+    if not context.parameters["accurate"] and not refused and context.demuxer in REMUXED_DEMUXERS:
+        return _remux(context, start=start, end=end, output_format=output_format, details=details)
     if context.parameters["accurate"] or refused:
         if refused:
             details["stream_copy_refused"] = refused
@@ -94,6 +102,36 @@ def trim_video(context: ProcessingContext) -> ProcessingResult:
         expect_audio=info.audio is not None,
         expected_duration=length,
         video_copied=details["stream_copied"],
+        details=details,
+    )
+
+
+def _remux(
+    context: ProcessingContext, *, start: float, end: float, output_format: str, details: dict[str, Any]
+) -> ProcessingResult:
+    info = context.media
+    output = context.output_path(output_format)
+    copied = copy_span(
+        input_path=context.input_path,
+        demuxer=context.demuxer,
+        video_index=context.video_stream.index,
+        audio_index=info.audio.index if info.audio is not None else None,
+        output=output,
+        muxer=get_format(output_format).encoder,
+        start=start,
+        end=end,
+        deadline=context.deadline,
+        on_progress=context.report_progress,
+    )
+    details.update(stream_copied=True, start_keyframe=round(copied.keyframe, 3), audio_copied=info.audio is not None)
+    return ProcessingResult(
+        path=output,
+        extension=output_format,
+        media_type=MediaType.VIDEO,
+        expect_video=True,
+        expect_audio=info.audio is not None,
+        expected_duration=end - copied.keyframe,
+        video_copied=True,
         details=details,
     )
 
