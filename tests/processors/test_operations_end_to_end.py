@@ -221,7 +221,9 @@ CASES = [
 
 
 @pytest.fixture
-def client() -> Client:
+def client(redis_connection) -> Client:
+    # On a clean Redis, as tests/conftest.py's client: the rate limits count there, and a run soon
+    # after another (this module alone, twice within the hour) found the uploads limit spent.
     client = Client()
     client.get(f"{API}/session/")
     return client

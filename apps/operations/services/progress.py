@@ -103,6 +103,8 @@ class ProgressTracker:
         self.attempt = attempt
         self._clock = clock
         self._written = 0
+        # The highest percentage reported since the job started, written at the next contact.
+        self._seen: float | None = None
         self._last_contact = -math.inf
         self._last_write = clock()
         self._current = True
@@ -124,9 +126,18 @@ class ProgressTracker:
         """FFmpeg's latest percentage (``None``: nothing new). Returns ``False`` once the
         operation no longer wants this work; the caller then stops."""
         now = self._clock()
+        # A percentage that arrives between contacts is kept, not dropped: the contact may fall on a
+        # call that brings nothing new. The FFmpeg runner calls with None whenever half a second
+        # passes without a report, and FFmpeg reports every half second (Debian's 5.1 a little
+        # later, after the encoding step that crossed the half second). The two lock in step: the
+        # empty call lands a few milliseconds before each report, so it was always the one that
+        # got the once-a-second contact, and the report right after it fell within the second and
+        # was thrown away; a whole encode could end without one percentage written.
+        if percent is not None:
+            self._seen = percent if self._seen is None else max(self._seen, percent)
         if not self._current or now - self._last_contact < CONTACT_INTERVAL_SECONDS:
             return self._current
-        shown = min(RUNNING_MAXIMUM, int(percent)) if percent is not None else None
+        shown = min(RUNNING_MAXIMUM, int(self._seen)) if self._seen is not None else None
         if shown is not None and shown > self._written:
             self._current = operation_record_progress(
                 operation_id=self.operation_id, attempt=self.attempt, progress=shown

@@ -85,6 +85,45 @@ def test_progress_never_goes_back_and_stays_below_100_while_running(tracker, clo
     assert claimed.progress == 99
 
 
+# The calls run_ffmpeg made to the tracker in the first 4 s of a real encode (a 30 s clip, x264
+# veryslow, Debian's FFmpeg 5.1): (seconds, percent). FFmpeg 5.1 reports a little more than half a
+# second apart, so the runner's own half-second wait (None: nothing new) ends just before each
+# report. Before the tracker kept what it was given between contacts, every contact fell on a None
+# and this whole encode (11 s) ended without one percentage written.
+FFMPEG_5_1_CALLS = [
+    (0.0, 0.5),
+    (0.49, 12.4),
+    (1.0, None),
+    (1.02, 15.9),
+    (1.52, None),
+    (1.56, 19.2),
+    (2.06, None),
+    (2.1, 23.8),
+    (2.6, None),
+    (2.62, 29.0),
+    (3.12, None),
+    (3.13, 33.7),
+    (3.63, None),
+    (3.63, 37.8),
+    (4.14, None),
+    (4.14, 42.0),
+]
+
+
+def test_a_percentage_reported_between_contacts_is_written_at_the_next_contact(tracker, clock, claimed):
+    started = clock.now
+    changes = [(0.0, 0)]
+    for seconds, percent in FFMPEG_5_1_CALLS:
+        clock.now = started + seconds
+        assert tracker.report(percent) is True
+        claimed.refresh_from_db()
+        if claimed.progress != changes[-1][1]:
+            changes.append((seconds, claimed.progress))
+
+    # Once a second, each time the highest percentage given so far (the None's contact included).
+    assert changes == [(0.0, 0), (1.0, 12), (2.06, 19), (3.12, 29), (4.14, 37)]
+
+
 def test_a_cancel_is_noticed_within_a_second_even_without_progress(tracker, clock, claimed):
     assert tracker.report(None) is True
     lifecycle.operation_cancel(operation=claimed)
