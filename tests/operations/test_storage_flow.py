@@ -79,8 +79,8 @@ def stored_nothing(backend: CloudinaryStandIn | S3Bucket) -> bool:
 
 
 @pytest.fixture
-def client() -> Client:
-    client = Client()
+def client(client: Client) -> Client:
+    """conftest's client (on a clean Redis: the rate limits count there) with its session made."""
     client.get(f"{API}/session/")
     return client
 

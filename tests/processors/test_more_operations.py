@@ -89,8 +89,8 @@ def luma(path: Path) -> tuple[float, float]:
 
 # --- the API ------------------------------------------------------------------------------------
 @pytest.fixture
-def client() -> Client:
-    client = Client()
+def client(client: Client) -> Client:
+    """conftest's client (on a clean Redis: the rate limits count there) with its session made."""
     client.get(f"{API}/session/")
     return client
 

@@ -221,10 +221,8 @@ CASES = [
 
 
 @pytest.fixture
-def client(redis_connection) -> Client:
-    # On a clean Redis, as tests/conftest.py's client: the rate limits count there, and a run soon
-    # after another (this module alone, twice within the hour) found the uploads limit spent.
-    client = Client()
+def client(client: Client) -> Client:
+    """conftest's client (on a clean Redis: the rate limits count there) with its session made."""
     client.get(f"{API}/session/")
     return client
 
