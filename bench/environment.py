@@ -93,6 +93,12 @@ class Bench:
     def smoke(self) -> bool:
         return self.scale == "smoke"
 
+    @property
+    def warmup(self) -> bool:
+        """Whether a case runs each side once unmeasured first. Not in a smoke run, which checks that
+        every case runs and reports, not its figures."""
+        return not self.smoke
+
     def env(self, **extra: str) -> dict[str, str]:
         """The environment of every Konvrt process the bench starts."""
         return {

@@ -119,7 +119,7 @@ def run_webhooks(bench: Bench) -> list[Result]:
                 latencies.append((receiver.wait([key])[key] - started) * 1000)
             return _latency_sample(latencies)
 
-        ours, theirs = interleave(konvrt, baseline, repeats=bench.repeats, warmup=True)
+        ours, theirs = interleave(konvrt, baseline, repeats=bench.repeats, warmup=bench.warmup)
         latency = Result(
             case="webhook: completion → event received", konvrt=ours, baseline=theirs, metric="p50_ms", unit="ms"
         )
@@ -144,7 +144,10 @@ def run_webhooks(bench: Bench) -> list[Result]:
             return Sample(wall=wall, extra={"per_second": count / wall})
 
         ours, theirs = interleave(
-            lambda: fast_burst(with_slow=True), lambda: fast_burst(with_slow=False), repeats=bench.repeats
+            lambda: fast_burst(with_slow=True),
+            lambda: fast_burst(with_slow=False),
+            repeats=bench.repeats,
+            warmup=bench.warmup,
         )
         slow = Result(
             case=f"webhook: {count} deliveries beside a {slow_seconds:g} s receiver",

@@ -117,6 +117,7 @@ def run_operations(bench: Bench) -> list[Result]:
                 lambda case=case, source=source: _konvrt(warm, case.operation, source, case.parameters)[0],
                 lambda commands=commands: _commands(commands)[0],
                 repeats=bench.repeats,
+                warmup=bench.warmup,
             )
             result = Result(case=case.name, konvrt=ours, baseline=theirs)
             result.at_most(f"wall ratio ≤ {WALL_TARGET}", result.ratio("wall"), WALL_TARGET)
@@ -174,6 +175,7 @@ def _trim_copy_long(bench: Bench, warm: WarmProcess, ffmpeg: str) -> Result:
         lambda: _konvrt(warm, "video_trim", source, parameters)[0],
         lambda: _commands(by_hand)[0],
         repeats=bench.repeats,
+        warmup=bench.warmup,
     )
     mb = source.stat().st_size / 1_000_000
     result = Result(case=f"video_trim copy {duration:g} s of {mb:.0f} MB", konvrt=ours, baseline=theirs)
@@ -208,7 +210,9 @@ def _loudness(bench: Bench, warm: WarmProcess, ffmpeg: str) -> Result:
         second, _ = _commands([apply + ["-ar", "44100", "-c:a", "libmp3lame", "-b:a", "192k", str(out / "n.mp3")]])
         return Sample(wall=first.wall + second.wall, cpu=first.cpu + second.cpu, peak_rss_mb=second.peak_rss_mb)
 
-    ours, theirs = interleave(lambda: _konvrt(warm, "audio_normalize", source, {})[0], by_hand, repeats=bench.repeats)
+    ours, theirs = interleave(
+        lambda: _konvrt(warm, "audio_normalize", source, {})[0], by_hand, repeats=bench.repeats, warmup=bench.warmup
+    )
     result = Result(case="audio_normalize (2 passes + check)", konvrt=ours, baseline=theirs)
     result.report("wall ratio (Konvrt also measures its output)", result.ratio("wall"))
     result.report("CPU ratio", result.ratio("cpu"))
@@ -230,6 +234,7 @@ def _target_size_speed(bench: Bench, warm: WarmProcess, ffmpeg: str) -> Result:
         lambda: _konvrt(warm, "video_compress", source, {"target_size_mb": target_mb})[0],
         lambda: _commands(single)[0],
         repeats=bench.repeats,
+        warmup=bench.warmup,
     )
     result = Result(case=f"video_compress to {target_mb:g} MB vs one pass", konvrt=ours, baseline=theirs)
     result.at_most(f"wall ratio ≤ {TWO_PASS_TARGET} (two passes)", result.ratio("wall"), TWO_PASS_TARGET)

@@ -67,7 +67,7 @@ def run_end_to_end(bench: Bench, web: WebServer) -> list[Result]:
                 sample = measure_command(by_hand(ran, input_path=clip, output_path=output))
                 return Sample(wall=sample.wall + probe, cpu=sample.cpu, peak_rss_mb=sample.peak_rss_mb)
 
-            ours, theirs = interleave(konvrt, baseline, repeats=max(3, bench.repeats), warmup=True)
+            ours, theirs = interleave(konvrt, baseline, repeats=max(3, bench.repeats), warmup=bench.warmup)
         finally:
             worker.terminate()
             worker.wait(timeout=60)
@@ -109,7 +109,7 @@ def run_status(bench: Bench, web: WebServer) -> list[Result]:
     def baseline() -> Sample:
         return run_load(f"{web.base}/bench/status/{operation.id}/", headers={}, seconds=seconds)
 
-    ours, theirs = interleave(konvrt, baseline, repeats=bench.repeats, warmup=True)
+    ours, theirs = interleave(konvrt, baseline, repeats=bench.repeats, warmup=bench.warmup)
     result = Result(case="status polling, 32 concurrent pollers", konvrt=ours, baseline=theirs, metric="rps", unit="")
     result.at_least("throughput ratio ≥ 0.50", result.ratio(), 0.50)
     result.at_most("p99 latency (ms) < 50", result.median(KONVRT, "p99_ms"), 50.0)
@@ -166,7 +166,7 @@ def run_queue(bench: Bench) -> list[Result]:
             return Sample(wall=Job.fetch(job.id, connection=queue.connection).return_value() - enqueued)
 
         samples = {"full": 20, "quick": 8, "smoke": 2}[bench.scale]
-        ours, theirs = interleave(operation_start, plain_start, repeats=samples, warmup=True)
+        ours, theirs = interleave(operation_start, plain_start, repeats=samples, warmup=bench.warmup)
     finally:
         worker.terminate()
         worker.wait(timeout=60)
@@ -204,7 +204,7 @@ def run_queue(bench: Bench) -> list[Result]:
         return Sample(wall=time.perf_counter() - started)
 
     calls = {"full": 200, "quick": 50, "smoke": 3}[bench.scale]
-    ours, theirs = interleave(api_enqueue, raw_enqueue, repeats=calls, warmup=True)
+    ours, theirs = interleave(api_enqueue, raw_enqueue, repeats=calls, warmup=bench.warmup)
     video_queue.empty()
     for operation in created:
         lifecycle.operation_cancel(operation=operation)
@@ -277,7 +277,7 @@ def run_upload(bench: Bench) -> list[Result]:
             return upload("/bench/upload/", {"operation": "video_compress"})[0]
 
         repeats = {"full": 3, "quick": 2, "smoke": 1}[bench.scale]
-        ours, theirs = interleave(konvrt, baseline, repeats=repeats, warmup=True)
+        ours, theirs = interleave(konvrt, baseline, repeats=repeats, warmup=bench.warmup)
     finally:
         web.stop()
     result = Result(case=f"upload {size_mb:.0f} MB video (RSS = growth)", konvrt=ours, baseline=theirs)

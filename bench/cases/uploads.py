@@ -151,7 +151,9 @@ def run_tus(bench: Bench) -> list[Result]:
             )
 
         repeats = {"full": 3, "quick": 2, "smoke": 1}[bench.scale]
-        ours, theirs = interleave(konvrt, partial(_direct, web, big, headers, size_mb), repeats=repeats)
+        ours, theirs = interleave(
+            konvrt, partial(_direct, web, big, headers, size_mb), repeats=repeats, warmup=bench.warmup
+        )
     finally:
         web.stop()
     result = Result(case=f"tus upload {size_mb:.0f} MB in 5 MB chunks vs direct", konvrt=ours, baseline=theirs)
@@ -186,7 +188,9 @@ def run_url_import(bench: Bench) -> list[Result]:
             return Sample(wall=fetched["wall"], extra={"mb_per_s": size_mb / fetched["wall"]})
 
         repeats = {"full": 3, "quick": 2, "smoke": 1}[bench.scale]
-        ours, theirs = interleave(konvrt, partial(_direct, web, big, headers, size_mb), repeats=repeats)
+        ours, theirs = interleave(
+            konvrt, partial(_direct, web, big, headers, size_mb), repeats=repeats, warmup=bench.warmup
+        )
     finally:
         web.stop()
         warm.close()
