@@ -5,13 +5,14 @@ Django's ORM has no asynchronous database layer yet: its ``a``-methods run the s
 in a thread, which is what serving the poll in the loop avoids. The connections are made with
 Django's own parameters for the database (``get_connection_params``: the same server, options,
 time-zone adapters and prepared-statement policy), so a row reads here as the ORM would read it,
-and the SQL is the ORM's (the caller compiles it). PostgreSQL only: SQLite has no asynchronous
-driver here, and the embedded setup serves the poll the usual way.
+and the SQL is the ORM's (the caller compiles it). PostgreSQL only, and not on Windows: SQLite has no
+asynchronous driver here, and the embedded setup serves the poll the usual way.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 import weakref
 from collections.abc import Sequence
 from typing import Any
@@ -29,7 +30,9 @@ _opening: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = w
 
 
 def async_reads_available(using: str) -> bool:
-    return connections[using].vendor == "postgresql"
+    # psycopg's asynchronous connections cannot run on the event loop Windows uses by default
+    # (uvicorn's there: the proactor), so a Windows server reads the usual way.
+    return connections[using].vendor == "postgresql" and sys.platform != "win32"
 
 
 async def fetch_one(using: str, sql: str, params: Sequence[Any]) -> tuple[list[str], tuple[Any, ...]] | None:
