@@ -33,7 +33,7 @@ from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
 from apps.core.async_database import async_reads_available, fetch_one
 from apps.core.exceptions import NotFound, ServiceUnavailable
-from apps.core.queues import get_async_connection, get_queue
+from apps.core.queues import get_async_connection, get_connection, get_queue
 from apps.operations.enums import OperationStatus
 from apps.operations.models import Operation, WebhookAttempt
 from apps.processors.registry import OPERATIONS
@@ -291,7 +291,7 @@ def _queue_keys(name: str) -> list[str]:
 
 def _read_queue(operation: Operation, queue_name: str, keys: list[str], args: list[str]) -> QueueReading:
     try:
-        script = get_queue(queue_name).connection.register_script(_POSITION_AND_WORKERS)
+        script = get_connection(queue_name).register_script(_POSITION_AND_WORKERS)
         index, workers = script(keys=keys, args=args)
     except RedisError as e:
         return _queue_unreachable(operation, e)
