@@ -1,6 +1,6 @@
 """ASGI entry point of the web tier: gunicorn runs it with uvicorn workers (config/gunicorn.py).
 
-Two things differ from Django's own ASGIHandler:
+What differs from Django's own ASGIHandler:
 
 - The request body is spooled into FILE_UPLOAD_TEMP_DIR (the storage disk, not /tmp, which may be
   memory) as an unnamed temporary file: an upload cut off midway leaves nothing behind.
@@ -13,6 +13,9 @@ Two things differ from Django's own ASGIHandler:
   of a PATCH's cost, and a PATCH cut off midway keeps what arrived, which is what tus clients resume
   from. The view's thread waits while the body trickles in (the database connection it used is
   back in the pool by then, see apps/operations/services/uploads.py); the event loop does not.
+- Django's synchronous chain is entered once per request, in the request's thread
+  (``load_middleware``), and a plain status poll runs it in the event loop with no thread at all,
+  its reads made first on asynchronous clients (``serve_in_loop``; apps/api/status_poll.py).
 """
 
 from __future__ import annotations
