@@ -16,6 +16,7 @@ The output keeps the input's family (MP4, MOV or WebM); any other input becomes 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from apps.processors.contract import ProcessingContext, ProcessingResult
@@ -94,16 +95,7 @@ def trim_video(context: ProcessingContext) -> ProcessingResult:
     ]
     context.run_ffmpeg(args, duration=length)
     details["audio_copied"] = audio_copied and info.audio is not None
-    return ProcessingResult(
-        path=output,
-        extension=output_format,
-        media_type=MediaType.VIDEO,
-        expect_video=True,
-        expect_audio=info.audio is not None,
-        expected_duration=length,
-        video_copied=details["stream_copied"],
-        details=details,
-    )
+    return _clip(context, output, output_format, duration=length, copied=details["stream_copied"], details=details)
 
 
 def _remux(
@@ -124,14 +116,22 @@ def _remux(
         on_progress=context.report_progress,
     )
     details.update(stream_copied=True, start_keyframe=round(copied.keyframe, 3), audio_copied=info.audio is not None)
+    return _clip(context, output, output_format, duration=end - copied.keyframe, copied=True, details=details)
+
+
+def _clip(
+    context: ProcessingContext, output: Path, output_format: str, *, duration: float, copied: bool, details: dict
+) -> ProcessingResult:
+    """The result of either way of trimming: a video clip of ``duration`` seconds, with the
+    input's audio when it has some."""
     return ProcessingResult(
         path=output,
         extension=output_format,
         media_type=MediaType.VIDEO,
         expect_video=True,
-        expect_audio=info.audio is not None,
-        expected_duration=end - copied.keyframe,
-        video_copied=True,
+        expect_audio=context.media.audio is not None,
+        expected_duration=duration,
+        video_copied=copied,
         details=details,
     )
 

@@ -20,15 +20,12 @@ import pytest
 from apps.processors.contract import ProcessingContext
 from apps.processors.exceptions import FFmpegTimeout, OperationStopped, ProcessingError
 from apps.processors.ffmpeg import input_args, resolve_ffmpeg_binary, run_ffmpeg
-from apps.processors.formats import get_format
-from apps.processors.inspection import inspect_input
-from apps.processors.parameters import validate_parameters
 from apps.processors.probe import keyframe_at_or_before, probe_media
-from apps.processors.registry import get_operation
 from apps.processors.remux import copy_span
 from apps.processors.trim import SEEK_EPSILON, trim_video
 from apps.processors.video import container_args, map_streams
 from tests.processors.conftest import assert_completed, assert_failed_keeping_input
+from tests.processors.test_stages import context_for
 
 FRAME = 1 / 25
 
@@ -78,23 +75,7 @@ def webm_without_cues(media) -> Path:
 
 
 def _context(source: Path, parameters: dict[str, Any], workspace: Path, report=None, *, extension=None):
-    definition = get_operation("video_trim")
-    extension = extension or source.suffix.lstrip(".")
-    demuxer = get_format(extension).demuxer
-    workspace.mkdir(parents=True, exist_ok=True)
-    options = {} if report is None else {"report_progress": report}
-    return ProcessingContext(
-        operation="video_trim",
-        media_type=definition.media_type,
-        parameters=validate_parameters(definition, parameters),
-        input_path=source,
-        input_extension=extension,
-        input_format=demuxer,
-        input_info=inspect_input(path=source, extension=extension, definition=definition, input_format=demuxer),
-        workspace=workspace,
-        deadline=time.monotonic() + 120,
-        **options,
-    )
+    return context_for("video_trim", source, parameters, workspace, report, extension=extension)
 
 
 def _by_command(context: ProcessingContext, start: float, end: float, output_format: str) -> tuple[Path, float]:

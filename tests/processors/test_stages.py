@@ -22,11 +22,22 @@ from apps.processors.stages import in_stage
 from tests.processors.processes import ffmpeg_processes_under
 
 
-def context_for(operation: str, source: Path, parameters: dict[str, Any], workspace: Path, report) -> ProcessingContext:
+def context_for(
+    operation: str,
+    source: Path,
+    parameters: dict[str, Any],
+    workspace: Path,
+    report=None,
+    *,
+    extension: str | None = None,
+) -> ProcessingContext:
+    """A claimed job's processing context for ``source`` (accepted as ``extension``, by default its
+    own), its progress to ``report`` (else the context's default)."""
     definition = get_operation(operation)
-    extension = source.suffix.lstrip(".")
+    extension = extension or source.suffix.lstrip(".")
     demuxer = get_format(extension).demuxer
     workspace.mkdir(parents=True, exist_ok=True)
+    options = {} if report is None else {"report_progress": report}
     return ProcessingContext(
         operation=operation,
         media_type=definition.media_type,
@@ -37,7 +48,7 @@ def context_for(operation: str, source: Path, parameters: dict[str, Any], worksp
         input_info=inspect_input(path=source, extension=extension, definition=definition, input_format=demuxer),
         workspace=workspace,
         deadline=time.monotonic() + 120,
-        report_progress=report,
+        **options,
     )
 
 
