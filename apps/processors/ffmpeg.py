@@ -95,6 +95,24 @@ class FFmpegResult:
     elapsed_seconds: float
 
 
+def ffmpeg_command(args: Sequence[str], *, binary: str | None = None) -> list[str]:
+    """The command ``run_ffmpeg`` runs for ``args``: no prompts or banner, warnings only, and the
+    progress as key=value blocks on stdout instead of the stats line."""
+    return [
+        binary or resolve_ffmpeg_binary(),
+        "-nostdin",
+        "-hide_banner",
+        "-nostats",
+        "-loglevel",
+        "warning",
+        "-progress",
+        "pipe:1",
+        "-filter_threads",
+        str(settings.FFMPEG_THREADS),
+        *args,
+    ]
+
+
 def input_args(path: Path, *, demuxer: str) -> list[str]:
     """Arguments that open one input: its demuxer pinned to the format the file was accepted
     as, no other demuxer allowed on anything inside it, only the ``file`` protocol and the local
@@ -148,19 +166,7 @@ def run_ffmpeg(
     an exception raised into the job (RQ's JobTimeoutException, SystemExit on a cold shutdown).
     """
     stall_timeout = settings.STALL_TIMEOUT_SECONDS if stall_timeout is None else stall_timeout
-    command = [
-        resolve_ffmpeg_binary(),
-        "-nostdin",
-        "-hide_banner",
-        "-nostats",
-        "-loglevel",
-        "warning",
-        "-progress",
-        "pipe:1",
-        "-filter_threads",
-        str(settings.FFMPEG_THREADS),
-        *args,
-    ]
+    command = ffmpeg_command(args)
     logger.debug("Running %s", command)
     started = time.monotonic()
     deadline = started + timeout

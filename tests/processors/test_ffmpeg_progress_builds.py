@@ -39,15 +39,7 @@ class Report:
 def capture_progress(binary: str, source: Path, output: Path) -> list[Report]:
     """Run ``binary`` on ``source`` as ``run_ffmpeg`` runs it (``-nostats -progress pipe:1``) and
     return every report block it printed, read by ``ffmpeg._read_progress``, with its arrival time."""
-    command = [
-        binary,
-        "-nostdin",
-        "-hide_banner",
-        "-nostats",
-        "-loglevel",
-        "warning",
-        "-progress",
-        "pipe:1",
+    arguments = [
         *ffmpeg.input_args(source, demuxer="mov"),
         "-map",
         "0:v:0",
@@ -65,6 +57,7 @@ def capture_progress(binary: str, source: Path, output: Path) -> list[Report]:
         "+faststart",
         *ffmpeg.output_args(output, muxer="mp4"),
     ]
+    command = ffmpeg.ffmpeg_command(arguments, binary=binary)
     started = time.monotonic()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert process.stdout is not None
