@@ -15,7 +15,8 @@ What differs from Django's own ASGIHandler:
   back in the pool by then, see apps/operations/services/uploads.py); the event loop does not.
 - Django's synchronous chain is entered once per request, in the request's thread
   (``load_middleware``), and a plain status poll runs it in the event loop with no thread at all,
-  its reads made first on asynchronous clients (``serve_in_loop``; apps/api/status_poll.py).
+  its reads made first on asynchronous clients (``serve_in_loop``; apps/api/status_poll.py), or,
+  for a 200, skips it and adds the middlewares' headers itself (apps/api/status_answer.py).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from asgiref.sync import sync_to_async  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.core.exceptions import RequestAborted  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix  # noqa: E402
-from django.http import HttpResponseBase  # noqa: E402
+from django.http import HttpRequest, HttpResponseBase  # noqa: E402
 from django.urls import set_script_prefix, set_urlconf  # noqa: E402
 from django.utils.log import log_response  # noqa: E402
 
@@ -52,6 +53,7 @@ django.setup(set_prefix=False)
 
 from apps.api.exceptions import error_body  # noqa: E402
 from apps.api.parsers import MULTIPART_ALLOWANCE  # noqa: E402
+from apps.api.status_answer import StatusAnswerer  # noqa: E402
 from apps.api.status_poll import read_ahead, served_in_loop  # noqa: E402
 from apps.api.validators import file_too_large, largest_upload_limit  # noqa: E402
 from config.settings.web_settings import WEB_TIMEOUT  # noqa: E402
@@ -223,6 +225,7 @@ class KonvrtASGIHandler(ASGIHandler):
         super().load_middleware(is_async=False)
         # As it is, for the status poll, which runs it in the event loop (see serve_in_loop).
         self._chain_in_loop = self._middleware_chain  # type: ignore[has-type]
+        self._status_answerer = StatusAnswerer()
         self._middleware_chain = sync_to_async(self._middleware_chain, thread_sensitive=True)  # type: ignore[has-type]
 
     async def handle(self, scope: Scope, receive: Any, send: Any) -> None:
@@ -238,8 +241,9 @@ class KonvrtASGIHandler(ASGIHandler):
         await super().handle(scope, receive, send)
 
     async def serve_in_loop(self, scope: Scope, receive: Any, send: Any) -> None:
-        """A status poll (apps/api/status_poll.py): its reads done in the event loop, then Django's
-        chain for it run there too, with no thread.
+        """A status poll (apps/api/status_poll.py): its reads done in the event loop, then its 200
+        made there without the chain (apps/api/status_answer.py), or, for any other answer,
+        Django's chain for it run there too, with no thread.
 
         What Django's handle() does around the chain, less what only a thread needs: the
         request_started signal (its receivers reset the database connections of the thread that
@@ -255,9 +259,9 @@ class KonvrtASGIHandler(ASGIHandler):
         if request is None:
             response: HttpResponseBase = error_response  # type: ignore[assignment]  # one of the two is set
         else:
-            await read_ahead(request)
-            set_urlconf(settings.ROOT_URLCONF)
-            response = self._chain_in_loop(request)
+            ahead = await read_ahead(request)
+            answered = self._status_answerer.answer(request, ahead)
+            response = answered if answered is not None else self._run_chain_in_loop(request)
             if response.status_code >= 400:
                 log_response("%s: %s", response.reason_phrase, request.path, response=response, request=request)  # type: ignore[arg-type]
         try:
@@ -267,6 +271,10 @@ class KonvrtASGIHandler(ASGIHandler):
                 request.close()
             response.close()
             body_file.close()
+
+    def _run_chain_in_loop(self, request: HttpRequest) -> HttpResponseBase:
+        set_urlconf(settings.ROOT_URLCONF)
+        return self._chain_in_loop(request)
 
     async def read_body(self, receive: Any) -> IO[bytes]:
         """Django's read_body, spooled on the upload disk and bounded by the largest upload (or,

@@ -13,8 +13,9 @@ mistake fails loudly rather than blocking the loop).
 
 Only a poll that takes the usual path anyway is read ahead: GET or HEAD on the exact path with no
 query string (``?format=`` and the like go the usual way), on PostgreSQL with
-WEB_STATUS_DB_CONNECTIONS > 0. The one difference: a poll counts in its rate limit before
-Django's own checks (an untrusted Host, the HTTPS redirect, an unacceptable Accept) refuse it.
+WEB_STATUS_DB_CONNECTIONS > 0, unless sessions are saved on every request (a query in the chain).
+The one difference: a poll counts in its rate limit before Django's own checks (an untrusted
+Host, the HTTPS redirect, an unacceptable Accept) refuse it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpRequest
 from psycopg import Error as DatabaseDriverError
 from psycopg_pool import PoolTimeout
@@ -63,10 +65,12 @@ def served_in_loop(scope: dict[str, Any]) -> bool:
         and not scope.get("query_string")
         and STATUS_PATH.match(scope["path"]) is not None
         and selectors.operation_status_readable_in_loop()
+        # Saving the session on every request is a query the chain would make in the loop.
+        and not settings.SESSION_SAVE_EVERY_REQUEST
     )
 
 
-async def read_ahead(request: HttpRequest) -> None:
+async def read_ahead(request: HttpRequest) -> ReadAhead:
     """The poll's rate limit, and unless it is refused, its status, read and kept on ``request``."""
     # What the session middlewares will set, so that the throttles count the same identities.
     request.session = session_named_by(request)
@@ -76,17 +80,18 @@ async def read_ahead(request: HttpRequest) -> None:
     ahead = ReadAhead(throttles=throttles)
     setattr(request, ATTRIBUTE, ahead)
     if not all(throttle.judged for throttle in throttles):
-        return  # the view answers 429 before it asks for the status
+        return ahead  # the view answers 429 before it asks for the status
     key = request.session.session_key
     if key is None:
         ahead.error = NotFound(selectors.NOT_FOUND_MESSAGE)
-        return
+        return ahead
     match = STATUS_PATH.match(request.path)
     operation_id = match["pk"] if match else ""
     try:
         ahead.status = await selectors.operation_status_async(session_key=key, operation_id=operation_id)
     except (NotFound, DatabaseDriverError, PoolTimeout, RedisError) as e:
         ahead.error = e
+    return ahead
 
 
 def read_ahead_of(request: Any) -> ReadAhead | None:

@@ -14,15 +14,27 @@ from rest_framework.response import Response
 
 from apps.core.utils import attachment_disposition
 
-__all__ = ["IgnoreAcceptNegotiation", "attachment_disposition", "existing_session_key", "session_key", "success"]
+__all__ = [
+    "IgnoreAcceptNegotiation",
+    "attachment_disposition",
+    "existing_session_key",
+    "session_key",
+    "success",
+    "success_body",
+]
 
 
 def success(data: Any, *, message: str | None = None, status: int = 200) -> Response:
     """``{"success": true, "data": ..., "message": ...}``."""
+    return Response(success_body(data, message=message), status=status)
+
+
+def success_body(data: Any, *, message: str | None = None) -> dict[str, Any]:
+    """The success envelope itself (what ``success`` answers with)."""
     body: dict[str, Any] = {"success": True, "data": data}
     if message:
         body["message"] = message
-    return Response(body, status=status)
+    return body
 
 
 def session_key(request: Request) -> str:

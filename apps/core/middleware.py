@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.contrib.sessions.backends.base import SessionBase
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.utils.module_loading import import_string
 
 API_PREFIX = "/api/v1/"
@@ -33,6 +33,19 @@ def session_named_by(request: HttpRequest) -> SessionBase:
     return store(session_key=header_key or request.COOKIES.get(settings.SESSION_COOKIE_NAME))
 
 
+def echo_session_key(request: HttpRequest, response: HttpResponseBase) -> None:
+    """Return the request's session key in the response's ``X-Session-Key`` header, if it has one.
+
+    Read after the view, which may have created the session (or rotated its key). A view that
+    loaded the session has dropped a key that is unknown or expired, so a made-up key never becomes
+    an identity that someone else could guess into. Views that need no session (and the status
+    poll, which matches the key against its operation without loading the session) echo the key
+    as it was sent."""
+    session_key = request.session.session_key
+    if session_key is not None:
+        response[settings.SESSION_HEADER_NAME] = session_key
+
+
 class ApiSessionMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -46,14 +59,7 @@ class ApiSessionMiddleware:
             request.session = session_named_by(request)
 
         response = self.get_response(request)
-        # Read after the view, which may have created the session (or rotated its key). A view that
-        # loaded the session has dropped a key that is unknown or expired, so a made-up key never
-        # becomes an identity that someone else could guess into. Views that need no session (and
-        # the status poll, which matches the key against its operation without loading the session)
-        # echo the key as it was sent.
-        session_key = request.session.session_key
-        if session_key is not None:
-            response[self.header_name] = session_key
+        echo_session_key(request, response)
         return response
 
     @staticmethod

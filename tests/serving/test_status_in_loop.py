@@ -1,6 +1,8 @@
 """The status poll served in the event loop (apps/api/status_poll.py, config/asgi.py): for every kind
 of poll it answers exactly what the usual path (a thread per request) answers (status, headers,
-body), it starts no thread and never calls the synchronous reads, and it keeps the rate limit.
+body), it starts no thread and never calls the synchronous reads, and it keeps the rate limit. A
+plain poll's 200 is made without Django's chain (apps/api/status_answer.py): the same comparisons
+cover it, and the chain is shown to be skipped for those polls only.
 
 Driven through the web tier's ASGI application in this process, once with
 WEB_STATUS_DB_CONNECTIONS=2 (served in the loop) and once with 0 (the usual path), against the
@@ -10,6 +12,7 @@ last test."""
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import urllib.request
 from collections.abc import Iterator
@@ -71,14 +74,20 @@ async def answer(handler: KonvrtASGIHandler, path: str, headers: dict[str, str],
         "raw_path": path.encode(),
         "query_string": b"",
         "root_path": "",
-        "headers": [(b"host", b"testserver")] + [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        "headers": [(k.lower().encode(), v.encode()) for k, v in {"Host": "testserver", **headers}.items()],
         "client": ("203.0.113.7", 50000),
         "server": ("testserver", 80),
     }
     await asyncio.wait_for(handler(scope, receive, send), timeout=30)
     start, *bodies = sent
-    listed = tuple(sorted((k.decode().lower(), v.decode()) for k, v in start["headers"] if k != b"date"))
+    listed = tuple(sorted((k.decode().lower(), comparable(v.decode())) for k, v in start["headers"] if k != b"date"))
     return Answer(start["status"], listed, b"".join(m.get("body", b"") for m in bodies))
+
+
+def comparable(value: str) -> str:
+    """A header value with what is new in every answer masked: a new CSRF cookie's random token
+    and its expiry time."""
+    return re.sub(r"(csrftoken=|expires=)[^;]+", r"\1…", value)
 
 
 def run(handler: KonvrtASGIHandler, requests: list[tuple[str, dict[str, str], str]]) -> list[Answer]:
@@ -179,6 +188,12 @@ def test_every_kind_of_poll_is_answered_as_the_usual_path_answers_it(settings, h
         (queued, {"X-Session-Key": key}, "HEAD"),
         (path_of("not-an-id"), {"X-Session-Key": key}, "GET"),
         (path_of("00000000-0000-0000-0000-000000000000"), {"X-Session-Key": key}, "GET"),
+        (queued, {"X-Session-Key": key, "Accept": "application/json"}, "GET"),
+        (queued, {"X-Session-Key": key, "Accept": "*/*"}, "GET"),
+        (queued, {"X-Session-Key": key, "Accept": "application/json; indent=4"}, "GET"),
+        (queued, {"X-Session-Key": key, "Cookie": "csrftoken=" + "c" * 32}, "GET"),
+        (queued, {"X-Session-Key": key, "Cookie": "csrftoken=not-a-token!"}, "GET"),  # the chain replaces it
+        (queued, {"X-Session-Key": key, "Host": "elsewhere.example"}, "GET"),  # not an allowed host
     ]
     settings.CORS_ALLOWED_ORIGINS = [ALLOWED_ORIGIN]
 
@@ -187,23 +202,98 @@ def test_every_kind_of_poll_is_answered_as_the_usual_path_answers_it(settings, h
     assert in_loop == usual
     statuses = [answer.status for answer in in_loop]
     assert statuses[:6] == [200, 200, 200, 200, 200, 404]  # the other session's operation is not found
-    assert statuses[6:] == [200, 404, 404, 404, 200, 200, 200, 406, 200, 404, 404]
+    assert statuses[6:17] == [200, 404, 404, 404, 200, 200, 200, 406, 200, 404, 404]
+    assert statuses[17:] == [200, 200, 200, 200, 200, 400]
     assert b'"eta_seconds":11' in in_loop[2].body
     assert b"No video worker is running" in in_loop[0].body
     assert ("access-control-allow-origin", ALLOWED_ORIGIN) in in_loop[11].headers
+    assert in_loop[19].body.startswith(b'{\n    "success": true')  # DRF's indent, from the Accept header
+    assert "set-cookie" in dict(in_loop[21].headers)
+
+
+def test_a_plain_polls_200_skips_the_chain_and_every_other_answer_takes_it(settings, handler, operations):
+    key, queued = operations["key"], path_of(operations["queued"].id)
+    settings.CORS_ALLOWED_ORIGINS = [ALLOWED_ORIGIN]
+    plain = [
+        (queued, {"X-Session-Key": key}, "GET"),
+        (queued, {"Cookie": f"sessionid={key}", "Accept": "*/*"}, "HEAD"),
+        (path_of(operations["processing"].id), {"X-Session-Key": key, "Origin": ALLOWED_ORIGIN}, "GET"),
+        (path_of(operations["completed"].id), {"X-Session-Key": key, "Accept": "application/json"}, "GET"),
+    ]
+    others = [
+        (queued, {"X-Session-Key": key, "Accept": "text/html"}, "GET"),
+        (queued, {"X-Session-Key": key, "Accept": "application/json; indent=2"}, "GET"),
+        (queued, {"X-Session-Key": "x" * 32}, "GET"),
+        (path_of(operations["others"].id), {"X-Session-Key": key}, "GET"),
+        (queued, {"X-Session-Key": key, "Host": "elsewhere.example"}, "GET"),
+    ]
+    chained: list[str] = []
+    chain = handler._chain_in_loop
+
+    def recording_chain(request: Any) -> Any:
+        chained.append(request.headers.get("Accept") or request.headers.get("Host"))
+        return chain(request)
+
+    handler._chain_in_loop = recording_chain
+    settings.WEB_STATUS_DB_CONNECTIONS = 2
+
+    assert [answer.status for answer in run(handler, plain)] == [200] * 4
+    assert chained == []
+    assert [answer.status for answer in run(handler, others)] == [406, 200, 404, 404, 400]
+    assert len(chained) == 5
+
+
+def test_with_another_middleware_every_poll_takes_the_chain(settings, operations):
+    rates(settings, "100000/minute")
+    settings.MIDDLEWARE = [*settings.MIDDLEWARE, "django.middleware.http.ConditionalGetMiddleware"]
+    handler = KonvrtASGIHandler()
+    request = (path_of(operations["queued"].id), {"X-Session-Key": operations["key"]}, "GET")
+
+    in_loop, usual = in_loop_and_usual(settings, handler, [request])
+
+    assert not handler._status_answerer.enabled
+    assert in_loop == usual
+    assert "etag" in dict(in_loop[0].headers)  # what the added middleware does, kept
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "status", "header"),
+    [
+        ("SECURE_SSL_REDIRECT", True, 301, "location"),
+        ("PREPEND_WWW", True, 301, "location"),
+        ("DISALLOWED_USER_AGENTS", [re.compile("^curl/")], 403, None),
+        ("SESSION_SAVE_EVERY_REQUEST", True, 200, "set-cookie"),
+    ],
+)
+def test_settings_that_change_a_polls_answer_change_it_in_the_loop_too(
+    settings, operations, setting, value, status, header
+):
+    rates(settings, "100000/minute")
+    setattr(settings, setting, value)
+    handler = KonvrtASGIHandler()  # SecurityMiddleware reads its settings when the chain is built
+    request = (path_of(operations["queued"].id), {"X-Session-Key": operations["key"], "User-Agent": "curl/8"}, "GET")
+
+    in_loop, usual = in_loop_and_usual(settings, handler, [request])
+
+    assert in_loop == usual
+    assert in_loop[0].status == status
+    assert header is None or header in dict(in_loop[0].headers)
 
 
 def test_behind_a_proxy_the_security_headers_are_the_usual_ones(settings, handler, operations):
     settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     settings.SECURE_HSTS_SECONDS = 3600
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
+    settings.SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    settings.SECURE_SSL_REDIRECT = True  # due only for plain HTTP
     headers = {"X-Session-Key": operations["key"], "X-Forwarded-Proto": "https", "X-Forwarded-For": "198.51.100.4"}
     handler = KonvrtASGIHandler()  # SecurityMiddleware reads its settings when the chain is built
 
     in_loop, usual = in_loop_and_usual(settings, handler, [(path_of(operations["queued"].id), headers, "GET")])
 
     assert in_loop == usual
-    assert ("strict-transport-security", "max-age=3600") in in_loop[0].headers
+    assert in_loop[0].status == 200
+    assert ("strict-transport-security", "max-age=3600; includeSubDomains") in in_loop[0].headers
 
 
 def test_the_rate_limit_counts_polls_served_in_the_loop(settings, handler, operations, redis_connection):
