@@ -256,6 +256,7 @@ class KonvrtASGIHandler(ASGIHandler):
             return
         set_script_prefix(get_script_prefix(scope))
         request, error_response = self.create_request(scope, body_file)
+        answered = None
         if request is None:
             response: HttpResponseBase = error_response  # type: ignore[assignment]  # one of the two is set
         else:
@@ -267,10 +268,13 @@ class KonvrtASGIHandler(ASGIHandler):
         try:
             await self.send_response(response, send)
         finally:
-            if request is not None:
-                request.close()
-            response.close()
             body_file.close()
+            # A direct answer opened nothing to close, and not closing it skips request_finished,
+            # whose receivers clean up after the chain (no request_started was sent either).
+            if answered is None:
+                if request is not None:
+                    request.close()
+                response.close()
 
     def _run_chain_in_loop(self, request: HttpRequest) -> HttpResponseBase:
         set_urlconf(settings.ROOT_URLCONF)
@@ -281,6 +285,12 @@ class KonvrtASGIHandler(ASGIHandler):
         for tus upload data, the body to be read as it arrives)."""
         if isinstance(receive, _AfterStreamedBody):
             return receive.body  # type: ignore[return-value]
+        message = await receive()
+        if message["type"] == "http.request" and not message.get("more_body", False):
+            body = message.get("body", b"")
+            if len(body) <= settings.FILE_UPLOAD_MAX_MEMORY_SIZE:
+                # Most requests (every poll): what the spool would have kept in memory, unmade.
+                return io.BytesIO(body)
         directory = Path(settings.FILE_UPLOAD_TEMP_DIR)
         directory.mkdir(parents=True, exist_ok=True)
         limit, received = body_limit(), 0
@@ -288,7 +298,6 @@ class KonvrtASGIHandler(ASGIHandler):
             max_size=settings.FILE_UPLOAD_MAX_MEMORY_SIZE, mode="w+b", dir=str(directory)
         )
         while True:
-            message = await receive()
             if message["type"] == "http.disconnect":
                 body_file.close()
                 raise RequestAborted()
@@ -300,6 +309,7 @@ class KonvrtASGIHandler(ASGIHandler):
             body_file.write(chunk)
             if not message.get("more_body", False):
                 break
+            message = await receive()
         body_file.seek(0)
         return body_file
 

@@ -12,6 +12,7 @@ so that traffic which reaches nothing cannot fill the session table.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 from django.conf import settings
@@ -29,8 +30,15 @@ def session_named_by(request: HttpRequest) -> SessionBase:
     (even an invalid one: then it names none), else its session cookie (what SessionMiddleware
     reads)."""
     header_key = request.headers.get(settings.SESSION_HEADER_NAME, "").strip()
-    store: type[SessionBase] = import_string(f"{settings.SESSION_ENGINE}.SessionStore")
+    store = session_store(settings.SESSION_ENGINE)
     return store(session_key=header_key or request.COOKIES.get(settings.SESSION_COOKIE_NAME))
+
+
+@functools.cache
+def session_store(engine: str) -> type[SessionBase]:
+    """The SessionStore class of a session engine (imported once: the status poll names one per request)."""
+    store: type[SessionBase] = import_string(f"{engine}.SessionStore")
+    return store
 
 
 def echo_session_key(request: HttpRequest, response: HttpResponseBase) -> None:
