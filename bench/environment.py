@@ -146,30 +146,44 @@ class Bench:
 
     def start_worker(self, *queues: str) -> subprocess.Popen:
         """One KonvrtWorker (RQ's forking worker as Konvrt runs it) on ``queues``, registered and idle."""
+        (process,) = self.start_workers(1, *queues)
+        return process
+
+    def start_workers(self, count: int, *queues: str) -> list[subprocess.Popen]:
+        """``count`` KonvrtWorkers on ``queues``, started together; returns once every one of them is
+        registered and idle."""
         import django_rq
         from rq import Worker
 
         connection = django_rq.get_queue(queues[0]).connection
         before = {worker.name for worker in Worker.all(connection=connection)}
-        log = (self.logs / "worker.log").open("ab")
-        process = subprocess.Popen(
-            [sys.executable, "manage.py", "rqworker", *queues, "--worker-class", WORKER_CLASS],
-            env=self.env(),
-            cwd=REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
+        processes = []
+        for _ in range(count):
+            log = (self.logs / "worker.log").open("ab")
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, "manage.py", "rqworker", *queues, "--worker-class", WORKER_CLASS],
+                    env=self.env(),
+                    cwd=REPO,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+            log.close()
         give_up = time.monotonic() + 60
         while time.monotonic() < give_up:
-            if process.poll() is not None:
-                raise RuntimeError(f"The bench worker exited with {process.returncode}; see {self.logs}/worker.log.")
+            for process in processes:
+                if process.poll() is not None:
+                    for other in processes:
+                        stop(other)
+                    raise RuntimeError(f"A bench worker exited with {process.returncode}; see {self.logs}/worker.log.")
             started = [w for w in Worker.all(connection=connection) if w.name not in before]
-            if started and started[0].get_state() == "idle":
-                return process
+            if len(started) >= count and all(worker.get_state() == "idle" for worker in started):
+                return processes
             time.sleep(0.1)
-        stop(process)
-        raise RuntimeError("The bench worker did not register within 60 s.")
+        for process in processes:
+            stop(process)
+        raise RuntimeError(f"The bench workers did not register within 60 s ({count} started).")
 
 
 def procfile_web_command() -> list[str]:

@@ -120,7 +120,10 @@ class CloudinaryStandIn:
         server.socket = self._ssl_context.wrap_socket(server.socket, server_side=True)
         server.standin = self  # type: ignore[attr-defined]
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="cloudinary-standin", daemon=True)
+        # Polled every 50 ms: stop() (shutdown) waits for the loop's next poll, 0.5 s by default.
+        self._thread = threading.Thread(
+            target=server.serve_forever, args=(0.05,), name="cloudinary-standin", daemon=True
+        )
         self._thread.start()
         return self
 

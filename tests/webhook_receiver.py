@@ -83,7 +83,8 @@ class Receiver:
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}/hooks"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # Polled every 50 ms: close() (shutdown) waits for the loop's next poll, 0.5 s by default.
+        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
 
     def wait_for(self, count: int, *, timeout: float = 30) -> list[Delivery]:

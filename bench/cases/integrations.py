@@ -31,6 +31,8 @@ from bench.procfs import rss_mb
 BENCH_WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 # How long the slow receiver takes to answer; the smoke run only checks that the case runs.
 SLOW_SECONDS = {"full": 5.0, "quick": 5.0, "smoke": 1.0}
+# How long the live progress clients may take to connect and be answered once (a bound, not a wait).
+CONNECT_SECONDS = 30.0
 
 
 # --- a receiver ------------------------------------------------------------------------------------
@@ -100,7 +102,7 @@ def run_webhooks(bench: Bench) -> list[Result]:
     receiver = _Receiver(slow_seconds=slow_seconds)
     queue = django_rq.get_queue("webhook_queue")
     count = {"full": 50, "quick": 20, "smoke": 3}[bench.scale]
-    workers = [bench.start_worker("webhook_queue") for _ in range(settings.WORKER_CONFIG["webhook"]["count"])]
+    workers = bench.start_workers(settings.WORKER_CONFIG["webhook"]["count"], "webhook_queue")
     try:
 
         def konvrt() -> Sample:
@@ -280,10 +282,18 @@ async def _measure(
 ) -> Sample:
     before = rss_mb(pid)
     received = [0]
+    answered: set[int] = set()  # the clients answered at least once
+    all_answered = asyncio.Event()
     stop_polling = asyncio.Event()
     connections: list[asyncio.StreamWriter] = []
 
-    async def stream(operation_id: uuid.UUID) -> None:
+    def count(client: int) -> None:
+        received[0] += 1
+        answered.add(client)
+        if len(answered) == clients:
+            all_answered.set()
+
+    async def stream(client: int, operation_id: uuid.UUID) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         connections.append(writer)
         path = f"/api/v1/operations/{operation_id}/events/"
@@ -291,9 +301,9 @@ async def _measure(
         await writer.drain()
         while line := await reader.readline():
             if line.startswith(b"event: status"):
-                received[0] += 1
+                count(client)
 
-    async def poll(operation_id: uuid.UUID) -> None:
+    async def poll(client: int, operation_id: uuid.UUID) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         connections.append(writer)
         path = f"/api/v1/operations/{operation_id}/status/"
@@ -301,12 +311,17 @@ async def _measure(
             writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Session-Key: {key}\r\n\r\n".encode())
             await writer.drain()
             await reader.readexactly(await _request_head(reader))
-            received[0] += 1
+            count(client)
             await asyncio.sleep(1)
 
     run = stream if mode == "stream" else poll
-    tasks = [asyncio.create_task(run(operations[index % len(operations)].id)) for index in range(clients)]
-    await asyncio.sleep(3)  # all connected and answered once
+    tasks = [asyncio.create_task(run(index, operations[index % len(operations)].id)) for index in range(clients)]
+    # Measured from when every client is connected and answered once.
+    try:
+        await asyncio.wait_for(all_answered.wait(), timeout=CONNECT_SECONDS)
+    except TimeoutError:
+        waited = f"{len(answered)} of {clients} {mode} clients answered within {CONNECT_SECONDS:.0f} s"
+        raise RuntimeError(f"{waited}.") from None
     received[0] = 0
     cpu_before = _cpu_seconds(pid)
     for _ in range(seconds):

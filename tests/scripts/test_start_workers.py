@@ -93,8 +93,9 @@ def test_start_status_process_restart_and_stop(fleet, submit, media):
     every_process = [*pids.values(), new_image]
     assert not any(is_alive(pid) for pid in every_process)
     assert not list(fleet.run_dir.glob("*.pid"))
-    assert fleet("status").returncode == 3
-    assert "video: not running" in fleet("status").stdout
+    after = fleet("status")
+    assert after.returncode == 3
+    assert "video: not running" in after.stdout
 
 
 @pytest.mark.slow

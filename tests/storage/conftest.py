@@ -40,7 +40,7 @@ def cloudinary_standin(settings, standin_tls) -> Iterator[CloudinaryStandIn]:
     settings.CLOUDINARY_CREDENTIALS = {}
     settings.CLOUDINARY_CA_BUNDLE = str(ca_file)
     # Short, so that a stand-in that never answers costs the test only seconds.
-    settings.CLOUDINARY_TIMEOUT = 3
+    settings.CLOUDINARY_TIMEOUT = 1
     yield standin
     standin.stop()
 
