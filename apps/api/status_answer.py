@@ -36,7 +36,8 @@ from apps.api.views import OperationViewSet
 from apps.core.middleware import echo_session_key
 from apps.operations.services.events import status_as_dict
 
-# config/settings/base.py's MIDDLEWARE, whose effect on a plain poll's 200 StatusAnswerer makes.
+# config/settings/base.py's MIDDLEWARE, whose effect on a plain poll's 200 StatusAnswerer makes;
+# a copy on purpose: a change to the setting must turn this path off until this module follows.
 # Those it does not call add nothing to it: WhiteNoise serves only static paths, and the
 # session, authentication and message middlewares change a response only when the view used
 # the session, the user or messages, which the status view does not.
