@@ -281,8 +281,9 @@ class KonvrtASGIHandler(ASGIHandler):
         return self._chain_in_loop(request)
 
     async def read_body(self, receive: Any) -> IO[bytes]:
-        """Django's read_body, spooled on the upload disk and bounded by the largest upload (or,
-        for tus upload data, the body to be read as it arrives)."""
+        """Django's read_body, spooled on the upload disk and bounded by the largest upload (a body
+        that came whole in one message no larger than the spool's memory part is kept in memory,
+        as the spool would keep it; tus upload data is the body to be read as it arrives)."""
         if isinstance(receive, _AfterStreamedBody):
             return receive.body  # type: ignore[return-value]
         message = await receive()

@@ -81,7 +81,7 @@ class StatusAnswerer:
 
     def answer(self, request: HttpRequest, ahead: ReadAhead) -> HttpResponse | None:
         """The poll's 200 as the chain would make it, or None when the chain must answer."""
-        if not self.enabled or ahead.status is None or ahead.error is not None:
+        if not self.enabled or ahead.status is None:  # refused, not found or failed
             return None
         if request.headers.get("Accept", "").strip() not in PLAIN_ACCEPT:
             return None
